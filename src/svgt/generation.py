@@ -1,0 +1,327 @@
+"""Guided decoding with Bridge Tokens and a KV cache.
+
+Cache layout (one column per token, the same in every layer): prompt `[0, M)` left-padded, Bridge Tokens
+`[M, M+K)`, response from `M+K`. Positions are honest per row: prompt `0..m-1`, bridge `m..m+K-1`, response from
+`m+K`. Layers below the insert layer see the bridge columns nowhere (they are masked for every query); the bridge
+enters the residual stream at the insert layer's input.
+
+The first response token is predicted at the last bridge position, so it is already guided. Every `r` tokens the
+bridge is recomputed from the newest token's extract-layer state and blended with momentum; the new Bridge Tokens
+ride along in the next token's forward (no extra pass):
+
+- `fast` refresh: the K new bridge entries are computed at their honest positions (seeing only the prompt and each
+  other) and written over the old bridge columns. Response entries already cached keep what they computed against
+  the old bridge; they are stale by design and the mode is measured against `exact`.
+- `exact` refresh: the cache is cut back to the prompt and the bridge plus every response token so far is
+  recomputed, so the cache equals a full recomputation with the new bridge.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from .backbone import Backbone
+from .config import GenerationConfig
+from .hooks import BackboneHooks, ForwardPlan, bridge_block, padded_positions
+from .module import ValueModule
+from .prompts import encode_prompts
+
+
+@dataclass
+class RowTelemetry:
+    """Per generated token of one row, about the state it was predicted from: the discriminator score `s` of that
+    extract-layer state (for the first token: the prompt's state, which built the first bridge), ‖Δz‖, and whether
+    the bridge was refreshed in the forward that produced it. `bridge_score` is the first entry's `s`."""
+
+    score: list[float] = field(default_factory=list)
+    delta_z_norm: list[float] = field(default_factory=list)
+    refreshed: list[bool] = field(default_factory=list)
+    bridge_score: float | None = None
+
+    def add(self, score: float, delta_z_norm: float, refreshed: bool) -> None:
+        self.score.append(score)
+        self.delta_z_norm.append(delta_z_norm)
+        self.refreshed.append(refreshed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bridge_score": self.bridge_score,
+            "score": self.score,
+            "delta_z_norm": self.delta_z_norm,
+            "refreshed": self.refreshed,
+        }
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[list[int]]
+    """Generated ids per row, cut before the first stop token."""
+    texts: list[str]
+    telemetry: list[RowTelemetry]
+    finish_reasons: list[str]
+    """`stop` (a stop token) or `length` (max_new_tokens)."""
+    step_logits: list[torch.Tensor] = field(default_factory=list)
+    """With `keep_logits=True`: the `(B, V)` logits each step sampled from."""
+    step_bridges: list[torch.Tensor | None] = field(default_factory=list)
+    """With `keep_logits=True`: the Bridge Tokens in force for each step's logits."""
+
+
+def _accepts(model: torch.nn.Module, name: str) -> bool:
+    return name in inspect.signature(model.forward).parameters
+
+
+def stop_token_ids(backbone: Backbone, extra: list[int] | None = None) -> set[int]:
+    ids: set[int] = set(extra or [])
+    for source in (getattr(backbone.model, "generation_config", None), backbone.tokenizer):
+        eos = getattr(source, "eos_token_id", None)
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, (list, tuple)):
+            ids.update(int(e) for e in eos)
+    return ids
+
+
+def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator | None) -> torch.Tensor:
+    if not cfg.do_sample:
+        return logits.argmax(-1)
+    logits = logits.float() / cfg.temperature
+    if cfg.top_k:
+        kth = torch.topk(logits, min(cfg.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = torch.softmax(sorted_logits, -1).cumsum(-1)
+        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
+        drop = (cum - torch.softmax(sorted_logits, -1)) >= cfg.top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    probs = torch.softmax(logits, -1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class GuidedDecoder:
+    """One batch of guided generation. Use `generate()` unless you need the pieces."""
+
+    def __init__(self, backbone: Backbone, module: ValueModule | None, cfg: GenerationConfig) -> None:
+        self.backbone = backbone
+        self.model = backbone.model
+        self.module = module
+        self.cfg = cfg
+        self.guided = cfg.guidance and module is not None
+        self.k = module.config.num_bridge_tokens if self.guided else 0
+        self.keep_last = _accepts(self.model, "logits_to_keep")
+        # transformers 5.24 renamed `past_key_values` to `cache`; accept either spelling.
+        self.cache_kwarg = "cache" if _accepts(self.model, "cache") else "past_key_values"
+        self.placeholder = backbone.tokenizer.pad_token_id or 0
+
+    # -- one forward ---------------------------------------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, plan: ForwardPlan | None) -> torch.Tensor:
+        if self.hooks is not None:
+            self.hooks.plan = plan
+        extra = {"logits_to_keep": 1} if self.keep_last else {}
+        try:
+            out = self.model(
+                input_ids=ids,
+                attention_mask=self.attn,
+                position_ids=positions,
+                use_cache=True,
+                **{self.cache_kwarg: self.cache},
+                **extra,
+            )
+        finally:
+            if self.hooks is not None:
+                self.hooks.plan = None
+        return out.logits[:, -1].float()
+
+    def _observe(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(s, Δz, z-trigger state) of the newest token's extract-layer state `(B, d)`."""
+        vs = self.module.value_space
+        z = vs.encode(state.float(), self.prompt_states, self.prompt_mask)
+        delta_z, s = vs.correction(z)
+        return s, delta_z, state
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep_logits: bool = False) -> GenerationResult:
+        cfg, k = self.cfg, self.k
+        batch, m_len = input_ids.shape
+        device = input_ids.device
+        generator = None
+        if cfg.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.cache = DynamicCache()
+        self.attn = attention_mask.long()
+        lengths = self.attn.sum(-1)
+        telemetry = [RowTelemetry() for _ in range(batch)]
+        stops = stop_token_ids(self.backbone, cfg.extra_stop_token_ids) if cfg.stop_at_eos else set()
+        self.hooks = None
+        if self.guided:
+            c = self.module.config
+            attn_impl = getattr(self.model.config, "_attn_implementation", None)
+            self.hooks = BackboneHooks(self.backbone.layers, c.insert_layer, c.extract_layer, attn_impl)
+            self.hooks.__enter__()
+        try:
+            return self._loop(input_ids, lengths, m_len, telemetry, stops, generator, keep_logits)
+        finally:
+            if self.hooks is not None:
+                self.hooks.__exit__(None, None, None)
+            self.cache = None
+
+    def _loop(self, input_ids, lengths, m_len, telemetry, stops, generator, keep_logits) -> GenerationResult:
+        cfg, k, batch, device = self.cfg, self.k, input_ids.shape[0], input_ids.device
+        bridge_cols = slice(m_len, m_len + k)
+        logits = self._forward(input_ids, padded_positions(self.attn), ForwardPlan())
+        bridge = None
+        if self.guided:
+            self.prompt_states = self.hooks.captured.float()
+            self.prompt_mask = self.attn.bool()
+            h_v = self.module.value_space.aggregator(self.prompt_states, self.prompt_mask)
+            s, delta_z, _ = self._observe(h_v)
+            norms = delta_z.norm(dim=-1)
+            for row in range(batch):
+                telemetry[row].bridge_score = float(s[row])
+                if cfg.telemetry:
+                    telemetry[row].add(float(s[row]), float(norms[row]), False)
+            if k:
+                bridge = self.module.bridge(h_v, delta_z)
+                self.attn = torch.cat([self.attn, self.attn.new_ones(batch, k)], 1)
+                ids = torch.full((batch, k), self.placeholder, device=device)
+                positions = lengths[:, None] + torch.arange(k, device=device)
+                plan = ForwardPlan(slice(0, k), bridge, bridge_block(k, m_len + k, bridge_cols, device))
+                logits = self._forward(ids, positions, plan)
+
+        generated = torch.zeros(batch, 0, dtype=torch.long, device=device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        finish_reasons = ["length"] * batch
+        step_logits: list[torch.Tensor] = []
+        step_bridges: list[torch.Tensor | None] = []
+        observed = None
+        for step in range(cfg.max_new_tokens):
+            if keep_logits:
+                step_logits.append(logits.clone())
+                step_bridges.append(None if bridge is None else bridge.clone())
+            token = _pick(logits, cfg, generator)
+            token = torch.where(finished, torch.full_like(token, self.placeholder), token)
+            if stops:
+                hit = torch.isin(token, torch.tensor(sorted(stops), device=device)) & ~finished
+                for row in hit.nonzero().flatten().tolist():
+                    finish_reasons[row] = "stop"
+                finished |= hit
+            generated = torch.cat([generated, token[:, None]], 1)
+            if bool(finished.all()) or step == cfg.max_new_tokens - 1:
+                break
+            position = lengths + k + step
+            refresh = (
+                k > 0 and cfg.refresh_every > 0 and step > 0 and step % cfg.refresh_every == 0 and observed is not None
+            )
+            new_bridge = None
+            if refresh:
+                s_new, dz_new, state_new = observed
+                candidate = self.module.bridge(state_new, dz_new)
+                new_bridge = cfg.momentum * bridge + (1.0 - cfg.momentum) * candidate
+                if cfg.gate_threshold is not None:
+                    keep = (s_new <= cfg.gate_threshold)[:, None, None]
+                    new_bridge = torch.where(keep, bridge, new_bridge)
+                    refresh = not bool(keep.all())
+            if refresh and cfg.refresh_mode == "exact":
+                logits = self._exact_refresh(generated, lengths, m_len, new_bridge)
+            elif refresh:
+                logits = self._fast_refresh(token, position, lengths, m_len, new_bridge)
+            else:
+                self.attn = torch.cat([self.attn, self.attn.new_ones(batch, 1)], 1)
+                kv = self.attn.shape[1]
+                plan = ForwardPlan(block_lower=bridge_block(1, kv, bridge_cols, device)) if k else ForwardPlan()
+                logits = self._forward(token[:, None], position[:, None], plan)
+            if refresh:
+                bridge = new_bridge
+            # The value module runs per token only when someone reads it: telemetry, or a coming refresh.
+            if self.guided and (cfg.telemetry or (k and cfg.refresh_every)):
+                observed = self._observe(self.hooks.captured[:, -1].float())
+                if cfg.telemetry:
+                    s_t, dz_t, _ = observed
+                    norms = dz_t.norm(dim=-1)
+                    for row in range(batch):
+                        telemetry[row].add(float(s_t[row]), float(norms[row]), bool(refresh))
+        return self._result(generated, stops, telemetry, finish_reasons, step_logits, step_bridges)
+
+    def _fast_refresh(self, token, position, lengths, m_len, new_bridge) -> torch.Tensor:
+        """New bridge + next token in one forward; the new bridge entries then replace the old bridge columns."""
+        k, batch, device = self.k, token.shape[0], token.device
+        old_kv = self.attn.shape[1]
+        kv = old_kv + k + 1
+        self.attn = torch.cat([self.attn, self.attn.new_ones(batch, k + 1)], 1)
+        old_cols, new_cols = slice(m_len, m_len + k), slice(old_kv, old_kv + k)
+        lower = torch.zeros(1, k + 1, kv, dtype=torch.bool, device=device)
+        lower[..., old_cols] = True
+        lower[..., new_cols] = True
+        upper = torch.zeros(1, k + 1, kv, dtype=torch.bool, device=device)
+        upper[..., old_cols] = True
+        upper[:, :k, m_len + k : old_kv] = True  # bridge queries: prompt and each other only, as at their positions
+        ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), token[:, None]], 1)
+        positions = torch.cat([lengths[:, None] + torch.arange(k, device=device), position[:, None]], 1)
+        logits = self._forward(ids, positions, ForwardPlan(slice(0, k), new_bridge, lower, upper))
+        for layer in self.cache.layers:
+            for name in ("keys", "values"):
+                t = getattr(layer, name)
+                t[:, :, old_cols] = t[:, :, new_cols]
+                setattr(layer, name, torch.cat([t[:, :, :old_kv], t[:, :, old_kv + k :]], dim=2))
+        self.attn = self.attn[:, : old_kv + 1]
+        # Keep only the token's state for the observer (the bridge rows' states are not tokens).
+        self.hooks.captured = self.hooks.captured[:, -1:]
+        return logits
+
+    def _exact_refresh(self, generated, lengths, m_len, new_bridge) -> torch.Tensor:
+        """Cut the cache back to the prompt and recompute bridge + all response tokens with the new bridge."""
+        k, device = self.k, generated.device
+        batch, t = generated.shape
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[:, :, :m_len]
+            layer.values = layer.values[:, :, :m_len]
+        self.attn = torch.cat([self.attn[:, :m_len], self.attn.new_ones(batch, k + t)], 1)
+        kv = m_len + k + t
+        ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), generated], 1)
+        positions = lengths[:, None] + torch.arange(k + t, device=device)
+        plan = ForwardPlan(slice(0, k), new_bridge, bridge_block(k + t, kv, slice(m_len, m_len + k), device))
+        return self._forward(ids, positions, plan)
+
+    def _result(self, generated, stops, telemetry, finish_reasons, step_logits, step_bridges) -> GenerationResult:
+        tokenizer = self.backbone.tokenizer
+        rows: list[list[int]] = []
+        for row, ids in enumerate(generated.tolist()):
+            cut = next((i for i, t in enumerate(ids) if t in stops), len(ids))
+            rows.append(ids[:cut])
+            tel = telemetry[row]
+            tel.score, tel.delta_z_norm, tel.refreshed = tel.score[:cut], tel.delta_z_norm[:cut], tel.refreshed[:cut]
+        texts = [tokenizer.decode(r, skip_special_tokens=True) for r in rows]
+        return GenerationResult(rows, texts, telemetry, finish_reasons, step_logits, step_bridges)
+
+
+def generate(
+    backbone: Backbone,
+    module: ValueModule | None,
+    prompts: list[str] | list[list[dict[str, str]]],
+    config: GenerationConfig | None = None,
+    *,
+    chat_template: bool = True,
+    batch_size: int = 8,
+    keep_logits: bool = False,
+) -> GenerationResult:
+    """Generate for a list of prompts (strings or chat message lists), in batches, order preserved."""
+    config = config or GenerationConfig()
+    results: list[GenerationResult] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        ids, mask = encode_prompts(backbone.tokenizer, chunk, chat_template, backbone.device)
+        results.append(GuidedDecoder(backbone, module, config).run(ids, mask, keep_logits))
+    return GenerationResult(
+        [r for res in results for r in res.token_ids],
+        [t for res in results for t in res.texts],
+        [t for res in results for t in res.telemetry],
+        [f for res in results for f in res.finish_reasons],
+        [x for res in results for x in res.step_logits],
+        [x for res in results for x in res.step_bridges],
+    )

@@ -1,0 +1,193 @@
+"""Attaching to a frozen backbone through forward hooks, and one bridged forward pass.
+
+Nothing in the backbone is replaced or written. While attached, every decoder layer has a pre-hook and the extract
+layer has a forward hook; all are removed on exit, also when the body raises. What the hooks do in a given forward
+is set by a `ForwardPlan`:
+
+- layers below the insert layer get an attention mask that blocks the Bridge Token columns (invariant 1: those
+  layers never see bridge positions, for any query);
+- layers from the insert layer up may get an extra block (used when a refreshed bridge is computed in the same pass
+  as the next token: bridge queries must see only the prompt and each other, as at their honest positions);
+- the insert layer's input hidden states at the bridge rows are overwritten with the Bridge Tokens;
+- the extract layer's output is kept, for the value module to read.
+
+The blocks are applied on top of whatever mask the model built itself (padding, causal, sliding window), in its own
+format (bool for sdpa, additive float for eager), so no model-specific code is needed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+
+@dataclass
+class ForwardPlan:
+    bridge_rows: slice | None = None
+    """Rows of this forward's input that are Bridge Tokens."""
+    bridge_values: torch.Tensor | None = None
+    """`(B, K, d)` values written at `bridge_rows` at the input of the insert layer."""
+    block_lower: torch.Tensor | None = None
+    """`(1 or B, q, kv)` bool, True = may not attend; for layers below the insert layer."""
+    block_upper: torch.Tensor | None = None
+    """Same, for layers from the insert layer up."""
+    _memo: dict[tuple[int, bool], tuple[Any, Any]] = field(default_factory=dict)
+
+
+def _param_index(module: nn.Module, name: str) -> int | None:
+    params = list(inspect.signature(module.forward).parameters)
+    return params.index(name) if name in params else None
+
+
+class BackboneHooks:
+    """Context manager that attaches the hooks to `layers` and removes them on exit."""
+
+    def __init__(self, layers: nn.ModuleList, insert_layer: int, extract_layer: int, attn_implementation: str | None):
+        self.layers = layers
+        self.insert_layer = insert_layer
+        self.extract_layer = extract_layer
+        self.eager = attn_implementation == "eager"
+        self.plan: ForwardPlan | None = None
+        self.captured: torch.Tensor | None = None
+        self._handles: list[RemovableHandle] = []
+        # GPT-2 blocks take the mask positionally, Llama-style layers by keyword; find where it goes once.
+        self._mask_index = _param_index(layers[0], "attention_mask")
+        self._hidden_index = _param_index(layers[0], "hidden_states")
+
+    def __enter__(self) -> BackboneHooks:
+        try:
+            for i, layer in enumerate(self.layers):
+                self._handles.append(layer.register_forward_pre_hook(self._make_pre_hook(i), with_kwargs=True))
+            self._handles.append(self.layers[self.extract_layer].register_forward_hook(self._capture))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.plan = None
+        self.captured = None
+
+    def _capture(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.captured = output[0] if isinstance(output, tuple) else output
+
+    def _make_pre_hook(self, index: int):
+        upper = index >= self.insert_layer
+        is_insert = index == self.insert_layer
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            plan = self.plan
+            if plan is None:
+                return None
+            args = list(args)
+            block = plan.block_upper if upper else plan.block_lower
+            if block is not None:
+                mask = _get(args, kwargs, "attention_mask", self._mask_index)
+                _set(args, kwargs, "attention_mask", self._mask_index, self._blocked(plan, mask, block, upper))
+            if is_insert and plan.bridge_rows is not None:
+                hidden = _get(args, kwargs, "hidden_states", self._hidden_index)
+                rows = plan.bridge_rows
+                values = plan.bridge_values.to(hidden.dtype)
+                hidden = torch.cat([hidden[:, : rows.start], values, hidden[:, rows.stop :]], dim=1)
+                _set(args, kwargs, "hidden_states", self._hidden_index, hidden)
+            return tuple(args), kwargs
+
+        return hook
+
+    def _blocked(self, plan: ForwardPlan, mask: torch.Tensor | None, block: torch.Tensor, upper: bool) -> torch.Tensor:
+        # Every layer of a kind gets the same mask object; convert it once per forward.
+        key = (id(mask), upper)
+        if key in plan._memo:
+            return plan._memo[key][1]
+        if mask is None:
+            # sdpa skipped the mask (no padding, plain causal): rebuild the causal pattern by cache index.
+            q, kv = block.shape[-2:]
+            allowed = torch.ones(q, kv, dtype=torch.bool, device=block.device).tril(kv - q)
+            new = (allowed & ~block)[:, None]
+            if self.eager:
+                new = torch.zeros(new.shape, dtype=torch.float32, device=block.device).masked_fill(
+                    ~new, torch.finfo(torch.float32).min
+                )
+        elif mask.dtype == torch.bool:
+            new = mask & ~block[:, None]
+        else:
+            new = mask.masked_fill(block[:, None], torch.finfo(mask.dtype).min)
+        plan._memo[key] = (mask, new)
+        return new
+
+
+def _get(args: list, kwargs: dict, name: str, index: int | None) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    if index is not None and index < len(args):
+        return args[index]
+    return None
+
+
+def _set(args: list, kwargs: dict, name: str, index: int | None, value: Any) -> None:
+    if name not in kwargs and index is not None and index < len(args):
+        args[index] = value
+    else:
+        kwargs[name] = value
+
+
+def bridge_block(q: int, kv: int, bridge_cols: slice, device: torch.device) -> torch.Tensor:
+    """`(1, q, kv)` block of the bridge columns for every query (what layers below the insert layer get)."""
+    block = torch.zeros(1, q, kv, dtype=torch.bool, device=device)
+    block[..., bridge_cols] = True
+    return block
+
+
+def padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids for a left-padded batch, exactly as transformers' `generate` computes them."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 1)
+
+
+def bridged_forward(
+    model: nn.Module,
+    hooks: BackboneHooks,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    bridge_tokens: torch.Tensor | None,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor | None = None,
+    placeholder_id: int = 0,
+) -> Any:
+    """One full forward over `[prompt (M), Bridge Tokens (K), response (T)]` without a cache.
+
+    This is the reference that KV-cached generation must equal, and the teacher-forced pass of stage 3.
+    The prompt is left-padded, the response right-padded; positions are honest: prompt `0..m-1`, bridge `m..m+K-1`,
+    response from `m+K`, per row. The extract-layer states land in `hooks.captured`.
+    """
+    batch, m_len = prompt_ids.shape
+    k = 0 if bridge_tokens is None else bridge_tokens.shape[1]
+    device = prompt_ids.device
+    if response_mask is None:
+        response_mask = torch.ones_like(response_ids)
+    ids = torch.cat([prompt_ids, torch.full((batch, k), placeholder_id, device=device), response_ids], dim=1)
+    attn = torch.cat([prompt_mask, torch.ones(batch, k, dtype=prompt_mask.dtype, device=device), response_mask], 1)
+    lengths = prompt_mask.long().sum(-1, keepdim=True)
+    tail = lengths + torch.arange(k + response_ids.shape[1], device=device)
+    positions = torch.cat([padded_positions(prompt_mask), tail], dim=1)
+    total = ids.shape[1]
+    plan = ForwardPlan()
+    if k:
+        cols = slice(m_len, m_len + k)
+        plan = ForwardPlan(cols, bridge_tokens, bridge_block(total, total, cols, device))
+    hooks.plan = plan
+    try:
+        return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False)
+    finally:
+        hooks.plan = None

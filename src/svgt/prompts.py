@@ -1,0 +1,57 @@
+"""Turning user prompts into left-padded token batches, through the chat template when the tokenizer has one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def format_prompt(tokenizer: Any, prompt: str | list[dict[str, str]], chat_template: bool = True) -> str:
+    """The text the backbone sees: exactly `apply_chat_template(messages, add_generation_prompt=True)` when a
+    template is used, else the prompt itself."""
+    if isinstance(prompt, list):
+        messages = prompt
+    else:
+        messages = [{"role": "user", "content": prompt}]
+    if chat_template and has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if isinstance(prompt, list):
+        return "\n".join(m["content"] for m in messages)
+    return prompt
+
+
+def _ids(tokenizer: Any, text: str, templated: bool) -> list[int]:
+    # A rendered chat template already carries the special tokens it wants (e.g. Gemma's <bos>).
+    return tokenizer(text, add_special_tokens=not templated)["input_ids"]
+
+
+def encode_prompts(
+    tokenizer: Any,
+    prompts: list[str] | list[list[dict[str, str]]],
+    chat_template: bool = True,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded `(input_ids, attention_mask)` for a batch of prompts."""
+    if not prompts:
+        raise ValueError("no prompts given")
+    templated = chat_template and has_chat_template(tokenizer)
+    rows = [_ids(tokenizer, format_prompt(tokenizer, p, chat_template), templated) for p in prompts]
+    for i, row in enumerate(rows):
+        if not row:
+            raise ValueError(f"prompt {i} is empty after tokenisation")
+    return left_pad(rows, tokenizer.pad_token_id, device)
+
+
+def left_pad(rows: list[list[int]], pad_id: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)

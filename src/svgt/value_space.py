@@ -1,0 +1,109 @@
+"""The independent value space: aggregator, unconditional and conditional encoders, discriminator, correction Δz.
+
+Convention: the discriminator score `s > 0` means unsafe / misaligned. Δz points toward safety; with the default
+`newton` correction it is the step that would bring `s` to 0, and exactly zero when the state is already safe.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ValueModuleConfig
+
+
+def _mlp(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_out, d_out))
+
+
+class Aggregator(nn.Module):
+    """Pools a masked sequence of states `(B, T, d)` into one state per row `(B, d)`."""
+
+    def __init__(self, hidden_size: int, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        if mode == "attention":
+            self.norm = nn.LayerNorm(hidden_size)
+            self.query = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+        mask = mask.bool()
+        if self.mode == "last":
+            # Works for left and right padding alike: the highest index that is not padding.
+            idx = torch.arange(states.shape[1], device=states.device).expand_as(mask)
+            last = torch.where(mask, idx, -1).amax(dim=1).clamp(min=0)
+            return states[torch.arange(states.shape[0], device=states.device), last]
+        scores = (self.norm(states) @ self.query).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+        return torch.einsum("bt,btd->bd", weights, states)
+
+
+class ValueSpace(nn.Module):
+    """`z = R(f_u(h_v) + λ·CrossAttn(f_c(h_v), f_c(H_p)))`, `s = D(z)`."""
+
+    def __init__(self, config: ValueModuleConfig) -> None:
+        super().__init__()
+        d, dv = config.hidden_size, config.value_dim
+        self.config = config
+        self.aggregator = Aggregator(d, config.aggregator)
+        # Residual-stream norms differ by orders of magnitude across layers and backbones; normalise before encoding.
+        self.input_norm = nn.LayerNorm(d)
+        self.f_u = _mlp(d, dv, config.dropout)
+        self.f_c = _mlp(d, dv, config.dropout)
+        self.cross_attn = nn.MultiheadAttention(dv, config.num_heads, dropout=config.dropout, batch_first=True)
+        # The conditional path starts as an exact no-op, so stage 2 begins from stage 1's discriminator.
+        nn.init.zeros_(self.cross_attn.out_proj.weight)
+        nn.init.zeros_(self.cross_attn.out_proj.bias)
+        self.readout = nn.Sequential(nn.LayerNorm(dv), nn.Linear(dv, dv), nn.GELU(), nn.Linear(dv, dv))
+        self.discriminator = nn.Sequential(nn.Linear(dv, dv), nn.GELU(), nn.Linear(dv, 1))
+
+    def unconditional_parameters(self) -> list[nn.Parameter]:
+        """Stage-1 parts: aggregator, input norm, f_u, R and D."""
+        modules = [self.aggregator, self.input_norm, self.f_u, self.readout, self.discriminator]
+        return [p for m in modules for p in m.parameters()]
+
+    def conditional_parameters(self) -> list[nn.Parameter]:
+        """Stage-2 additions: f_c and the cross-attention."""
+        return [*self.f_c.parameters(), *self.cross_attn.parameters()]
+
+    def encode(
+        self,
+        h_v: torch.Tensor,
+        prompt_states: torch.Tensor | None = None,
+        prompt_mask: torch.Tensor | None = None,
+        conditional: bool = True,
+    ) -> torch.Tensor:
+        """Value state `z` for current states `h_v` of shape `(B, d)` or `(B, T, d)` (token by token)."""
+        x = self.input_norm(h_v)
+        u = self.f_u(x)
+        if not conditional or prompt_states is None or self.config.conditional_weight == 0:
+            return self.readout(u)
+        squeeze = x.dim() == 2
+        q = self.f_c(x.unsqueeze(1) if squeeze else x)
+        kv = self.f_c(self.input_norm(prompt_states))
+        pad = None if prompt_mask is None else ~prompt_mask.bool()
+        c, _ = self.cross_attn(q, kv, kv, key_padding_mask=pad, need_weights=False)
+        if squeeze:
+            c = c.squeeze(1)
+        return self.readout(u + self.config.conditional_weight * c)
+
+    def score(self, z: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(z).squeeze(-1)
+
+    def correction(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(Δz, s)`: differentiates only the small discriminator, never the backbone or encoders.
+
+        Works under a caller's `torch.inference_mode()`: the gradient is taken on a normal-mode copy of `z`.
+        """
+        with torch.inference_mode(False), torch.enable_grad():
+            zg = z.detach().clone().requires_grad_(True)
+            s = self.score(zg)
+            (g,) = torch.autograd.grad(s.sum(), zg)
+        s, g = s.detach(), g.detach()
+        if self.config.correction == "gradient":
+            return -g, s
+        step = F.relu(s).unsqueeze(-1) / g.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+        return -step * g, s

@@ -1,0 +1,31 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import tiny_backbone  # noqa: E402
+
+from svgt import ValueModule, ValueModuleConfig  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Converted backbones are expensive; keep the user's cache unless a test sets SVGT_CACHE itself.
+    torch.set_num_threads(2)
+    yield
+
+
+def make_module(backbone, seed: int = 1, **overrides) -> ValueModule:
+    kwargs = dict(extract_layer=2, num_bridge_tokens=3, value_dim=16, num_heads=2, gate_init=0.5, dropout=0.0)
+    kwargs.update(overrides)
+    cfg = ValueModuleConfig(hidden_size=backbone.hidden_size, num_layers=backbone.num_layers, **kwargs)
+    torch.manual_seed(seed)
+    return ValueModule(cfg).eval()
+
+
+@pytest.fixture
+def llama():
+    return tiny_backbone("llama")

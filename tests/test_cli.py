@@ -1,0 +1,97 @@
+import json
+
+import pytest
+from conftest import make_module
+from tiny import save_tiny_hf_backbone
+
+from svgt import load_backbone, save_pretrained
+from svgt.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return save_tiny_hf_backbone(tmp_path_factory.mktemp("bb") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_path, tmp_path_factory):
+    bb = load_backbone(tiny_path)
+    out = tmp_path_factory.mktemp("art") / "vm"
+    save_pretrained(make_module(bb), out, bb)
+    return str(out)
+
+
+def _json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_generate_json_in_order_with_telemetry(tiny_path, artifact, capsys, tmp_path):
+    prompts_file = tmp_path / "p.jsonl"
+    prompts_file.write_text('{"prompt": "from file one"}\n\n{"prompt": "from file two"}\n')
+    code = main(["generate", "first arg", "--prompts-file", str(prompts_file), "--backbone", tiny_path,
+                 "--artifact", artifact, "--max-new-tokens", "4", "--refresh-every", "2", "--json"])
+    assert code == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert [r["prompt"] for r in rows] == ["first arg", "from file one", "from file two"]
+    for r in rows:
+        assert set(r) >= {"prompt", "text", "telemetry", "finish_reason"}
+        assert set(r["telemetry"]) == {"bridge_score", "score", "delta_z_norm", "refreshed"}
+        assert r["artifact"] == artifact
+
+
+def test_no_guidance_matches_backbone_generate(tiny_path, artifact, capsys):
+    import torch
+
+    assert main(["generate", "hello world", "--backbone", tiny_path, "--no-guidance", "--max-new-tokens", "6",
+                 "--json"]) == 0
+    text = _json_lines(capsys.readouterr().out)[0]["text"]
+    bb = load_backbone(tiny_path)
+    ids = bb.tokenizer.apply_chat_template([{"role": "user", "content": "hello world"}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        out = bb.model.generate(input_ids=ids, max_new_tokens=6, do_sample=False)
+    new = out[0, ids.shape[1]:].tolist()
+    if 1 in new:
+        new = new[: new.index(1)]
+    assert text == bb.tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_plain_text_prompts_file(tiny_path, artifact, capsys, tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("one prompt\n\nanother prompt\n")
+    assert main(["generate", "--prompts-file", str(f), "--backbone", tiny_path, "--artifact", artifact,
+                 "--max-new-tokens", "2", "--json"]) == 0
+    assert [r["prompt"] for r in _json_lines(capsys.readouterr().out)] == ["one prompt", "another prompt"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [('{"prompt": "ok"}\n{"text": "no prompt"}\n', ":2: expected an object with a non-empty string field 'prompt'"),
+     ('{"prompt": "ok"}\n{broken\n', ":2: invalid JSON")],
+)
+def test_bad_prompts_file_names_line(tiny_path, capsys, tmp_path, content, message):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(content)
+    assert main(["generate", "--prompts-file", str(f), "--backbone", tiny_path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("svgt: error: ") and message in err[-1]
+
+
+def test_errors_are_one_line_not_tracebacks(tiny_path, capsys, tmp_path):
+    assert main(["generate", "x", "--prompts-file", str(tmp_path / "missing.txt"), "--backbone", tiny_path]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["generate", "x", "--backbone", tiny_path, "--artifact", str(tmp_path)]) == 2
+    assert "not an svgt artifact" in capsys.readouterr().err
+    assert main(["generate", "x", "--backbone", tiny_path, "--momentum", "2"]) == 2
+    assert "momentum" in capsys.readouterr().err
+    assert main(["generate", "--backbone", tiny_path]) == 2
+    assert "no prompts" in capsys.readouterr().err
+    assert main(["info", "--backbone", str(tmp_path / "nowhere")]) == 2
+    assert "cannot load backbone" in capsys.readouterr().err
+
+
+def test_info_json(tiny_path, artifact, capsys):
+    assert main(["info", "--backbone", tiny_path, "--artifact", artifact, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["backbone_path"] == tiny_path and info["num_layers"] == 4
+    assert info["artifact_config"]["module"]["num_bridge_tokens"] == 3

@@ -1,0 +1,159 @@
+import pytest
+import torch
+from conftest import make_module
+from tiny import FAMILIES, tiny_backbone
+
+from svgt import GenerationConfig, generate
+from svgt.generation import GuidedDecoder
+from svgt.hooks import BackboneHooks, bridged_forward
+from svgt.prompts import left_pad
+
+PROMPTS = [[2, 5, 6, 7, 8, 9, 10, 11], [2, 12, 13, 14]]
+
+
+def _run(backbone, module, **cfg):
+    ids, mask = left_pad(PROMPTS, 0)
+    config = GenerationConfig(stop_at_eos=False, **cfg)
+    return ids, mask, GuidedDecoder(backbone, module, config).run(ids, mask, keep_logits=True)
+
+
+def _recompute_error(backbone, module, ids, mask, result) -> float:
+    """Largest gap between each cached step's logits and a cache-free forward of the same sequence and bridge."""
+    gen = torch.tensor(result.token_ids)
+    c = module.config
+    err = 0.0
+    with BackboneHooks(backbone.layers, c.insert_layer, c.extract_layer, "sdpa") as hooks, torch.no_grad():
+        for t, (logits, bridge) in enumerate(zip(result.step_logits, result.step_bridges)):
+            out = bridged_forward(backbone.model, hooks, ids, mask, bridge, gen[:, :t])
+            err = max(err, (out.logits[:, -1] - logits).abs().max().item())
+    return err
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("refresh", [dict(refresh_every=0), dict(refresh_every=2, refresh_mode="exact", momentum=0.3)])
+def test_cached_decoding_equals_full_recomputation(family, refresh):
+    backbone = tiny_backbone(family)
+    module = make_module(backbone)
+    ids, mask, result = _run(backbone, module, max_new_tokens=9, **refresh)
+    assert _recompute_error(backbone, module, ids, mask, result) < 1e-4
+    if refresh["refresh_every"]:
+        bridges = [b for b in result.step_bridges if b is not None]
+        assert any(not torch.equal(bridges[0], b) for b in bridges), "refresh never changed the bridge"
+
+
+def test_eager_attention_matches_too():
+    backbone = tiny_backbone("llama", attn="eager")
+    module = make_module(backbone)
+    ids, mask, result = _run(backbone, module, max_new_tokens=6, refresh_every=2, refresh_mode="exact")
+    gen = torch.tensor(result.token_ids)
+    c = module.config
+    with BackboneHooks(backbone.layers, c.insert_layer, c.extract_layer, "eager") as hooks, torch.no_grad():
+        out = bridged_forward(backbone.model, hooks, ids, mask, result.step_bridges[-1], gen[:, :-1])
+    assert (out.logits[:, -1] - result.step_logits[-1]).abs().max() < 1e-4
+
+
+def test_bridge_changes_logits(llama):
+    # Guard against a vacuous equality above: the bridge must actually reach the output.
+    module = make_module(llama)
+    _, _, guided = _run(llama, module, max_new_tokens=3)
+    _, _, plain = _run(llama, module, max_new_tokens=3, guidance=False)
+    assert (guided.step_logits[0] - plain.step_logits[0]).abs().max() > 1e-3
+
+
+def test_fast_refresh_is_stale_but_close_and_flags_refreshes(llama):
+    module = make_module(llama)
+    ids, mask, fast = _run(llama, module, max_new_tokens=9, refresh_every=2, momentum=0.3)
+    assert fast.telemetry[0].refreshed == [False, False, False, True, False, True, False, True, False]
+    # Earlier response entries are stale after a fast refresh: not equal to a recomputation, by design.
+    assert _recompute_error(llama, module, ids, mask, fast) > 1e-6
+
+
+def test_guidance_off_matches_hf_generate_greedy(llama):
+    ids, mask = left_pad(PROMPTS, 0)
+    result = GuidedDecoder(llama, None, GenerationConfig(max_new_tokens=12, guidance=False, stop_at_eos=False)).run(
+        ids, mask
+    )
+    with torch.no_grad():
+        ref = llama.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                                   min_new_tokens=12, pad_token_id=0)
+    assert result.token_ids == ref[:, ids.shape[1]:].tolist()
+
+
+def test_zero_bridge_tokens_equals_unguided(llama):
+    module = make_module(llama, num_bridge_tokens=0)
+    _, _, guided = _run(llama, module, max_new_tokens=6)
+    _, _, plain = _run(llama, None, max_new_tokens=6)
+    assert guided.token_ids == plain.token_ids
+    assert len(guided.telemetry[0].score) == 6  # the value space still scores every step
+
+
+def test_refresh_uses_newest_state_and_momentum_one_freezes_bridge(llama):
+    module = make_module(llama)
+    _, _, moving = _run(llama, module, max_new_tokens=8, refresh_every=1, momentum=0.0)
+    bridges = moving.step_bridges
+    assert not torch.allclose(bridges[2], bridges[3])
+    # With momentum 0 the refreshed bridge is exactly the bridge of the newest token's state: recompute it.
+    assert not torch.allclose(bridges[0], bridges[-1])
+    _, _, frozen = _run(llama, module, max_new_tokens=8, refresh_every=1, momentum=1.0)
+    assert all(torch.equal(frozen.step_bridges[0], b) for b in frozen.step_bridges)
+
+
+def test_refreshed_bridge_is_built_from_newest_token_state(llama):
+    module = make_module(llama)
+    ids, mask, res = _run(llama, module, max_new_tokens=4, refresh_every=1, momentum=0.0, refresh_mode="exact")
+    gen = torch.tensor(res.token_ids)
+    c = module.config
+    with BackboneHooks(llama.layers, c.insert_layer, c.extract_layer, "sdpa") as hooks, torch.no_grad():
+        # The bridge in force at step 2 was built from the state of token 0 (computed with the step-1 bridge).
+        bridged_forward(llama.model, hooks, ids, mask, res.step_bridges[1], gen[:, :1])
+        state = hooks.captured[:, -1]
+        prompt = bridged_forward(llama.model, hooks, ids, mask, None, gen[:, :0])
+        prompt_states = hooks.captured
+        z = module.value_space.encode(state, prompt_states, mask.bool())
+        dz, _ = module.value_space.correction(z)
+        expected = module.bridge(state, dz)
+    assert torch.allclose(res.step_bridges[2], expected, atol=1e-5)
+
+
+def test_batched_equals_single(llama):
+    module = make_module(llama)
+    cfg = GenerationConfig(max_new_tokens=8, stop_at_eos=False, refresh_every=3)
+    prompts = ["a longer prompt about cats", "short", "middle length one"]
+    batched = generate(llama, module, prompts, cfg, batch_size=3)
+    singles = [generate(llama, module, [p], cfg, batch_size=1) for p in prompts]
+    assert batched.token_ids == [s.token_ids[0] for s in singles]
+    for b, s in zip(batched.telemetry, singles):
+        assert b.score == pytest.approx(s.telemetry[0].score, abs=1e-4)
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy(llama):
+    module = make_module(llama)
+    a = generate(llama, module, ["hello"], GenerationConfig(max_new_tokens=8, do_sample=True, seed=3,
+                                                            temperature=1.5, top_p=0.9, stop_at_eos=False))
+    b = generate(llama, module, ["hello"], GenerationConfig(max_new_tokens=8, do_sample=True, seed=3,
+                                                            temperature=1.5, top_p=0.9, stop_at_eos=False))
+    assert a.token_ids == b.token_ids
+    greedy = generate(llama, module, ["hello"], GenerationConfig(max_new_tokens=8, stop_at_eos=False))
+    topk1 = generate(llama, module, ["hello"], GenerationConfig(max_new_tokens=8, do_sample=True, top_k=1,
+                                                                seed=0, stop_at_eos=False))
+    assert greedy.token_ids == topk1.token_ids
+
+
+def test_stops_at_eos_and_reports_reason(llama):
+    module = make_module(llama)
+    first = generate(llama, module, ["hello"], GenerationConfig(max_new_tokens=5, stop_at_eos=False))
+    stop_id = first.token_ids[0][2]
+    res = generate(llama, module, ["hello"],
+                   GenerationConfig(max_new_tokens=5, stop_at_eos=True, extra_stop_token_ids=[stop_id]))
+    cut = first.token_ids[0].index(stop_id)
+    assert res.token_ids[0] == first.token_ids[0][:cut]
+    assert res.finish_reasons == ["stop"]
+    assert len(res.telemetry[0].score) == cut
+    assert first.finish_reasons == ["length"] and len(first.token_ids[0]) == 5
+
+
+def test_gate_threshold_skips_refresh_when_safe(llama):
+    module = make_module(llama)
+    _, _, res = _run(llama, module, max_new_tokens=6, refresh_every=1, gate_threshold=1e9)
+    assert not any(res.telemetry[0].refreshed)
+    assert all(torch.equal(res.step_bridges[0], b) for b in res.step_bridges)

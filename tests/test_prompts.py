@@ -1,0 +1,19 @@
+from tiny import save_tiny_hf_backbone
+
+from svgt.backbone import load_backbone
+from svgt.prompts import encode_prompts, format_prompt
+
+
+def test_chat_template_applied_exactly_and_switchable(tmp_path):
+    bb = load_backbone(save_tiny_hf_backbone(tmp_path / "m"))
+    tok = bb.tokenizer
+    messages = [{"role": "user", "content": "hello world"}]
+    assert format_prompt(tok, "hello world") == tok.apply_chat_template(messages, tokenize=False,
+                                                                        add_generation_prompt=True)
+    assert format_prompt(tok, "hello world", chat_template=False) == "hello world"
+    ids, mask = encode_prompts(tok, ["hello world", "hi"])
+    long_ids, long_mask = encode_prompts(tok, ["tell me a story about a cat, hello world", "hi"])
+    expected = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    expected = expected["input_ids"] if isinstance(expected, dict) or hasattr(expected, "keys") else expected
+    assert ids[0].tolist() == list(expected)
+    assert long_mask[1, 0] == 0 and long_mask[1, -1] == 1  # left padding

@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from svgt import ValueModule, ValueModuleConfig
+from svgt.config import ConfigError
+
+
+def _module(**kw):
+    torch.manual_seed(0)
+    return ValueModule(ValueModuleConfig(hidden_size=16, num_layers=4, extract_layer=2, value_dim=8, num_heads=2,
+                                         dropout=0.0, **kw)).eval()
+
+
+def test_correction_works_inside_inference_mode_and_only_touches_discriminator():
+    m = _module()
+    z = torch.randn(5, 8)
+    with torch.inference_mode():
+        dz, s = m.value_space.correction(z)
+    assert dz.shape == (5, 8) and s.shape == (5,)
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_newton_step_is_zero_when_safe_and_reaches_zero_for_linear_discriminator():
+    m = _module()
+    # A linear D makes the Newton step exact: s(z + Δz) == 0 for unsafe rows.
+    m.value_space.discriminator = torch.nn.Linear(8, 1)
+    z = torch.randn(64, 8)
+    dz, s = m.value_space.correction(z)
+    safe = s <= 0
+    assert safe.any() and (~safe).any()
+    assert torch.all(dz[safe] == 0)
+    after = m.value_space.score(z + dz)
+    assert torch.allclose(after[~safe], torch.zeros_like(after[~safe]), atol=1e-5)
+
+
+def test_gradient_correction_is_minus_gradient():
+    m = _module(correction="gradient")
+    m.value_space.discriminator = torch.nn.Linear(8, 1)
+    dz, _ = m.value_space.correction(torch.randn(3, 8))
+    assert torch.allclose(dz, -m.value_space.discriminator.weight.expand(3, 8))
+
+
+def test_conditional_path_is_noop_at_init_and_changes_after_training():
+    m = _module()
+    h = torch.randn(4, 16)
+    prompt = torch.randn(4, 6, 16)
+    assert torch.allclose(m.score(h, prompt), m.score(h, conditional=False))
+    torch.nn.init.normal_(m.value_space.cross_attn.out_proj.weight)
+    assert not torch.allclose(m.score(h, prompt), m.score(h, conditional=False))
+
+
+@pytest.mark.parametrize("mode", ["last", "attention"])
+def test_aggregator_ignores_padding(mode):
+    m = _module(aggregator=mode)
+    states = torch.randn(1, 4, 16)
+    left = torch.cat([torch.randn(1, 2, 16) * 100, states], 1)
+    right = torch.cat([states, torch.randn(1, 2, 16) * 100], 1)
+    agg = m.value_space.aggregator
+    ref = agg(states)
+    assert torch.allclose(agg(left, torch.tensor([[0, 0, 1, 1, 1, 1]])), ref, atol=1e-5)
+    assert torch.allclose(agg(right, torch.tensor([[1, 1, 1, 1, 0, 0]])), ref, atol=1e-5)
+
+
+def test_bridge_shape_norm_and_gate():
+    m = _module(num_bridge_tokens=5, gate_init=0.0)
+    h = torch.randn(3, 16) * 40
+    tokens = m.make_bridge(h).tokens
+    assert tokens.shape == (3, 5, 16)
+    # Gate 0: every Bridge Token is the normalised state, at the state's own scale.
+    ratio = tokens.norm(dim=-1) / h.norm(dim=-1, keepdim=True)
+    assert torch.allclose(ratio, torch.ones_like(ratio), atol=0.05)
+    assert torch.allclose(tokens[:, 0], tokens[:, 4])
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(extract_layer=4), "extract_layer"),
+        (dict(extract_layer=1, insert_layer=-1), "insert_layer"),
+        (dict(extract_layer=1, value_dim=10, num_heads=3), "num_heads"),
+        (dict(extract_layer=1, aggregator="mean"), "aggregator"),
+        (dict(extract_layer=1, dropout=1.0), "dropout"),
+    ],
+)
+def test_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        ValueModuleConfig(hidden_size=16, num_layers=4, **kwargs)
+
+
+def test_generation_config_validation():
+    from svgt import GenerationConfig
+
+    with pytest.raises(ConfigError, match="momentum"):
+        GenerationConfig(momentum=1.5)
+    with pytest.raises(ConfigError, match="refresh_mode"):
+        GenerationConfig(refresh_mode="slow")
+
+
+def test_unknown_config_keys_warn():
+    cfg = ValueModuleConfig(hidden_size=16, num_layers=4, extract_layer=2).to_dict()
+    cfg["from_the_future"] = 1
+    with pytest.warns(UserWarning, match="from_the_future"):
+        ValueModuleConfig.from_dict(cfg)
