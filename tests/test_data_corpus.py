@@ -1,0 +1,82 @@
+"""The training corpus: leak-free against every evaluation/tuning text, deterministic, held-out sets disjoint."""
+
+import pytest
+
+from svgt.data import MissingSourceError, PairExample, build_corpus, evaluation_texts, find_overlaps, normalize
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    try:
+        return build_corpus(seed=0, max_sharegpt=300)
+    except MissingSourceError as e:
+        pytest.skip(str(e))
+
+
+def _training_texts(c):
+    return (
+        [t.text for t in c.texts]
+        + [p.prompt for p in c.pairs]
+        + [p.prompt for p in c.stage3_harmful]
+        + [p.prompt for p in c.stage3_benign]
+    )
+
+
+def test_no_overlap_with_evaluation_texts(corpus):
+    references = evaluation_texts()
+    assert len(references) > 500
+    everything = _training_texts(corpus) + [p.prompt for p in corpus.heldout_benign + corpus.heldout_pairs]
+    assert find_overlaps(everything, references) == []
+    assert corpus.report["leak_removed"].get("tense_rewordings", 0) > 50  # JailbreakBench rewordings of HarmBench
+
+
+def test_lists_and_labels(corpus):
+    labels = {t.source: set() for t in corpus.texts}
+    for t in corpus.texts:
+        labels[t.source].add(t.label)
+    assert labels["donotanswer"] == {1} and labels["sharegpt"] == {0} and labels["toxigen"] == {0, 1}
+    assert {p.label for p in corpus.stage3_harmful} == {1} and {p.label for p in corpus.stage3_benign} == {0}
+    assert {p.label for p in corpus.heldout_benign} == {0}
+    refusal = [p for p in corpus.pairs if p.source.endswith("+refusal")]
+    assert refusal and {p.label for p in refusal} == {0}
+    assert {p.label for p in corpus.pairs if p.source == "rho_pairs"} == {0, 1}
+    assert all(len(p.response) <= 600 for p in corpus.pairs if p.source == "sharegpt")
+    assert len({normalize(t.text) for t in corpus.texts}) == len(corpus.texts)
+
+
+def test_heldout_sets_never_in_training(corpus):
+    training = {normalize(t) for t in _training_texts(corpus)}
+    assert corpus.heldout_benign and not any(normalize(p.prompt) in training for p in corpus.heldout_benign)
+    assert corpus.heldout_pairs and not any(normalize(p.prompt) in training for p in corpus.heldout_pairs)
+    n_pairs = len(corpus.pairs) + len(corpus.heldout_pairs)
+    assert 0.10 <= len(corpus.heldout_pairs) / n_pairs <= 0.20
+    assert {p.label for p in corpus.heldout_pairs} == {0, 1}
+
+
+def test_deterministic_and_reported(corpus):
+    again = build_corpus(seed=0, max_sharegpt=300)
+    assert again.report["fingerprints"] == corpus.report["fingerprints"]
+    assert again.texts == corpus.texts and again.heldout_pairs == corpus.heldout_pairs
+    other = build_corpus(seed=1, max_sharegpt=300)
+    assert other.report["fingerprints"]["heldout_pairs"] != corpus.report["fingerprints"]["heldout_pairs"]
+    report = corpus.report
+    assert {"counts", "leak_removed", "skipped", "fingerprints", "loaded", "roles"} <= set(report)
+    assert report["counts"]["texts"]["donotanswer"][1] == len(corpus.stage3_harmful) - sum(
+        1 for p in corpus.stage3_harmful if p.source != "donotanswer"
+    )
+
+
+def test_hooks_benign_filter_and_extra_pairs():
+    def flag_code(prompts):
+        return ["code" in p.lower() for p in prompts]
+
+    def extra(harmful):
+        return [PairExample(h.prompt, "Sure, here is how.", 1, "backbone") for h in harmful[:20]]
+
+    c = build_corpus(seed=0, max_sharegpt=300, benign_filter=flag_code, extra_pairs=extra)
+    assert c.report["skipped"]["sharegpt_benign_filter"] > 0
+    assert not any("code" in p.prompt.lower() for p in c.heldout_benign + c.stage3_benign if p.source == "sharegpt")
+    backbone = [p for p in c.pairs + c.heldout_pairs if p.source == "backbone"]
+    assert len(backbone) == 20
+    with pytest.raises(ValueError, match="benign_filter returned"):
+        build_corpus(max_sharegpt=50, benign_filter=lambda prompts: [False])
