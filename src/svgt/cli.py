@@ -156,6 +156,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .backbone import load_backbone
+    from .config import TrainConfig
+    from .training.trainer import train
+
+    overrides: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    cfg = TrainConfig(seed=args.seed, **overrides)
+    stages = (1, 2, 3) if args.stage is None else (args.stage,)
+    backbone = load_backbone(args.backbone)
+    metrics = train(backbone, args.out, cfg, stages=stages, resume=args.resume, evaluate=not args.no_eval)
+    print(json.dumps({k: metrics[k] for k in ("discrimination_heldout_pairs", "tuning", "timings_s") if k in metrics},
+                     indent=2))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    print(data.describe_roles())
+    return 0
+
+
 def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE,
                    help=f"built-in name ({', '.join(BUILTIN_BACKBONES)}), hub id or local path")
@@ -196,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-new-tokens", type=int, default=48)
     d.add_argument("--refresh-every", type=int, default=0)
     d.set_defaults(func=cmd_demo)
+    t = sub.add_parser("train", help="train a value module: three stages on the packaged safety data")
+    t.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    t.add_argument("--out", default="runs/value-module", help="artifact directory to write (default: %(default)s)")
+    t.add_argument("--stage", type=int, choices=[1, 2, 3], default=None, help="run one stage only (default: all)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-eval", action="store_true", help="skip the tuning-set check at the end")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
+    t.set_defaults(func=cmd_train)
+
+    dt = sub.add_parser("data", help="list the data sources, their roles (training/tuning/evaluation) and sizes")
+    dt.set_defaults(func=cmd_data)
     return parser
 
 

@@ -139,3 +139,59 @@ class GenerationConfig:
         _check(self.refresh_every >= 0, "refresh_every", f"must be >= 0, got {self.refresh_every}")
         _check(0.0 <= self.momentum <= 1.0, "momentum", f"must be in [0, 1], got {self.momentum}")
         _check(self.refresh_mode in ("fast", "exact"), "refresh_mode", f"'fast' or 'exact', got {self.refresh_mode!r}")
+
+
+@dataclass
+class TrainConfig:
+    """The three-stage curriculum. Defaults are sized for the default backbone on a 2-core CPU (~30 minutes)."""
+
+    seed: int = 0
+    # Module shape (None: ValueModuleConfig.for_backbone's choice).
+    extract_layer: int | None = None
+    num_bridge_tokens: int = 8
+    value_dim: int = 128
+    # Data sizes and lengths.
+    max_sharegpt: int = 2500
+    """ShareGPT conversations read (benign prompts and answers)."""
+    max_prompt_tokens: int = 128
+    max_response_tokens: int = 48
+    generated_answers: int = 256
+    """Harmful and benign training prompts each answered by the unguided backbone (greedy): its complying answers
+    are stage-2 unsafe pairs, its benign answers stage-3 targets."""
+    answer_tokens: int = 40
+    # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
+    stage1_epochs: int = 12
+    stage1_lr: float = 1e-3
+    stage1_batch: int = 64
+    # Stage 2: conditional path, asymmetric learning rates.
+    stage2_epochs: int = 8
+    stage2_lr_new: float = 1e-3
+    stage2_lr_old: float = 1e-4
+    stage2_batch: int = 32
+    # Stage 3: only the bridge trains.
+    stage3_epochs: int = 2
+    stage3_lr: float = 3e-3
+    stage3_batch: int = 8
+    stage3_examples: int = 384
+    """Stage-3 examples per epoch, half harmful (refusal targets), half benign (the backbone's own answers)."""
+    lambda_ce: float = 1.0
+    lambda_safe: float = 0.5
+    lambda_reg: float = 0.1
+    safe_relu_weight: float = 1.0
+    """`a` in mean(softplus(s) + a·ReLU(s))."""
+    reg_tau: float = 0.1
+    """Tolerance τ of the bridge-norm regulariser max(|‖B‖/‖h‖ − 1| − τ, 0)."""
+    eval_tokens: int = 32
+    """Tokens generated per prompt when the trained module is checked on the tuning set."""
+
+    def __post_init__(self) -> None:
+        for name in ("stage1_epochs", "stage2_epochs", "stage3_epochs"):
+            _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("stage1_lr", "stage2_lr_new", "stage2_lr_old", "stage3_lr"):
+            _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("stage1_batch", "stage2_batch", "stage3_batch", "max_prompt_tokens", "max_response_tokens"):
+            _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        _check(self.reg_tau >= 0, "reg_tau", f"must be >= 0, got {self.reg_tau}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,201 @@
+"""The three stages as data + trainable parameters + loss, each handed to the one loop in `loop.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ..backbone import Backbone
+from ..config import TrainConfig
+from ..hooks import BackboneHooks, bridged_forward
+from ..module import ValueModule
+from ..prompts import left_pad
+from .activations import EncodedPair, StateSet, _StopForward
+from .loop import LoopSpec
+from .metrics import binary_metrics
+
+
+def _pad(seqs: list[torch.Tensor], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack `(n_i, d)` tensors into `(B, n_max, d)` (fp32) and a bool mask."""
+    n_max = max(1, max(s.shape[0] for s in seqs))
+    d = seqs[0].shape[-1]
+    out = torch.zeros(len(seqs), n_max, d)
+    mask = torch.zeros(len(seqs), n_max, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        n = s.shape[0]
+        if n:
+            sl = slice(n_max - n, n_max) if left else slice(0, n)
+            out[i, sl] = s.float()
+            mask[i, sl] = True
+    return out, mask
+
+
+def _batches(n: int, size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=gen)
+    for start in range(0, n, size):
+        yield order[start : start + size]
+
+
+@dataclass
+class StateData:
+    """Cached states plus labels; `response_states` empty for standalone texts."""
+
+    states: StateSet
+    labels: torch.Tensor
+
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        p, pm = _pad([self.states.prompt_states[i] for i in idx], left=True)
+        # A standalone text is scored at its last token, like a prompt at bridge time.
+        resp = [self.states.response_states[i] if self.states.response_states[i].shape[0]
+                else self.states.prompt_states[i][-1:] for i in idx]
+        r, rm = _pad(resp, left=False)
+        return {"prompt": p, "prompt_mask": pm, "response": r, "response_mask": rm, "label": self.labels[idx].float()}
+
+
+def _pos_weight(labels: torch.Tensor) -> torch.Tensor:
+    pos = labels.float().sum().clamp(min=1)
+    return ((labels.numel() - pos) / pos).clamp(0.2, 5.0)
+
+
+def pair_scores(module: ValueModule, data: StateData, conditional: bool, batch_size: int = 64) -> torch.Tensor:
+    """One score per item: the mean of the per-token scores of its response (or of its last token)."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data.labels), batch_size):
+            b = data.batch(torch.arange(start, min(start + batch_size, len(data.labels))))
+            s = module.score(b["response"], b["prompt"], b["prompt_mask"], conditional=conditional)
+            m = b["response_mask"].float()
+            out.append((s * m).sum(1) / m.sum(1))
+    return torch.cat(out)
+
+
+def stage1_spec(module: ValueModule, texts: StateData, heldout: StateData, cfg: TrainConfig) -> LoopSpec:
+    vs = module.value_space
+    pos_weight = _pos_weight(texts.labels)
+
+    def loss(idx: torch.Tensor):
+        b = texts.batch(idx)
+        s = module.score_sequence(b["prompt"], b["prompt_mask"])
+        return F.binary_cross_entropy_with_logits(s, b["label"], pos_weight=pos_weight), {}
+
+    return LoopSpec(
+        name="stage1",
+        param_groups=[{"params": vs.unconditional_parameters(), "lr": cfg.stage1_lr}],
+        batches=lambda gen: _batches(len(texts.labels), cfg.stage1_batch, gen),
+        loss=loss,
+        epochs=cfg.stage1_epochs,
+        validate=lambda: binary_metrics(pair_scores(module, heldout, conditional=False), heldout.labels),
+        seed=cfg.seed,
+    )
+
+
+def stage2_spec(module: ValueModule, pairs: StateData, heldout: StateData, cfg: TrainConfig) -> LoopSpec:
+    vs = module.value_space
+    pos_weight = _pos_weight(pairs.labels)
+
+    def loss(idx: torch.Tensor):
+        b = pairs.batch(idx)
+        s = module.score(b["response"], b["prompt"], b["prompt_mask"])
+        m = b["response_mask"].float()
+        target = b["label"][:, None].expand_as(s)
+        per_token = F.binary_cross_entropy_with_logits(s, target, pos_weight=pos_weight, reduction="none")
+        return ((per_token * m).sum(1) / m.sum(1)).mean(), {}
+
+    return LoopSpec(
+        name="stage2",
+        param_groups=[
+            {"params": vs.conditional_parameters(), "lr": cfg.stage2_lr_new},
+            {"params": vs.unconditional_parameters(), "lr": cfg.stage2_lr_old},
+        ],
+        batches=lambda gen: _batches(len(pairs.labels), cfg.stage2_batch, gen),
+        loss=loss,
+        epochs=cfg.stage2_epochs,
+        validate=lambda: binary_metrics(pair_scores(module, heldout, conditional=True), heldout.labels),
+        seed=cfg.seed,
+    )
+
+
+class Stage3Batcher:
+    """Teacher-forced batches `[prompt ; Bridge Tokens ; target]` with the bridge built from the prompt's state."""
+
+    def __init__(self, backbone: Backbone, module: ValueModule, examples: list[EncodedPair], cfg: TrainConfig):
+        self.backbone, self.module, self.examples, self.cfg = backbone, module, examples, cfg
+        c = module.config
+        self.hooks = BackboneHooks(backbone.layers, c.insert_layer, c.extract_layer, None)
+        self.pad = backbone.tokenizer.pad_token_id or 0
+
+    def tensors(self, idx: torch.Tensor):
+        ex = [self.examples[i] for i in idx]
+        p_ids, p_mask = left_pad([e.prompt_ids for e in ex], self.pad, self.backbone.device)
+        t_max = max(len(e.response_ids) for e in ex)
+        t_ids = torch.full((len(ex), t_max), self.pad, dtype=torch.long, device=self.backbone.device)
+        t_mask = torch.zeros_like(t_ids)
+        for row, e in enumerate(ex):
+            t_ids[row, : len(e.response_ids)] = torch.tensor(e.response_ids)
+            t_mask[row, : len(e.response_ids)] = 1
+        return p_ids, p_mask, t_ids, t_mask
+
+    def loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, module, hooks = self.cfg, self.module, self.hooks
+        p_ids, p_mask, t_ids, t_mask = self.tensors(idx)
+        with hooks:
+            # Pass 1 (no grad, stops at the extract layer): the prompt's states and the trigger state.
+            with torch.no_grad():
+                stop = hooks.layers[module.config.extract_layer].register_forward_hook(_raise_stop)
+                try:
+                    bridged_forward(self.backbone.model, hooks, p_ids, p_mask, None, t_ids[:, :0])
+                except _StopForward:
+                    pass
+                finally:
+                    stop.remove()
+            prompt_states = hooks.captured.float()
+            h = module.value_space.aggregator(prompt_states, p_mask.bool())
+            bridge = module.make_bridge(h, prompt_states, p_mask.bool()).tokens
+            # Pass 2: the guided, teacher-forced sequence; gradients reach only the bridge.
+            out = bridged_forward(self.backbone.model, hooks, p_ids, p_mask, bridge, t_ids, t_mask, self.pad)
+            t = t_ids.shape[1]
+            # The target's extract-layer states, which the bridge influences (it enters at or below that layer).
+            states = hooks.captured[:, -t:].float()
+        logits = out.logits[:, -(t + 1) : -1].float()
+        mask = t_mask.bool()
+        ce = F.cross_entropy(logits[mask], t_ids[mask])
+        s = module.score(states, prompt_states, p_mask.bool())
+        safe_terms = F.softplus(s) + cfg.safe_relu_weight * F.relu(s)
+        safe = (safe_terms * mask).sum() / mask.sum()
+        ratio = bridge.norm(dim=-1) / h.norm(dim=-1, keepdim=True)
+        reg = F.relu((ratio - 1).abs() - cfg.reg_tau).mean()
+        loss = cfg.lambda_ce * ce + cfg.lambda_safe * safe + cfg.lambda_reg * reg
+        return loss, {"ce": ce.item(), "safe": safe.item(), "reg": reg.item(), "s_mean": s[mask].mean().item()}
+
+
+def _raise_stop(module, args, output):
+    raise _StopForward
+
+
+def stage3_spec(batcher: Stage3Batcher, heldout_idx: torch.Tensor, train_idx: torch.Tensor,
+                cfg: TrainConfig) -> LoopSpec:
+    module = batcher.module
+
+    def batches(gen: torch.Generator):
+        order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+        for start in range(0, len(order), cfg.stage3_batch):
+            yield order[start : start + cfg.stage3_batch]
+
+    def validate() -> dict[str, float]:
+        losses = [batcher.loss(heldout_idx[i : i + cfg.stage3_batch])[1] for i in range(0, len(heldout_idx),
+                                                                                       cfg.stage3_batch)]
+        return {k: sum(d[k] for d in losses) / len(losses) for k in losses[0]} if losses else {}
+
+    return LoopSpec(
+        name="stage3",
+        param_groups=[{"params": list(module.bridge.parameters()), "lr": cfg.stage3_lr}],
+        batches=batches,
+        loss=batcher.loss,
+        epochs=cfg.stage3_epochs,
+        validate=validate,
+        weight_decay=0.0,
+        seed=cfg.seed,
+    )

@@ -1,0 +1,206 @@
+"""`svgt train`: real safety data -> three stages -> a value-module artifact with its metrics.
+
+Order of work: build the training corpus (leak-checked against the evaluation and tuning sets), let the unguided
+backbone answer some training prompts (its complying answers to harmful prompts become stage-2 unsafe pairs; its
+answers to benign prompts become stage-3 targets, so guidance is trained to leave benign behaviour as it was), cache
+extract-layer states, then stages 1-3, then a check on the tuning set (HarmBench val) and held-out benign prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import data as svdata
+from ..artifact import save_pretrained
+from ..backbone import Backbone, cache_dir
+from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
+from ..generation import generate
+from ..judges import is_refusal
+from ..module import ValueModule
+from .activations import EncodedPair, cached_states, encode_pair
+from .loop import run_loop
+from .metrics import binary_metrics
+from .stages import Stage3Batcher, StateData, pair_scores, stage1_spec, stage2_spec, stage3_spec
+
+METRICS_NAME = "metrics.json"
+TRAIN_CONFIG_NAME = "train_config.json"
+
+
+def _log(msg: str) -> None:
+    tqdm.write(f"svgt train: {msg}")
+
+
+def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int, desc: str) -> list[str]:
+    """The unguided backbone's greedy answers, cached on disk by backbone + prompts + length."""
+    key = hashlib.sha256(json.dumps([backbone.name, backbone.revision, max_new_tokens, prompts]).encode()).hexdigest()
+    path = cache_dir() / "answers" / f"{key[:20]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    answers: list[str] = []
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
+    for start in tqdm(range(0, len(prompts), 16), desc=desc, unit="batch", leave=False):
+        answers += generate(backbone, None, prompts[start : start + 16], cfg, batch_size=16).texts
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(answers))
+    tmp.replace(path)
+    return answers
+
+
+def _sample(items: list, n: int, seed: int) -> list:
+    if len(items) <= n:
+        return list(items)
+    return random.Random(seed).sample(items, n)
+
+
+def _states(backbone: Backbone, layer: int, items: list[tuple[str, str | None]], cfg: TrainConfig,
+            desc: str) -> tuple[list[EncodedPair], Any]:
+    pairs = [encode_pair(backbone, p, r, cfg.max_prompt_tokens, cfg.max_response_tokens) for p, r in items]
+    return pairs, cached_states(backbone, layer, pairs, desc=desc)
+
+
+def train(
+    backbone: Backbone,
+    out_dir: str | os.PathLike[str],
+    cfg: TrainConfig | None = None,
+    *,
+    stages: tuple[int, ...] = (1, 2, 3),
+    resume: bool = False,
+    corpus: Any = None,
+    evaluate: bool = True,
+) -> dict[str, Any]:
+    """Run the curriculum and write `out_dir` (artifact + metrics.json + train_config.json); returns the metrics."""
+    cfg = cfg or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoints"
+    t0 = time.time()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        timings[name] = round(time.time() - since, 1)
+        return time.time()
+
+    overrides = {} if cfg.extract_layer is None else {"extract_layer": cfg.extract_layer}
+    mcfg = ValueModuleConfig.for_backbone(backbone.hidden_size, backbone.num_layers, value_dim=cfg.value_dim,
+                                          num_bridge_tokens=cfg.num_bridge_tokens, **overrides)
+    torch.manual_seed(cfg.seed)
+    module = ValueModule(mcfg)
+    if resume and (out / "value_module.safetensors").exists() and 1 not in stages:
+        from ..artifact import load_pretrained
+
+        module = load_pretrained(out, backbone)
+    layer = mcfg.extract_layer
+
+    t = time.time()
+    corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    harmful_prompts = [p.prompt for p in corpus.stage3_harmful]
+    benign_pairs = corpus.stage3_benign
+    t = lap("corpus", t)
+
+    # The backbone's own answers: harmful prompts (mostly complied with: unsafe pairs) and benign prompts (targets).
+    answered_harmful = _sample(harmful_prompts, cfg.generated_answers, cfg.seed)
+    answered_benign = _sample([p.prompt for p in benign_pairs], cfg.generated_answers, cfg.seed + 1)
+    harmful_answers = backbone_answers(backbone, answered_harmful, cfg.answer_tokens, "answers (harmful)")
+    benign_answers = backbone_answers(backbone, answered_benign, cfg.answer_tokens, "answers (benign)")
+    complied = [(p, a) for p, a in zip(answered_harmful, harmful_answers) if a.strip() and not is_refusal(a)]
+    t = lap("backbone_answers", t)
+
+    # Stage-1 texts and stage-2 pairs (plus held-out pairs for the stage-1 vs stage-2 report), as cached states.
+    texts = corpus.texts
+    _, text_states = _states(backbone, layer, [(x.text, None) for x in texts], cfg, "activations (texts)")
+    pairs = list(corpus.pairs) + [svdata.PairExample(p, a, 1, "backbone_complied") for p, a in complied]
+    pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in _sample(texts, len(pairs) // 2, cfg.seed)]
+    _, pair_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in pairs], cfg,
+                             "activations (pairs)")
+    _, held_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in corpus.heldout_pairs], cfg,
+                             "activations (held-out)")
+    text_data = StateData(text_states, torch.tensor([x.label for x in texts]))
+    pair_data = StateData(pair_states, torch.tensor([p.label for p in pairs]))
+    held_data = StateData(held_states, torch.tensor([p.label for p in corpus.heldout_pairs]))
+    t = lap("activations", t)
+
+    metrics: dict[str, Any] = {"data": corpus.report, "backbone_complied": len(complied),
+                               "backbone_refused": len(answered_harmful) - len(complied)}
+    if 1 in stages:
+        metrics["stage1"] = run_loop(module, stage1_spec(module, text_data, held_data, cfg), ckpt, resume)
+        t = lap("stage1", t)
+    uncond = binary_metrics(pair_scores(module, held_data, conditional=False), held_data.labels)
+    if 2 in stages:
+        metrics["stage2"] = run_loop(module, stage2_spec(module, pair_data, held_data, cfg), ckpt, resume)
+        t = lap("stage2", t)
+    cond = binary_metrics(pair_scores(module, held_data, conditional=True), held_data.labels)
+    metrics["discrimination_heldout_pairs"] = {"n": len(held_data.labels), "unconditional": uncond,
+                                               "conditional": cond}
+    _log(f"held-out pairs: unconditional {_fmt(uncond)} -> conditional {_fmt(cond)}")
+
+    if 3 in stages:
+        examples = [encode_pair(backbone, p, svdata.refusal_for(p, cfg.seed) + _eos(backbone), cfg.max_prompt_tokens,
+                                cfg.answer_tokens + 8) for p in _sample(harmful_prompts, cfg.stage3_examples // 2,
+                                                                        cfg.seed + 2)]
+        examples += [encode_pair(backbone, p, a, cfg.max_prompt_tokens, cfg.answer_tokens)
+                     for p, a in zip(answered_benign, benign_answers) if a.strip()]
+        examples = [e for e in examples if e.response_ids]
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed))
+        n_val = max(8, len(examples) // 20)
+        batcher = Stage3Batcher(backbone, module, examples, cfg)
+        metrics["stage3"] = run_loop(module, stage3_spec(batcher, order[:n_val], order[n_val:], cfg), ckpt, resume)
+        t = lap("stage3", t)
+
+    timings["train_total"] = round(time.time() - t0, 1)
+    if evaluate:
+        metrics["tuning"] = tuning_check(backbone, module, corpus, cfg)
+        t = lap("tuning_check", t)
+    metrics["timings_s"] = timings
+    data_info = {"fingerprints": corpus.report.get("fingerprints", {}), "roles": svdata.ROLES}
+    save_pretrained(module, out, backbone, data=data_info, training=cfg.to_dict())
+    (out / TRAIN_CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    _log(f"wrote {out} in {timings['train_total']:.0f}s of training")
+    return metrics
+
+
+def _eos(backbone: Backbone) -> str:
+    tok = backbone.tokenizer
+    return tok.eos_token if getattr(tok, "eos_token", None) else ""
+
+
+def _fmt(m: dict[str, float]) -> str:
+    return f"acc {m['acc']:.3f} f1 {m['f1']:.3f} auroc {m['auroc']:.3f}"
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    return str(obj)
+
+
+def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: TrainConfig,
+                 limit: int | None = None) -> dict[str, Any]:
+    """Greedy refusal rates, guided and unguided, on HarmBench val (tuning set) and held-out benign prompts."""
+    harmful = [p.prompt if not p.context else f"{p.context}\n\n---\n\n{p.prompt}" for p in svdata.harmbench("val")]
+    benign = [p.prompt for p in corpus.heldout_benign][: len(harmful)]
+    if limit:
+        harmful, benign = harmful[:limit], benign[:limit]
+    result: dict[str, Any] = {"harmbench_val_n": len(harmful), "heldout_benign_n": len(benign),
+                              "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
+    for name, mod in (("unguided", None), ("guided", module)):
+        gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=mod is not None)
+        h = generate(backbone, mod, harmful, gen, batch_size=16).texts
+        b = generate(backbone, mod, benign, gen, batch_size=16).texts
+        result[name] = {"harmbench_val_refusal": sum(map(is_refusal, h)) / len(h),
+                        "heldout_benign_refusal": sum(map(is_refusal, b)) / len(b)}
+        result[f"{name}_examples"] = [{"prompt": p, "response": r} for p, r in list(zip(harmful, h))[:3]]
+        _log(f"{name}: HarmBench val refusal {result[name]['harmbench_val_refusal']:.1%}, "
+             f"held-out benign refusal {result[name]['heldout_benign_refusal']:.1%}")
+    return result

@@ -1,0 +1,120 @@
+import os
+import random
+
+import pytest
+import torch
+from conftest import make_module
+from tiny import tiny_backbone
+
+from svgt.config import TrainConfig
+from svgt.training import activations
+from svgt.training.activations import cached_states, encode_pair
+from svgt.training.loop import run_loop
+from svgt.training.metrics import auroc, binary_metrics
+from svgt.training.stages import Stage3Batcher, StateData, stage1_spec, stage2_spec, stage3_spec
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SVGT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _texts(n=48, seed=0):
+    rng = random.Random(seed)
+    bad = ["bomb", "poison", "steal", "hack", "weapon"]
+    good = ["cake", "garden", "poem", "music", "travel"]
+    out = []
+    for i in range(n):
+        label = i % 2
+        words = rng.choices(bad if label else good, k=4)
+        out.append((" ".join(words) + f" {i}", label))
+    return out
+
+
+def _state_data(backbone, items, layer=2):
+    pairs = [encode_pair(backbone, p, r, 64, 16) for p, r, _ in items]
+    return StateData(cached_states(backbone, layer, pairs), torch.tensor([lab for *_, lab in items]))
+
+
+def _tiny_cfg(**kw):
+    base = dict(stage1_epochs=6, stage2_epochs=6, stage3_epochs=3, stage1_batch=16, stage2_batch=16,
+                stage3_batch=4, stage1_lr=3e-3, stage3_lr=1e-2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_metrics_known_values():
+    scores = torch.tensor([0.9, 0.8, -0.1, -0.5, 0.3])
+    labels = torch.tensor([1, 1, 0, 0, 0])
+    assert auroc(scores, labels) == pytest.approx(1.0)
+    assert auroc(-scores, labels) == pytest.approx(0.0)
+    m = binary_metrics(scores, labels)
+    assert m["acc"] == pytest.approx(0.8) and m["f1"] == pytest.approx(0.8)
+
+
+def test_stage1_and_stage2_lower_their_loss(cache):
+    bb = tiny_backbone("llama")
+    module = make_module(bb).train()
+    texts = _state_data(bb, [(t, None, lab) for t, lab in _texts()])
+    pairs = _state_data(bb, [(t, "yes sure " + t, lab) for t, lab in _texts(seed=1)])
+    h1 = run_loop(module, stage1_spec(module, texts, pairs, _tiny_cfg()), progress=False)
+    assert h1[-1]["loss"] < h1[0]["loss"]
+    before = {k: v.clone() for k, v in module.value_space.state_dict().items()}
+    h2 = run_loop(module, stage2_spec(module, pairs, pairs, _tiny_cfg()), progress=False)
+    assert h2[-1]["loss"] < h2[0]["loss"]
+    changed = {k for k, v in module.value_space.state_dict().items() if not torch.equal(before[k], v)}
+    assert any(k.startswith("cross_attn") for k in changed)
+
+
+def test_stage3_trains_only_the_bridge_and_lowers_loss(cache):
+    bb = tiny_backbone("llama")
+    module = make_module(bb)
+    backbone_before = {k: v.clone() for k, v in bb.model.state_dict().items()}
+    vs_before = {k: v.clone() for k, v in module.value_space.state_dict().items()}
+    examples = [encode_pair(bb, t, "fixed target words here", 64, 8) for t, _ in _texts(16)]
+    batcher = Stage3Batcher(bb, module, examples, _tiny_cfg())
+    idx = torch.arange(len(examples))
+    hist = run_loop(module, stage3_spec(batcher, idx[:4], idx[4:], _tiny_cfg()), progress=False)
+    assert hist[-1]["ce"] < hist[0]["ce"]
+    assert all(torch.equal(backbone_before[k], v) for k, v in bb.model.state_dict().items())
+    assert all(torch.equal(vs_before[k], v) for k, v in module.value_space.state_dict().items())
+
+
+def test_resume_equals_uninterrupted(cache, tmp_path):
+    bb = tiny_backbone("llama")
+    texts = _state_data(bb, [(t, None, lab) for t, lab in _texts()])
+    cfg = _tiny_cfg(stage1_epochs=4)
+    straight = make_module(bb, dropout=0.1)
+    run_loop(straight, stage1_spec(straight, texts, texts, cfg), tmp_path / "a", progress=False)
+    interrupted = make_module(bb, dropout=0.1)
+    run_loop(interrupted, stage1_spec(interrupted, texts, texts, cfg), tmp_path / "b", progress=False,
+             stop_after_epochs=2)
+    resumed = make_module(bb, seed=99, dropout=0.1)  # fresh weights: everything must come from the checkpoint
+    hist = run_loop(resumed, stage1_spec(resumed, texts, texts, cfg), tmp_path / "b", resume=True, progress=False)
+    assert len(hist) == 4
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_activation_cache_is_reused(cache, monkeypatch):
+    bb = tiny_backbone("llama")
+    pairs = [encode_pair(bb, t, None, 64, 8) for t, _ in _texts(8)]
+    first = cached_states(bb, 2, pairs)
+    assert len(os.listdir(cache / "activations")) == 1
+    monkeypatch.setattr(activations, "compute_states", lambda *a, **k: pytest.fail("backbone ran again"))
+    second = cached_states(bb, 2, pairs)
+    for a, b in zip(first.prompt_states, second.prompt_states):
+        assert torch.equal(a, b)
+
+
+def test_cached_states_equal_a_direct_forward(cache):
+    bb = tiny_backbone("llama")
+    pair = encode_pair(bb, "hello there", "general kenobi", 64, 8)
+    states = cached_states(bb, 2, [pair])
+    ids = torch.tensor([pair.prompt_ids + pair.response_ids])
+    with torch.no_grad():
+        hidden = bb.model(input_ids=ids, output_hidden_states=True).hidden_states[3][0]
+    m = len(pair.prompt_ids)
+    assert torch.allclose(states.prompt_states[0].float(), hidden[:m], atol=1e-2)
+    assert torch.allclose(states.response_states[0].float(), hidden[m:], atol=1e-2)
