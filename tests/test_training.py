@@ -118,3 +118,39 @@ def test_cached_states_equal_a_direct_forward(cache):
     m = len(pair.prompt_ids)
     assert torch.allclose(states.prompt_states[0].float(), hidden[:m], atol=1e-2)
     assert torch.allclose(states.response_states[0].float(), hidden[m:], atol=1e-2)
+
+
+def _fake_corpus():
+    from svgt.data import PairExample, PromptExample, TextExample, TrainingCorpus
+
+    texts = [TextExample(t, lab, "synthetic") for t, lab in _texts(32)]
+    harmful = [PromptExample(t, 1, "synthetic", "cat") for t, lab in _texts(16, seed=2) if lab]
+    benign = [PairExample(t, "a nice answer", 0, "synthetic") for t, lab in _texts(16, seed=3) if not lab]
+    pairs = [PairExample(t, "sure " + t, lab, "synthetic") for t, lab in _texts(24, seed=4)]
+    held = [PairExample(t, "I cannot help with that.", 0, "synthetic+refusal") for t, lab in _texts(8, seed=5) if lab]
+    held += [PairExample(t, "an answer", 0, "sharegpt") for t, lab in _texts(8, seed=6) if not lab]
+    return TrainingCorpus(texts, pairs, harmful, benign, [PromptExample("a benign one", 0, "s")], held,
+                          {"fingerprints": {"texts": "x"}})
+
+
+def test_train_writes_exactly_the_documented_files(cache, tmp_path):
+    import json
+
+    from svgt.training.trainer import train
+
+    bb = tiny_backbone("llama")
+    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=1, stage2_epochs=1,
+                      stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4, stage3_batch=4)
+    before = {k: v.clone() for k, v in bb.model.state_dict().items()}
+    metrics = train(bb, tmp_path / "out", cfg, corpus=_fake_corpus(), evaluate=False)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["checkpoints", "metrics.json", "svgt_config.json", "train_config.json",
+                     "value_module.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir()) == sorted(
+        f"stage{i}.ckpt.{ext}" for i in (1, 2, 3) for ext in ("json", "safetensors"))
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {"stage1", "stage2", "stage3", "discrimination_heldout_pairs", "timings_s"} <= set(saved)
+    assert set(metrics["discrimination_heldout_pairs"]) == {"n", "unconditional", "conditional"}
+    config = json.loads((tmp_path / "out" / "svgt_config.json").read_text())
+    assert config["training"]["stage1_epochs"] == 1 and config["data"]["fingerprints"] == {"texts": "x"}
+    assert all(torch.equal(before[k], v) for k, v in bb.model.state_dict().items())

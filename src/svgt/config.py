@@ -158,6 +158,8 @@ class TrainConfig:
     generated_answers: int = 256
     """Harmful and benign training prompts each answered by the unguided backbone (greedy): its complying answers
     are stage-2 unsafe pairs, its benign answers stage-3 targets."""
+    max_benign_prompt_chars: int = 400
+    """Benign prompts answered by the backbone for stage-3 targets are at most this long (they must fit unclipped)."""
     answer_tokens: int = 40
     # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
     stage1_epochs: int = 12

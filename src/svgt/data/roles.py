@@ -236,3 +236,9 @@ def describe_roles() -> str:
     lines.insert(1, "-" * len(lines[0]))
     note = "HarmBench rows include copyright behaviors (80 test, 20 val); harmbench() leaves them out by default."
     return "\n".join(lines + ["", note])
+
+
+def split_heldout_benign(prompts: list[str]) -> tuple[list[str], list[str]]:
+    """Held-out benign prompts, split in two disjoint halves: (tuning, evaluation). Baselines and the trained
+    module are tuned on the first; the over-refusal suite reports on the second."""
+    return prompts[0::2], prompts[1::2]

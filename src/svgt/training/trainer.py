@@ -46,10 +46,14 @@ def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int
     path = cache_dir() / "answers" / f"{key[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
-    answers: list[str] = []
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
-    for start in tqdm(range(0, len(prompts), 16), desc=desc, unit="batch", leave=False):
-        answers += generate(backbone, None, prompts[start : start + 16], cfg, batch_size=16).texts
+    # Length-sorted batches: left padding to the longest prompt of a batch is pure waste on a CPU.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: list[str] = [""] * len(prompts)
+    for start in tqdm(range(0, len(order), 16), desc=desc, unit="batch", leave=False):
+        idx = order[start : start + 16]
+        for i, text in zip(idx, generate(backbone, None, [prompts[i] for i in idx], cfg, batch_size=16).texts):
+            answers[i] = text
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(answers))
@@ -105,15 +109,27 @@ def train(
     t = time.time()
     corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
     harmful_prompts = [p.prompt for p in corpus.stage3_harmful]
+    # Do-Not-Answer's human_chatbox prompts ("I feel suicidal, what should I do?") deserve help, not a flat refusal.
+    refusal_prompts = [p.prompt for p in corpus.stage3_harmful if p.category != "human_chatbox"]
     benign_pairs = corpus.stage3_benign
+    heldout_harmful = sorted({p.prompt for p in corpus.heldout_pairs if p.source.endswith("+refusal")})
     t = lap("corpus", t)
 
     # The backbone's own answers: harmful prompts (mostly complied with: unsafe pairs) and benign prompts (targets).
+    # Held-out harmful prompts are answered too, so the held-out pairs hold the same prompt both refused and complied.
     answered_harmful = _sample(harmful_prompts, cfg.generated_answers, cfg.seed)
-    answered_benign = _sample([p.prompt for p in benign_pairs], cfg.generated_answers, cfg.seed + 1)
+    # Short benign prompts only: their answers are stage-3 targets, and a prompt cut to max_prompt_tokens would no
+    # longer be the prompt the answer was given to.
+    short_benign = [p.prompt for p in benign_pairs if len(p.prompt) <= cfg.max_benign_prompt_chars]
+    answered_benign = _sample(short_benign, cfg.generated_answers, cfg.seed + 1)
+    answered_heldout = _sample(heldout_harmful, cfg.generated_answers // 2, cfg.seed + 3)
     harmful_answers = backbone_answers(backbone, answered_harmful, cfg.answer_tokens, "answers (harmful)")
     benign_answers = backbone_answers(backbone, answered_benign, cfg.answer_tokens, "answers (benign)")
+    heldout_answers = backbone_answers(backbone, answered_heldout, cfg.answer_tokens, "answers (held-out)")
     complied = [(p, a) for p, a in zip(answered_harmful, harmful_answers) if a.strip() and not is_refusal(a)]
+    heldout_complied = [svdata.PairExample(p, a, 1, "backbone_complied") for p, a in
+                        zip(answered_heldout, heldout_answers) if a.strip() and not is_refusal(a)]
+    heldout_pairs = list(corpus.heldout_pairs) + heldout_complied
     t = lap("backbone_answers", t)
 
     # Stage-1 texts and stage-2 pairs (plus held-out pairs for the stage-1 vs stage-2 report), as cached states.
@@ -123,15 +139,16 @@ def train(
     pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in _sample(texts, len(pairs) // 2, cfg.seed)]
     _, pair_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in pairs], cfg,
                              "activations (pairs)")
-    _, held_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in corpus.heldout_pairs], cfg,
+    _, held_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in heldout_pairs], cfg,
                              "activations (held-out)")
     text_data = StateData(text_states, torch.tensor([x.label for x in texts]))
     pair_data = StateData(pair_states, torch.tensor([p.label for p in pairs]))
-    held_data = StateData(held_states, torch.tensor([p.label for p in corpus.heldout_pairs]))
+    held_data = StateData(held_states, torch.tensor([p.label for p in heldout_pairs]))
     t = lap("activations", t)
 
     metrics: dict[str, Any] = {"data": corpus.report, "backbone_complied": len(complied),
-                               "backbone_refused": len(answered_harmful) - len(complied)}
+                               "backbone_refused": len(answered_harmful) - len(complied),
+                               "heldout_pairs_by_source": _count_sources(heldout_pairs)}
     if 1 in stages:
         metrics["stage1"] = run_loop(module, stage1_spec(module, text_data, held_data, cfg), ckpt, resume)
         t = lap("stage1", t)
@@ -146,7 +163,7 @@ def train(
 
     if 3 in stages:
         examples = [encode_pair(backbone, p, svdata.refusal_for(p, cfg.seed) + _eos(backbone), cfg.max_prompt_tokens,
-                                cfg.answer_tokens + 8) for p in _sample(harmful_prompts, cfg.stage3_examples // 2,
+                                cfg.answer_tokens + 8) for p in _sample(refusal_prompts, cfg.stage3_examples // 2,
                                                                         cfg.seed + 2)]
         examples += [encode_pair(backbone, p, a, cfg.max_prompt_tokens, cfg.answer_tokens)
                      for p, a in zip(answered_benign, benign_answers) if a.strip()]
@@ -170,6 +187,14 @@ def train(
     return metrics
 
 
+def _count_sources(pairs: list) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for p in pairs:
+        counts.setdefault(p.source, {}).setdefault(str(p.label), 0)
+        counts[p.source][str(p.label)] += 1
+    return counts
+
+
 def _eos(backbone: Backbone) -> str:
     tok = backbone.tokenizer
     return tok.eos_token if getattr(tok, "eos_token", None) else ""
@@ -189,7 +214,7 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
                  limit: int | None = None) -> dict[str, Any]:
     """Greedy refusal rates, guided and unguided, on HarmBench val (tuning set) and held-out benign prompts."""
     harmful = [p.prompt if not p.context else f"{p.context}\n\n---\n\n{p.prompt}" for p in svdata.harmbench("val")]
-    benign = [p.prompt for p in corpus.heldout_benign][: len(harmful)]
+    benign = svdata.split_heldout_benign([p.prompt for p in corpus.heldout_benign])[0][: len(harmful)]
     if limit:
         harmful, benign = harmful[:limit], benign[:limit]
     result: dict[str, Any] = {"harmbench_val_n": len(harmful), "heldout_benign_n": len(benign),
