@@ -1,0 +1,133 @@
+"""`svgt` (Bridge Tokens) and `svgt_inject` (the paper's ablation: the same module's correction added to the
+residual stream instead of Bridge Tokens)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+
+from ..config import GenerationConfig
+from ..generation import generate
+from ..hooks import BackboneHooks, bridged_forward
+from ..module import ValueModule
+from ..pipeline import load_guided_model
+from ..prompts import encode_prompts
+from ..training.activations import _StopForward
+from .base import Method, MethodContext, MethodOutput
+from .tuning import tune
+
+
+def _load_module(ctx: MethodContext) -> tuple[ValueModule, str]:
+    guided = load_guided_model(ctx.backbone, ctx.extras.get("artifact"), allow_untrained=False)
+    return guided.module, str(guided.artifact)
+
+
+class SVGTMethod(Method):
+    name = "svgt"
+
+    def __init__(self, refresh_every: int = 0, momentum: float = 0.5, grid: list[dict[str, Any]] | None = None):
+        super().__init__()
+        self.params = {"refresh_every": refresh_every, "momentum": momentum}
+        self.grid = grid or []
+        self.module: ValueModule | None = None
+
+    def prepare(self, ctx: MethodContext) -> dict[str, Any]:
+        self.backbone = ctx.backbone
+        self.module, artifact = _load_module(ctx)
+        self.params["artifact"] = artifact
+        if self.grid:
+            self.params, self.search = tune(self, self.grid, ctx)
+        return self.params
+
+    def generate(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8) -> MethodOutput:
+        assert self.backbone is not None and self.module is not None, "prepare() first"
+        cfg = GenerationConfig(max_new_tokens=max_new_tokens, refresh_every=self.params["refresh_every"],
+                               momentum=self.params["momentum"])
+        start = time.perf_counter()
+        res = generate(self.backbone, self.module, prompts, cfg, batch_size=batch_size)
+        return MethodOutput(res.texts, [len(t) for t in res.token_ids], time.perf_counter() - start,
+                            [t.score for t in res.telemetry])
+
+
+class SVGTInjectMethod(Method):
+    """The trained module's correction `φ(Δz) − φ(0)` (zero for a state judged safe), rescaled to the RMS of the
+    prompt's state and multiplied by a tuned factor, is added to the residual stream at the insert layer at the last
+    prompt position and every generated position. No Bridge Tokens."""
+
+    name = "svgt_inject"
+
+    def __init__(self, multiplier: float = 1.0, grid: list[dict[str, Any]] | None = None):
+        super().__init__()
+        self.params = {"multiplier": multiplier}
+        self.grid = grid if grid is not None else [{"multiplier": m} for m in (0.5, 1.0, 2.0, 4.0)]
+        self.module: ValueModule | None = None
+        self._vectors: torch.Tensor | None = None
+
+    def prepare(self, ctx: MethodContext) -> dict[str, Any]:
+        self.backbone = ctx.backbone
+        self.module, artifact = _load_module(ctx)
+        self.params["artifact"] = artifact
+        if self.grid:
+            self.params, self.search = tune(self, self.grid, ctx)
+        return self.params
+
+    @torch.inference_mode()
+    def _corrections(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        module, bb = self.module, self.backbone
+        c = module.config
+        hooks = BackboneHooks(bb.layers, c.insert_layer, c.extract_layer, None)
+        with hooks:
+            stop = bb.layers[c.extract_layer].register_forward_hook(lambda *a: (_ for _ in ()).throw(_StopForward()))
+            try:
+                bridged_forward(bb.model, hooks, ids, mask, None, ids[:, :0])
+            except _StopForward:
+                pass
+            finally:
+                stop.remove()
+            states = hooks.captured.float()
+        h = module.value_space.aggregator(states, mask.bool())
+        z = module.value_space.encode(h, states, mask.bool())
+        delta_z, _ = module.value_space.correction(z)
+        phi = module.bridge.phi
+        u = phi(delta_z) - phi(torch.zeros_like(delta_z))
+        rms = h.pow(2).mean(-1, keepdim=True).sqrt()
+        return u * rms  # φ works in units of the state's RMS (see LatentValueBridge); bring it back to scale
+
+    @contextmanager
+    def _inject(self, vectors: torch.Tensor) -> Iterator[None]:
+        layer = self.backbone.layers[self.module.config.insert_layer]
+        scaled = self.params["multiplier"] * vectors
+
+        def hook(mod: Any, args: tuple, kwargs: dict):
+            hidden = kwargs.get("hidden_states", args[0] if args else None)
+            added = torch.zeros_like(hidden)
+            added[:, -1] = scaled.to(hidden.dtype)  # prefill: last prompt position; decoding: the new token
+            hidden = hidden + added
+            if "hidden_states" in kwargs:
+                kwargs["hidden_states"] = hidden
+                return args, kwargs
+            return (hidden, *args[1:]), kwargs
+
+        handle = layer.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def generate(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8) -> MethodOutput:
+        assert self.backbone is not None and self.module is not None, "prepare() first"
+        cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
+        texts: list[str] = []
+        tokens: list[int] = []
+        start = time.perf_counter()
+        for i in range(0, len(prompts), batch_size):
+            chunk = prompts[i : i + batch_size]
+            ids, mask = encode_prompts(self.backbone.tokenizer, chunk, device=self.backbone.device)
+            with self._inject(self._corrections(ids, mask)):
+                res = generate(self.backbone, None, chunk, cfg, batch_size=len(chunk))
+            texts += res.texts
+            tokens += [len(t) for t in res.token_ids]
+        return MethodOutput(texts, tokens, time.perf_counter() - start)

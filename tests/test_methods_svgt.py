@@ -1,0 +1,76 @@
+import torch
+from conftest import make_module
+from tiny import save_tiny_hf_backbone
+
+from svgt import load_backbone, save_pretrained
+from svgt.methods import MethodContext, make_method
+
+
+def _ctx(tmp_path):
+    bb = load_backbone(save_tiny_hf_backbone(tmp_path / "bb"))
+    module = make_module(bb)
+    # A discriminator that calls everything unsafe, so the correction is non-zero.
+    torch.nn.init.constant_(module.value_space.discriminator[-1].bias, 5.0)
+    save_pretrained(module, tmp_path / "vm", bb)
+    prompts = ["hello world", "tell me a story", "how are you"]
+    return MethodContext(bb, prompts, prompts, prompts, prompts, extras={"artifact": str(tmp_path / "vm")})
+
+
+def test_plain_and_system_prompt_through_interface(tmp_path):
+    ctx = _ctx(tmp_path)
+    for name in ("none", "system_prompt"):
+        m = make_method(name)
+        m.prepare(ctx)
+        out = m.generate(["hello world", "tell me a story"], 5)
+        assert len(out.texts) == 2 and len(out.new_tokens) == 2 and out.seconds > 0
+
+
+def test_svgt_method_returns_trajectories(tmp_path):
+    ctx = _ctx(tmp_path)
+    m = make_method("svgt", refresh_every=2)
+    params = m.prepare(ctx)
+    assert params["artifact"].endswith("vm")
+    out = m.generate(["hello world", "tell me a story"], 5)
+    assert out.trajectories is not None and all(len(t) == n for t, n in zip(out.trajectories, out.new_tokens))
+
+
+def test_svgt_inject_changes_output_and_leaves_no_hooks(tmp_path):
+    ctx = _ctx(tmp_path)
+    m = make_method("svgt_inject", grid=[])
+    m.prepare(ctx)
+    bb = ctx.backbone
+    before = {k: v.clone() for k, v in bb.model.state_dict().items()}
+    ids = bb.tokenizer("hello world", return_tensors="pt")["input_ids"]
+    from svgt.prompts import encode_prompts
+
+    ids, mask = encode_prompts(bb.tokenizer, ["hello world"])
+    vec = m._corrections(ids, mask)
+    assert vec.abs().sum() > 0
+    with torch.no_grad():
+        plain = bb.model(input_ids=ids).logits[:, -1]
+        with m._inject(vec * 50):
+            steered = bb.model(input_ids=ids).logits[:, -1]
+        again = bb.model(input_ids=ids).logits[:, -1]
+    assert not torch.allclose(plain, steered) and torch.equal(plain, again)
+    assert all(torch.equal(before[k], v) for k, v in bb.model.state_dict().items())
+    assert len(m.generate(["hello world"], 4).texts) == 1
+
+
+def test_tuning_picks_best_under_overrefusal_cap(tmp_path):
+    from svgt.methods.base import Method, MethodOutput
+    from svgt.methods.tuning import tune
+
+    class Fake(Method):
+        name = "fake"
+
+        def generate(self, prompts, max_new_tokens, batch_size=8):
+            harmful = prompts[0].startswith("bad")
+            refuse = self.params["x"] >= (1 if harmful else 3)
+            return MethodOutput(["I cannot." if refuse else "Sure."] * len(prompts), [2] * len(prompts), 0.1)
+
+    ctx = MethodContext(None, [], [], ["bad a", "bad b"], ["good a", "good b"])
+    m = Fake()
+    best, table = tune(m, [{"x": 0}, {"x": 1}, {"x": 3}], ctx)
+    assert best["x"] == 1 and m.params["x"] == 1
+    assert [r["tune_refusal"] for r in table] == [0.0, 1.0, 1.0]
+    assert [r["tune_overrefusal"] for r in table] == [0.0, 0.0, 1.0]
