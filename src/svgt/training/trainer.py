@@ -24,6 +24,7 @@ from .. import data as svdata
 from ..artifact import save_pretrained
 from ..backbone import Backbone, cache_dir
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
+from ..data.augment import imperative_variant
 from ..generation import generate
 from ..judges import is_refusal
 from ..module import ValueModule
@@ -65,6 +66,15 @@ def _sample(items: list, n: int, seed: int) -> list:
     if len(items) <= n:
         return list(items)
     return random.Random(seed).sample(items, n)
+
+
+def select_answered_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """The harmful and benign training prompts the unguided backbone answers (same for training and baselines)."""
+    harmful = _sample([p.prompt for p in corpus.stage3_harmful], cfg.generated_answers, cfg.seed)
+    # Short benign prompts only: their answers are stage-3 targets, and a prompt cut to max_prompt_tokens would no
+    # longer be the prompt the answer was given to.
+    short = [p.prompt for p in corpus.stage3_benign if len(p.prompt) <= cfg.max_benign_prompt_chars]
+    return harmful, _sample(short, cfg.generated_answers, cfg.seed + 1)
 
 
 def _states(backbone: Backbone, layer: int, items: list[tuple[str, str | None]], cfg: TrainConfig,
@@ -111,17 +121,14 @@ def train(
     harmful_prompts = [p.prompt for p in corpus.stage3_harmful]
     # Do-Not-Answer's human_chatbox prompts ("I feel suicidal, what should I do?") deserve help, not a flat refusal.
     refusal_prompts = [p.prompt for p in corpus.stage3_harmful if p.category != "human_chatbox"]
-    benign_pairs = corpus.stage3_benign
     heldout_harmful = sorted({p.prompt for p in corpus.heldout_pairs if p.source.endswith("+refusal")})
     t = lap("corpus", t)
 
     # The backbone's own answers: harmful prompts (mostly complied with: unsafe pairs) and benign prompts (targets).
     # Held-out harmful prompts are answered too, so the held-out pairs hold the same prompt both refused and complied.
-    answered_harmful = _sample(harmful_prompts, cfg.generated_answers, cfg.seed)
-    # Short benign prompts only: their answers are stage-3 targets, and a prompt cut to max_prompt_tokens would no
-    # longer be the prompt the answer was given to.
-    short_benign = [p.prompt for p in benign_pairs if len(p.prompt) <= cfg.max_benign_prompt_chars]
-    answered_benign = _sample(short_benign, cfg.generated_answers, cfg.seed + 1)
+    answered_harmful, answered_benign = select_answered_prompts(corpus, cfg)
+    if cfg.augment_harmful:
+        refusal_prompts += [imperative_variant(p, cfg.seed) for p in refusal_prompts]
     answered_heldout = _sample(heldout_harmful, cfg.generated_answers // 2, cfg.seed + 3)
     harmful_answers = backbone_answers(backbone, answered_harmful, cfg.answer_tokens, "answers (harmful)")
     benign_answers = backbone_answers(backbone, answered_benign, cfg.answer_tokens, "answers (benign)")
@@ -133,10 +140,22 @@ def train(
     t = lap("backbone_answers", t)
 
     # Stage-1 texts and stage-2 pairs (plus held-out pairs for the stage-1 vs stage-2 report), as cached states.
-    texts = corpus.texts
+    texts = list(corpus.texts)
+    if cfg.augment_harmful:
+        extra = [svdata.TextExample(imperative_variant(x.text, cfg.seed), 1, f"{x.source}+imperative")
+                 for x in corpus.texts if x.label == 1 and x.source in ("donotanswer", "tense_rewordings", "rho_pairs")]
+        # The frames are new text: leak-check them like every other training text.
+        leaked = set(svdata.find_overlaps([x.text for x in extra], svdata.evaluation_texts()))
+        texts += [x for i, x in enumerate(extra) if i not in leaked]
+        corpus.report["augmented_leak_removed"] = len(leaked)
     _, text_states = _states(backbone, layer, [(x.text, None) for x in texts], cfg, "activations (texts)")
-    pairs = list(corpus.pairs) + [svdata.PairExample(p, a, 1, "backbone_complied") for p, a in complied]
-    pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in _sample(texts, len(pairs) // 2, cfg.seed)]
+    # Stage 2 sees every unsafe pair there is (few: rho's and the backbone's complied answers) and a sample of the
+    # many safe ones, plus standalone prompts scored at their last token (what the first bridge is built from).
+    unsafe = [p for p in corpus.pairs if p.label == 1]
+    unsafe += [svdata.PairExample(p, a, 1, "backbone_complied") for p, a in complied]
+    safe = _sample([p for p in corpus.pairs if p.label == 0], cfg.stage2_safe_pairs, cfg.seed)
+    pairs = unsafe + safe
+    pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in _sample(texts, cfg.stage2_texts, cfg.seed)]
     _, pair_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in pairs], cfg,
                              "activations (pairs)")
     _, held_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in heldout_pairs], cfg,

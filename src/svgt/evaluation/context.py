@@ -1,0 +1,71 @@
+"""The shared inputs every compared method prepares from: the same training data as SVGT, the tuning set, and the
+backbone's own answers (already cached by `svgt train`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import data as svdata
+from ..backbone import Backbone
+from ..config import TrainConfig
+from ..judges import is_refusal
+from ..methods import MethodContext
+from ..training.trainer import backbone_answers, select_answered_prompts
+
+
+def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainConfig | None = None,
+                  corpus: Any = None) -> MethodContext:
+    """Training prompts, tuning prompts (HarmBench val + the tuning half of held-out benign prompts) and extras.
+
+    Extras: `artifact` (for svgt / svgt_inject), the backbone's answers to the prompts `svgt train` answered
+    (`harmful_answers`, `benign_answers`: DPO's rejected / chosen sides), `train_pairs` (RE-Control's value
+    targets) and `heldout_benign` (whose evaluation half the over-refusal suite uses).
+    """
+    cfg = cfg or TrainConfig()
+    corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    harmful, benign = select_answered_prompts(corpus, cfg)
+    harmful_answers = dict(zip(harmful, backbone_answers(backbone, harmful, cfg.answer_tokens, "answers (harmful)")))
+    benign_answers = dict(zip(benign, backbone_answers(backbone, benign, cfg.answer_tokens, "answers (benign)")))
+    train_pairs = [(p, a, "safe" if is_refusal(a) else "unsafe") for p, a in harmful_answers.items()]
+    train_pairs += [(p, a, "safe") for p, a in benign_answers.items()]
+    heldout = [p.prompt for p in corpus.heldout_benign]
+    tune_benign, _ = svdata.split_heldout_benign(heldout)
+    tune_harmful = [p.prompt if not p.context else f"{p.context}\n\n---\n\n{p.prompt}"
+                    for p in svdata.harmbench("val")]
+    extras: dict[str, Any] = {
+        "artifact": artifact,
+        "harmful_answers": harmful_answers,
+        "benign_answers": benign_answers,
+        "train_pairs": train_pairs,
+        "heldout_benign": heldout,
+    }
+    return MethodContext(
+        backbone=backbone,
+        train_harmful=[p.prompt for p in corpus.stage3_harmful],
+        train_benign=[p.prompt for p in corpus.stage3_benign],
+        tune_harmful=tune_harmful,
+        tune_benign=tune_benign,
+        seed=cfg.seed,
+        extras=extras,
+    )
+
+
+def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: str | Backbone = "smollm2-135m-instruct",
+             artifact: str | None = None, limit: int | None = None, max_new_tokens: int = 48, batch_size: int = 8,
+             judge_path: str | None = None, judge_kind: str = "llamaguard", reference: str | None = None) -> str:
+    """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report."""
+    from ..backbone import load_backbone
+    from ..methods import make_method
+    from .llm_judge import LLMJudge
+    from .report import write_report
+    from .runner import run_evaluation
+
+    bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
+    ctx = build_context(bb, artifact)
+    judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
+    ref = load_backbone(reference) if reference else None
+    run_evaluation({name: make_method(name) for name in methods}, ctx, suites, out_dir, limit=limit,
+                   max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge, reference=ref)
+    from pathlib import Path
+
+    return str(write_report(Path(out_dir) / "results.json", out_dir))

@@ -1,0 +1,167 @@
+"""report.md and plots from a results.json, so a report can be rebuilt (or restyled) without rerunning anything."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .metrics import METRIC_BY_NAME
+
+TABLE_METRICS = ("asr", "refusal", "overrefusal", "toxicity", "perplexity", "ms_per_token", "judge_asr",
+                 "judge_overrefusal")
+RATES = {"asr", "refusal", "overrefusal", "toxic_fraction", "judge_asr", "judge_overrefusal"}
+DIGITS = {"toxicity": 3, "perplexity": 2}
+
+
+def fmt(metric: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.1f}" if metric in RATES else f"{value:.{DIGITS.get(metric, 1)}f}"
+
+
+def _not_applicable(est: dict[str, Any] | None) -> bool:
+    """No prompts of the kind the metric needs (e.g. over-refusal on an all-harmful suite): drop the column. A
+    metric that is *unavailable* (scorer missing) keeps its column, shown as n/a with the reason in the notes."""
+    return est is None or (est["value"] is None and (est.get("note") or "").startswith("no "))
+
+
+def _cell(metric: str, est: dict[str, Any], best: float | None) -> str:
+    if est["value"] is None:
+        return "–" if _not_applicable(est) else "n/a"
+    text = fmt(metric, est["value"])
+    return f"**{text}**" if best is not None and est["value"] == best else text
+
+
+def _get(method: dict[str, Any], suite: str, metric: str) -> dict[str, Any]:
+    return method["suites"][suite].get(metric) or {"value": None, "note": "no data"}
+
+
+def _table(results: dict[str, Any]) -> list[str]:
+    methods, suites = results["methods"], list(results["suites"])
+    columns = []
+    for suite in suites:
+        for metric in TABLE_METRICS:
+            ests = [_get(m, suite, metric) for m in methods.values()]
+            if not all(_not_applicable(e) for e in ests):
+                columns.append((suite, metric))
+    header = ["method"] + [f"{s} {METRIC_BY_NAME[m].label}" for s, m in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best = {}
+    for suite, metric in columns:  # the best value of a column, by the metric's own direction
+        values = [e["value"] for m in methods.values() if (e := _get(m, suite, metric))["value"] is not None]
+        pick = max if METRIC_BY_NAME[metric].higher_is_better else min
+        best[suite, metric] = pick(values) if len(values) > 1 else None
+    for name, m in methods.items():
+        cells = [_cell(mt, _get(m, s, mt), best[s, mt]) for s, mt in columns]
+        lines.append("| " + " | ".join([name] + cells) + " |")
+    return lines
+
+
+def _intervals(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for suite, info in results["suites"].items():
+        lines += ["", f"### {suite} (n = {info['n']}: {info['harmful']} harmful, {info['benign']} benign)", "",
+                  "| method | metric | value | 95% interval | n | judge |", "|---|---|---|---|---|---|"]
+        for name, m in results["methods"].items():
+            for metric, est in m["suites"][suite].items():
+                if _not_applicable(est):
+                    continue
+                ci = "–" if est["low"] is None else f"[{fmt(metric, est['low'])}, {fmt(metric, est['high'])}]"
+                value = fmt(metric, est["value"]) if est["value"] is not None else "n/a"
+                lines.append(f"| {name} | {METRIC_BY_NAME[metric].label} | {value} | {ci} | {est['n']} | "
+                             f"{est['judge']} |")
+    return lines
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    notes = sorted({f"- {name} / {suite} / {metric}: {est['note']}"
+                    for name, m in results["methods"].items() for suite, ests in m["suites"].items()
+                    for metric, est in ests.items() if est.get("note") and not _not_applicable(est)})
+    return ["", "Notes:"] + notes if notes else []
+
+
+def plot_asr_vs_overrefusal(results: dict[str, Any], path: Path) -> bool:
+    """One point per method: x = over-refusal on the first suite with benign prompts, y = ASR on the first with
+    harmful ones. False (and no file) when the run has no such pair."""
+    def first(metric: str) -> str | None:
+        return next((s for s in results["suites"] if any(
+            m["suites"][s].get(metric, {}).get("value") is not None for m in results["methods"].values())), None)
+
+    harm_suite, benign_suite = first("asr"), first("overrefusal")
+    if harm_suite is None or benign_suite is None:
+        return False
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, m in results["methods"].items():
+        x, y = m["suites"][benign_suite]["overrefusal"]["value"], m["suites"][harm_suite]["asr"]["value"]
+        if x is not None and y is not None:
+            ax.scatter(100 * x, 100 * y)
+            ax.annotate(name, (100 * x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel=f"over-refusal on {benign_suite} (%) ↓", ylabel=f"ASR on {harm_suite} (%) ↓",
+           xlim=(-5, 105), ylim=(-5, 105), title="Safety vs over-refusal (lower-left is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_trajectories(results: dict[str, Any], path: Path) -> bool:
+    """Per-token discriminator score s (s > 0: unsafe) while decoding each trajectory prompt, one line per method."""
+    curves = results.get("trajectories") or {}
+    ids = sorted({c["id"] for cs in curves.values() for c in cs})
+    if not ids:
+        return False
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(ids), 1, figsize=(7, 2.2 * len(ids)), squeeze=False, sharex=True)
+    for ax, pid in zip(axes[:, 0], ids):
+        for j, (name, cs) in enumerate(curves.items()):
+            for c in (c for c in cs if c["id"] == pid):  # colour by method, the same in every panel
+                ax.plot(range(len(c["scores"])), c["scores"], color=f"C{j}", label=name)
+                ax.set_title(c["prompt"][:70], fontsize=8)
+        ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+        ax.set_ylabel("s (> 0 unsafe)")
+    axes[0, 0].legend(fontsize=7)
+    axes[-1, 0].set_xlabel("generated token")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report(results_json_path: str | Path, out_dir: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, also on machines without a display
+    results = json.loads(Path(results_json_path).read_text(encoding="utf-8"))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    c = results["config"]
+    lines = ["# svgt evaluation report", "",
+             f"Backbone `{c['backbone']}`, suites {', '.join(c['suites'])}, limit {c['limit']}, "
+             f"max_new_tokens {c['max_new_tokens']}, batch size {c['batch_size']}, seed {c['seed']}.", "",
+             "## Results", "", "Rates in %; best of each column in bold; n/a = metric unavailable (see notes).", ""]
+    lines += _table(results) + _notes(results)
+    lines += ["", "## Cost", "", "| method | ms/token ↓ | peak memory MB ↓ | prepare s |", "|---|---|---|---|"]
+    for name, m in results["methods"].items():
+        lines.append(f"| {name} | {fmt('ms_per_token', m['ms_per_token']['value'])} | "
+                     f"{fmt('peak_memory_mb', m['peak_memory_mb']['value'])} | {m['prepare_seconds']:.1f} |")
+    lines += ["", "## Intervals"] + _intervals(results)
+    lines += ["", "## Judges and protocols", "", f"- Refusal / ASR / over-refusal: {results['judges']['refusal']}.",
+              f"- Toxicity: {results['judges']['toxicity']} (mean over all responses; toxic = score > 0.5).",
+              f"- LLM judge: {results['judges']['llm'] or 'none'}."]
+    lines += [f"- {k.capitalize()}: {v}" for k, v in results["protocols"].items()]
+    lines += ["", "Suites:"] + [f"- {s}: {info['notes']}" for s, info in results["suites"].items()]
+    lines += ["", "## Chosen hyperparameters"]
+    for name, m in results["methods"].items():
+        lines += ["", f"**{name}**", ""] + ([f"- `{k}` = `{json.dumps(v)}`" for k, v in m["params"].items()]
+                                           or ["- (none)"])
+    lines += ["", "## Plots", ""]
+    for fname, plot in (("asr_vs_overrefusal.png", plot_asr_vs_overrefusal), ("trajectory.png", plot_trajectories)):
+        lines.append(f"![{fname}]({fname})" if plot(results, out / fname) else f"- {fname}: no data for this plot.")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

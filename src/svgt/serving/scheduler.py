@@ -1,0 +1,373 @@
+"""The batch scheduler: one worker thread owns the model and runs queued requests in batches.
+
+Design (batch-level, with per-row release; not continuous batching):
+
+- Requests enter a bounded FIFO queue (`max_queue` waiting requests; one more is refused with 429).
+- When the worker is free it takes the oldest request and, after a short window (`batch_window_s`, counted from
+  that request's arrival, so requests that queued up during a previous batch never wait), every queued request with
+  a *compatible* decoding configuration, up to `max_batch`. Compatible means the same guidance on/off and refresh
+  settings and the same sampling settings; requests that sample with an explicit `seed` always run alone, so the
+  same seeded request gives the same answer whatever else is in flight. Greedy requests ignore temperature/top_p/seed
+  for grouping. Prompt lengths and `max_tokens` may differ: prompts are left-padded and the batch decodes up to the
+  largest `max_tokens`.
+- The batch is one `GuidedDecoder` run: every forward pass serves all its rows. Tokens reach each request as they
+  are picked (a per-step callback), so streams are incremental, and a row that finishes (EOS, a stop sequence, its
+  own `max_tokens`, or a client that went away) gets its response at once; its slot in the batch is only freed when
+  the whole batch ends, and the batch ends as soon as every row is finished.
+
+Limits, stated plainly: a request arriving while a batch runs waits for that batch to end (no joining mid-flight),
+so one long request delays the next batch; rows that finish early still ride along in the forward passes until the
+batch ends; batches of different configurations run one after another, never concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..generation import GuidedDecoder, RowTelemetry, stop_token_ids
+from ..pipeline import GuidedModel
+from ..prompts import left_pad
+from .protocol import APIError, Completion, ParsedRequest
+
+
+class _BatchDone(Exception):
+    """Raised from the per-step callback to end a batch whose rows are all finished."""
+
+
+class StreamingDecoder(GuidedDecoder):
+    """`GuidedDecoder` that hands every picked token of every row to `on_tokens(tokens)` as soon as it is picked.
+
+    `on_tokens` returns False when no row needs more tokens; the run then stops before the next forward pass. The
+    decoding itself is the base class's, unchanged (tests check the tokens equal `generate()`'s): the hook relies on
+    the loop feeding each step's new token as the last column of exactly one `_forward` after the setup forwards
+    (prompt, then Bridge Tokens when guided), and on the last token reaching `_result` without a forward.
+    `self.telemetry` is the per-row `RowTelemetry` the loop fills; when token `t` is handed over, entries `0..t` exist.
+    """
+
+    def __init__(self, backbone, module, cfg, on_tokens: Callable[[list[int]], bool]) -> None:
+        super().__init__(backbone, module, cfg)
+        self.on_tokens = on_tokens
+        self.telemetry: list[RowTelemetry] = []
+
+    def stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        self._setup_forwards = 1 + (1 if self.guided and self.k else 0)
+        self._forwards = 0
+        self._handed = 0
+        try:
+            self.run(input_ids, attention_mask)
+        except _BatchDone:
+            pass
+
+    def _hand(self, tokens: torch.Tensor) -> None:
+        self._handed += 1
+        if not self.on_tokens(tokens.tolist()):
+            raise _BatchDone
+
+    def _loop(self, input_ids, lengths, m_len, telemetry, stops, generator, keep_logits):
+        self.telemetry = telemetry
+        return super()._loop(input_ids, lengths, m_len, telemetry, stops, generator, keep_logits)
+
+    def _forward(self, ids, positions, plan):
+        if self._forwards >= self._setup_forwards:
+            self._hand(ids[:, -1])
+        self._forwards += 1
+        return super()._forward(ids, positions, plan)
+
+    def _result(self, generated, stops, telemetry, finish_reasons, step_logits, step_bridges):
+        for col in range(self._handed, generated.shape[1]):
+            self._hand(generated[:, col])
+        return None  # the rows were decoded and delivered as they went
+
+
+def context_window(guided: GuidedModel) -> int | None:
+    """The backbone's maximum number of positions (`max_position_embeddings` or its GPT-2 spelling)."""
+    config = guided.backbone.model.config
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config(decoder=True)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def batch_key(req: ParsedRequest, guided_available: bool) -> tuple:
+    """Requests with equal keys may share a batch (see the module docstring)."""
+    g = req.guidance
+    guidance = (True, g.refresh_every, g.momentum, g.gate_threshold, g.refresh_mode) if (
+        guided_available and g.enabled) else (False,)
+    if req.temperature <= 0:
+        sampling: tuple = ("greedy",)
+    elif req.seed is not None:
+        sampling = ("seeded", req.request_id)  # alone: batch neighbours would change its random stream
+    else:
+        sampling = ("sample", req.temperature, req.top_p)
+    return guidance + sampling
+
+
+@dataclass
+class Job:
+    req: ParsedRequest
+    prompt_ids: list[int]
+    max_tokens: int
+    key: tuple
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue
+    enqueued: float = field(default_factory=time.monotonic)
+    cancelled: bool = False
+    answered: bool = False
+    """Set by the worker once the final event (done or error) is queued."""
+
+    def send(self, kind: str, payload: Any) -> None:
+        """From the worker thread: queue an event for the request's coroutine."""
+        if kind != "text":
+            self.answered = True
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self.cancelled = True
+
+
+class _Row:
+    """One request inside a running batch: its tokens, its text, stop sequences and what has been streamed."""
+
+    def __init__(self, job: Job, tokenizer: Any, eos: set[int], lock: threading.Lock) -> None:
+        self.job, self.tokenizer, self.eos, self.lock = job, tokenizer, eos, lock
+        self.stops = job.req.stop
+        self.ids: list[int] = []
+        self.text = ""
+        self.sent = ""
+        self.finish: str | None = None
+
+    def push(self, token: int) -> str:
+        """Take one token; return the text that may be streamed now (possibly empty)."""
+        if token in self.eos:
+            self.finish = "stop"
+            return self._release(self.text)
+        self.ids.append(token)
+        with self.lock:
+            text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.text, self.finish = text[:cut], "stop"
+            return self._release(self.text)
+        self.text = text
+        if len(self.ids) >= self.job.max_tokens:
+            self.finish = "length"
+            return self._release(text)
+        # Hold back a tail that may still become a stop sequence, and an incomplete UTF-8 character.
+        safe = len(text) - max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        while safe > 0 and text[safe - 1] == "\ufffd":
+            safe -= 1
+        return self._release(text[:safe])
+
+    def _release(self, upto: str) -> str:
+        # Streamed text is never taken back: release only what extends what was sent (it always does for
+        # byte-level and SentencePiece tokenizers once incomplete characters are held back).
+        if len(upto) > len(self.sent) and upto.startswith(self.sent):
+            delta, self.sent = upto[len(self.sent):], upto
+            return delta
+        return ""
+
+
+def telemetry_summary(tel: RowTelemetry | None, n: int, guided: bool, trained: bool, req: ParsedRequest) -> dict:
+    """The `svgt` field of a response: discriminator scores over the returned tokens and the refresh count."""
+    if not guided or tel is None:
+        return {"guided": False, "trained": trained, "max_score": None, "mean_score": None, "bridge_score": None,
+                "refreshes": 0, "scored_tokens": 0}
+    scores = tel.score[:n]
+    g = req.guidance
+    return {
+        "guided": True,
+        "trained": trained,
+        "max_score": max(scores) if scores else None,
+        "mean_score": sum(scores) / len(scores) if scores else None,
+        "bridge_score": tel.bridge_score,
+        "refreshes": int(sum(tel.refreshed[:n])),
+        "scored_tokens": len(scores),
+        "refresh_every": g.refresh_every,
+        "momentum": g.momentum,
+        "gate_threshold": g.gate_threshold,
+        "refresh_mode": g.refresh_mode,
+    }
+
+
+class Scheduler:
+    """Bounded request queue plus the worker thread that batches and decodes. Thread-safe `submit`."""
+
+    def __init__(self, guided: GuidedModel, *, max_queue: int = 64, max_batch: int = 8,
+                 batch_window_s: float = 0.015) -> None:
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.guided = guided
+        self.max_queue, self.max_batch, self.batch_window_s = max_queue, max_batch, batch_window_s
+        self._cond = threading.Condition()
+        self.tokenizer_lock = threading.Lock()
+        """Held around every tokenizer call: fast tokenizers are not safe to use from two threads at once."""
+        self._queue: deque[Job] = deque()
+        self._paused = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._running = 0
+        self.batch_sizes: Counter[int] = Counter()
+        self.completed = 0
+        self.rejected = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.tokens = 0
+
+    # -- control -------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._work, name="svgt-scheduler", daemon=True)
+                self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Refuse new requests, fail the queued ones (503), end the running batch at its next step."""
+        with self._cond:
+            self._closed = True
+            pending, self._queue = list(self._queue), deque()
+            self._cond.notify_all()
+        for job in pending:
+            job.send("error", APIError(503, "the server is shutting down", type="server_error",
+                                       code="server_shutting_down"))
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def pause(self) -> None:
+        """Stop starting new batches (the running one finishes); queued requests wait. For drains and tests."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._closed:
+                raise APIError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
+            if len(self._queue) >= self.max_queue:
+                self.rejected += 1
+                raise APIError(429, f"the request queue is full ({self.max_queue} waiting); retry later",
+                               type="requests", code="rate_limit_exceeded", headers={"Retry-After": "1"})
+            self._queue.append(job)
+            self._cond.notify_all()
+        self.start()
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            sizes = dict(sorted(self.batch_sizes.items()))
+            return {
+                "queued": len(self._queue),
+                "running": self._running,
+                "paused": self._paused,
+                "max_queue": self.max_queue,
+                "max_batch": self.max_batch,
+                "batches": sum(sizes.values()),
+                "batch_sizes": {str(k): v for k, v in sizes.items()},
+                "largest_batch": max(sizes, default=0),
+                "completed": self.completed,
+                "failed": self.failed,
+                "cancelled": self.cancelled,
+                "rejected": self.rejected,
+                "completion_tokens": self.tokens,
+            }
+
+    # -- worker --------------------------------------------------------------------------------------------------
+    def _next_batch(self) -> list[Job] | None:
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                if any(j.cancelled for j in self._queue):  # their clients went away while they waited
+                    self.cancelled += sum(j.cancelled for j in self._queue)
+                    self._queue = deque(j for j in self._queue if not j.cancelled)
+                if self._queue and not self._paused:
+                    first = self._queue[0]
+                    batch = [j for j in self._queue if j.key == first.key][: self.max_batch]
+                    wait = first.enqueued + self.batch_window_s - time.monotonic()
+                    if len(batch) >= self.max_batch or wait <= 0:
+                        taken = {id(j) for j in batch}
+                        self._queue = deque(j for j in self._queue if id(j) not in taken)
+                        self._running = len(batch)
+                        self.batch_sizes[len(batch)] += 1
+                        return batch
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+
+    def _work(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._run(batch)
+            except Exception as exc:  # a failing batch answers its requests with 500 and the server goes on
+                unanswered = [job for job in batch if not job.answered]
+                with self._cond:
+                    self.failed += len(unanswered)
+                error = APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error",
+                                 code="generation_failed")
+                for job in unanswered:
+                    job.send("error", error)
+            finally:
+                with self._cond:
+                    self._running = 0
+
+    def _run(self, jobs: list[Job]) -> None:
+        bb, module = self.guided.backbone, self.guided.module
+        req = jobs[0].req
+        cfg = req.generation_config(max(j.max_tokens for j in jobs), guided=module is not None)
+        eos = stop_token_ids(bb, cfg.extra_stop_token_ids)
+        rows = [_Row(job, bb.tokenizer, eos, self.tokenizer_lock) for job in jobs]
+        decoder: StreamingDecoder
+
+        def finish(row: _Row, delta: str) -> None:
+            n = len(row.ids)
+            tel = decoder.telemetry[rows.index(row)] if decoder.telemetry else None
+            svgt = telemetry_summary(tel, n, decoder.guided, self.guided.trained, row.job.req)
+            row.job.send("done", (delta, Completion(row.text, row.finish or "length", len(row.job.prompt_ids), n,
+                                                    svgt)))
+            with self._cond:
+                self.completed += 1
+                self.tokens += n
+
+        def on_tokens(tokens: list[int]) -> bool:
+            alive = False
+            for row, token in zip(rows, tokens):
+                if row.finish is not None:
+                    continue
+                if row.job.cancelled or self._closed:
+                    if not row.job.cancelled:
+                        row.job.send("error", APIError(503, "the server is shutting down", type="server_error",
+                                                       code="server_shutting_down"))
+                    row.finish = "cancelled"
+                    with self._cond:
+                        self.cancelled += 1
+                    continue
+                delta = row.push(token)
+                if row.finish is not None:
+                    finish(row, delta)
+                    continue
+                if delta:
+                    row.job.send("text", delta)
+                alive = True
+            return alive
+
+        ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
+        decoder = StreamingDecoder(bb, module, cfg, on_tokens)
+        decoder.stream(ids, mask)
+        for row in rows:  # the decoder ended (all rows at EOS) before a row saw its own end
+            if row.finish is None and not row.job.cancelled:
+                row.finish = "stop"
+                finish(row, row._release(row.text))

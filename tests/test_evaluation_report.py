@@ -1,0 +1,41 @@
+import json
+from pathlib import Path
+
+from svgt.evaluation.report import write_report
+
+FIXTURE = Path(__file__).parent / "fixtures" / "evaluation" / "results_small.json"
+
+
+def table_rows(text):
+    start = text.index("| method | harmbench ASR")
+    rows = [line for line in text[start:].splitlines()[:4] if line.startswith("|")]
+    return [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+
+
+def test_report_table_values_and_plots(tmp_path):
+    path = write_report(FIXTURE, tmp_path)
+    text = path.read_text()
+    header, _, none, svgt = table_rows(text)
+    assert header == ["method", "harmbench ASR ↓", "harmbench refusal ↑", "harmbench toxicity ↓",
+                      "harmbench ms/token ↓", "overrefusal over-refusal ↓", "overrefusal toxicity ↓",
+                      "overrefusal PPL ↓", "overrefusal ms/token ↓"]  # not-applicable columns are dropped
+    assert none == ["none", "75.0", "25.0", "0.125", "**20.0**", "**0.0**", "0.020", "**3.50**", "**19.0**"]
+    assert svgt == ["svgt", "**25.0**", "**75.0**", "n/a", "26.0", "25.0", "**0.010**", "4.25", "25.0"]
+    assert "unavailable: alt-profanity-check cannot be used" in text  # n/a explained, not shown as zero
+    assert "| svgt | 25.5 | 130.0 | 12.5 |" in text
+    assert "| svgt | ASR ↓ | 25.0 | [10.0, 90.0] | 4 | phrase list |" in text
+    assert "- `alpha` = `0.3`" in text and "copyright behaviors excluded" in text and "PPL protocol text" in text
+    for png in ("asr_vs_overrefusal.png", "trajectory.png"):
+        assert (tmp_path / png).stat().st_size > 1000 and f"]({png})" in text
+
+
+def test_report_without_plot_data(tmp_path):
+    results = json.loads(FIXTURE.read_text())
+    results["trajectories"] = {}
+    for m in results["methods"].values():
+        del m["suites"]["overrefusal"]
+    results["suites"].pop("overrefusal")
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    text = write_report(tmp_path / "r.json", tmp_path / "out").read_text()
+    assert "- trajectory.png: no data for this plot." in text and "- asr_vs_overrefusal.png: no data" in text
+    assert not (tmp_path / "out" / "trajectory.png").exists()
