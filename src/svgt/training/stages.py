@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from ..backbone import Backbone
 from ..config import TrainConfig
 from ..hooks import BackboneHooks, bridged_forward
+from ..hooks import prompt_states as prompt_states_of
 from ..module import ValueModule
 from ..prompts import left_pad
-from .activations import EncodedPair, StateSet, _StopForward
+from .activations import EncodedPair, StateSet
 from .loop import LoopSpec
 from .metrics import binary_metrics
 
@@ -143,15 +144,7 @@ class Stage3Batcher:
         p_ids, p_mask, t_ids, t_mask = self.tensors(idx)
         with hooks:
             # Pass 1 (no grad, stops at the extract layer): the prompt's states and the trigger state.
-            with torch.no_grad():
-                stop = hooks.layers[module.config.extract_layer].register_forward_hook(_raise_stop)
-                try:
-                    bridged_forward(self.backbone.model, hooks, p_ids, p_mask, None, t_ids[:, :0])
-                except _StopForward:
-                    pass
-                finally:
-                    stop.remove()
-            prompt_states = hooks.captured.float()
+            prompt_states = prompt_states_of(self.backbone.model, hooks, p_ids, p_mask)
             h = module.value_space.aggregator(prompt_states, p_mask.bool())
             bridge = module.make_bridge(h, prompt_states, p_mask.bool()).tokens
             # Pass 2: the guided, teacher-forced sequence; gradients reach only the bridge.
@@ -169,10 +162,6 @@ class Stage3Batcher:
         reg = F.relu((ratio - 1).abs() - cfg.reg_tau).mean()
         loss = cfg.lambda_ce * ce + cfg.lambda_safe * safe + cfg.lambda_reg * reg
         return loss, {"ce": ce.item(), "safe": safe.item(), "reg": reg.item(), "s_mean": s[mask].mean().item()}
-
-
-def _raise_stop(module, args, output):
-    raise _StopForward
 
 
 def stage3_spec(batcher: Stage3Batcher, heldout_idx: torch.Tensor, train_idx: torch.Tensor,
