@@ -125,6 +125,15 @@ def _harmbench_rows(split: str) -> tuple[dict[str, str], ...]:
         return tuple(csv.DictReader(io.StringIO(wheel.read(member).decode("utf-8"))))
 
 
+CONTEXT_SEPARATOR = "\n\n---\n\n"
+"""How HarmBench renders a contextual behavior: its context, this separator, then the behavior."""
+
+
+def render_behavior(row: PromptExample) -> str:
+    """The prompt a model is shown for a HarmBench behavior (contextual ones carry their context first)."""
+    return row.context + CONTEXT_SEPARATOR + row.prompt if row.context else row.prompt
+
+
 def harmbench(split: str = "test", include_copyright: bool = False) -> list[PromptExample]:
     """HarmBench text behaviors, label 1, category = SemanticCategory, context = ContextString or None.
 

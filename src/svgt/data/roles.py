@@ -242,3 +242,9 @@ def split_heldout_benign(prompts: list[str]) -> tuple[list[str], list[str]]:
     """Held-out benign prompts, split in two disjoint halves: (tuning, evaluation). Baselines and the trained
     module are tuned on the first; the over-refusal suite reports on the second."""
     return prompts[0::2], prompts[1::2]
+
+
+def tuning_prompts(corpus: TrainingCorpus) -> tuple[list[str], list[str]]:
+    """The tuning set: HarmBench val behaviors (harmful) and the tuning half of the held-out benign prompts."""
+    harmful = [packaged.render_behavior(p) for p in packaged.harmbench("val")]
+    return harmful, split_heldout_benign([p.prompt for p in corpus.heldout_benign])[0]

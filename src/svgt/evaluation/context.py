@@ -29,9 +29,7 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
     train_pairs = [(p, a, "safe" if is_refusal(a) else "unsafe") for p, a in harmful_answers.items()]
     train_pairs += [(p, a, "safe") for p, a in benign_answers.items()]
     heldout = [p.prompt for p in corpus.heldout_benign]
-    tune_benign, _ = svdata.split_heldout_benign(heldout)
-    tune_harmful = [p.prompt if not p.context else f"{p.context}\n\n---\n\n{p.prompt}"
-                    for p in svdata.harmbench("val")]
+    tune_harmful, tune_benign = svdata.tuning_prompts(corpus)
     extras: dict[str, Any] = {
         "artifact": artifact,
         "harmful_answers": harmful_answers,

@@ -14,11 +14,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from ..data import build_corpus, dan_templates, harmbench, overrefusal_prompts, split_heldout_benign
+from ..data import (build_corpus, dan_templates, harmbench, overrefusal_prompts, render_behavior,
+                    split_heldout_benign)
+from ..data.packaged import CONTEXT_SEPARATOR  # noqa: F401  (re-exported: suites document their rendering)
 
 Kind = Literal["harmful", "benign"]
 SUITES = ("harmbench", "jailbreak", "overrefusal")
-CONTEXT_SEPARATOR = "\n\n---\n\n"
 """HarmBench's own rendering of a contextual behavior: context, separator, behavior."""
 
 
@@ -58,7 +59,7 @@ def _number(rows: list[EvalPrompt]) -> list[EvalPrompt]:
 def _harmbench() -> tuple[list[EvalPrompt], str]:
     rows = []
     for r in harmbench("test", include_copyright=False):
-        text = r.context + CONTEXT_SEPARATOR + r.prompt if r.context else r.prompt
+        text = render_behavior(r)
         source = "harmbench_test/" + ("contextual" if r.context else "standard")
         rows.append(EvalPrompt("", text, "harmful", r.category, source, r.prompt, r.context))
     return rows, ("HarmBench test, standard + contextual behaviors (context + '\\n\\n---\\n\\n' + behavior); "

@@ -232,8 +232,8 @@ def _jsonable(obj: Any) -> Any:
 def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: TrainConfig,
                  limit: int | None = None) -> dict[str, Any]:
     """Greedy refusal rates, guided and unguided, on HarmBench val (tuning set) and held-out benign prompts."""
-    harmful = [p.prompt if not p.context else f"{p.context}\n\n---\n\n{p.prompt}" for p in svdata.harmbench("val")]
-    benign = svdata.split_heldout_benign([p.prompt for p in corpus.heldout_benign])[0][: len(harmful)]
+    harmful, benign = svdata.tuning_prompts(corpus)
+    benign = benign[: len(harmful)]
     if limit:
         harmful, benign = harmful[:limit], benign[:limit]
     result: dict[str, Any] = {"harmbench_val_n": len(harmful), "heldout_benign_n": len(benign),
