@@ -154,6 +154,7 @@ class TrainConfig:
     max_sharegpt: int = 2500
     """ShareGPT conversations read (benign prompts and answers)."""
     max_prompt_tokens: int = 128
+    """Longer prompts keep their end (the request and the template header the trigger state sits on)."""
     max_response_tokens: int = 48
     generated_answers: int = 256
     """Harmful and benign training prompts each answered by the unguided backbone (greedy): its complying answers
@@ -162,6 +163,9 @@ class TrainConfig:
     """Benign prompts answered by the backbone for stage-3 targets are at most this long (they must fit unclipped)."""
     augment_harmful: bool = True
     """Also train on instruction-style rewrites of harmful training prompts (see svgt.data.augment)."""
+    contextual_examples: int = 0
+    """Harmful and benign prompts each, written as a request after a benign context (see svgt.data.augment); 0, the
+    default, adds none. Measured with 400 and max_prompt_tokens=256 (README, "Augmentation"): it did not help."""
     answer_tokens: int = 40
     # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
     stage1_epochs: int = 12
@@ -171,7 +175,7 @@ class TrainConfig:
     stage2_safe_pairs: int = 1200
     """Safe prompt-response pairs sampled for stage 2 (all unsafe pairs are used; they are few)."""
     stage2_texts: int = 600
-    """Standalone prompts (scored at their last token) mixed into stage 2."""
+    """Standalone prompts (scored at their last token) sampled into stage 2; every contextual prompt is added."""
     stage2_epochs: int = 8
     stage2_lr_new: float = 1e-3
     stage2_lr_old: float = 1e-4

@@ -24,7 +24,7 @@ from .. import data as svdata
 from ..artifact import save_pretrained
 from ..backbone import Backbone, cache_dir
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
-from ..data.augment import imperative_variant
+from ..data.augment import contextual_examples, imperative_variant
 from ..generation import generate
 from ..judges import is_refusal
 from ..module import ValueModule
@@ -75,6 +75,34 @@ def select_answered_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], l
     # longer be the prompt the answer was given to.
     short = [p.prompt for p in corpus.stage3_benign if len(p.prompt) <= cfg.max_benign_prompt_chars]
     return harmful, _sample(short, cfg.generated_answers, cfg.seed + 1)
+
+
+def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
+    """Stage-1 texts written from training data (see `svgt.data.augment`), leak-checked like every training text.
+
+    Instruction-style frames around harmful training prompts (label 1), and contextual prompts: one benign ShareGPT
+    answer as context followed once by a harmful request (1) and once by a benign one (0).
+    """
+    harmful_sources = ("donotanswer", "tense_rewordings", "rho_pairs")
+    extra: list[svdata.TextExample] = []
+    if cfg.augment_harmful:
+        extra += [svdata.TextExample(imperative_variant(x.text, cfg.seed), 1, f"{x.source}+imperative")
+                  for x in corpus.texts if x.label == 1 and x.source in harmful_sources]
+    if cfg.contextual_examples:
+        requests = [x.text for x in corpus.texts if x.label == 1 and x.source in harmful_sources]
+        requests += [imperative_variant(r, cfg.seed) for r in requests]
+        benign = [x.text for x in corpus.texts if x.label == 0 and x.source == "sharegpt"
+                  and len(x.text) <= cfg.max_benign_prompt_chars]
+        contexts = [p.response for p in corpus.pairs if p.label == 0 and p.source == "sharegpt"
+                    and len(p.response) >= 200]
+        harmful, safe = contextual_examples(requests, benign, contexts, cfg.contextual_examples, cfg.seed)
+        extra += [svdata.TextExample(t, 1, "contextual+harmful") for t in harmful]
+        extra += [svdata.TextExample(t, 0, "contextual+benign") for t in safe]
+    # The frames are new text: leak-check them like every other training text.
+    leaked = set(svdata.find_overlaps([x.text for x in extra], svdata.evaluation_texts()))
+    corpus.report["augmented"] = _count_sources(extra)
+    corpus.report["augmented_leak_removed"] = len(leaked)
+    return [x for i, x in enumerate(extra) if i not in leaked]
 
 
 def _states(backbone: Backbone, layer: int, items: list[tuple[str, str | None]], cfg: TrainConfig,
@@ -140,14 +168,8 @@ def train(
     t = lap("backbone_answers", t)
 
     # Stage-1 texts and stage-2 pairs (plus held-out pairs for the stage-1 vs stage-2 report), as cached states.
-    texts = list(corpus.texts)
-    if cfg.augment_harmful:
-        extra = [svdata.TextExample(imperative_variant(x.text, cfg.seed), 1, f"{x.source}+imperative")
-                 for x in corpus.texts if x.label == 1 and x.source in ("donotanswer", "tense_rewordings", "rho_pairs")]
-        # The frames are new text: leak-check them like every other training text.
-        leaked = set(svdata.find_overlaps([x.text for x in extra], svdata.evaluation_texts()))
-        texts += [x for i, x in enumerate(extra) if i not in leaked]
-        corpus.report["augmented_leak_removed"] = len(leaked)
+    texts = list(corpus.texts) + augmented_texts(corpus, cfg)
+    refusal_prompts += [x.text for x in texts if x.source == "contextual+harmful"]
     _, text_states = _states(backbone, layer, [(x.text, None) for x in texts], cfg, "activations (texts)")
     # Stage 2 sees every unsafe pair there is (few: rho's and the backbone's complied answers) and a sample of the
     # many safe ones, plus standalone prompts scored at their last token (what the first bridge is built from).
@@ -155,7 +177,10 @@ def train(
     unsafe += [svdata.PairExample(p, a, 1, "backbone_complied") for p, a in complied]
     safe = _sample([p for p in corpus.pairs if p.label == 0], cfg.stage2_safe_pairs, cfg.seed)
     pairs = unsafe + safe
-    pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in _sample(texts, cfg.stage2_texts, cfg.seed)]
+    # Contextual prompts all go in: the conditional path reads the prompt's states, which is where they differ.
+    standalone = _sample([x for x in texts if not x.source.startswith("contextual")], cfg.stage2_texts, cfg.seed)
+    standalone += [x for x in texts if x.source.startswith("contextual")]
+    pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in standalone]
     _, pair_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in pairs], cfg,
                              "activations (pairs)")
     _, held_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in heldout_pairs], cfg,
