@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from svgt.evaluation.suites import CONTEXT_SEPARATOR, load_suite
+from svgt.data.packaged import CONTEXT_SEPARATOR
+from svgt.evaluation.suites import load_suite
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evaluation"
 JSONL = f"file:{FIXTURES / 'tiny_suite.jsonl'}"

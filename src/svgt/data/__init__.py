@@ -28,6 +28,6 @@ __all__ = [  # the names other svgt modules may rely on
     "DataError", "LeakReport", "LoadReport", "MissingSourceError", "PairExample", "PromptExample", "REFUSALS",
     "ROLES", "TextExample", "TrainingCorpus", "build_corpus", "dan_templates", "describe_roles", "donotanswer",
     "evaluation_texts", "find_overlaps", "fingerprint", "harmbench", "load_file", "load_file_with_report",
-    "normalize", "overrefusal_prompts", "realtoxicityprompts", "refusal_for", "remove_overlap", "render_behavior", "rho_pairs",
-    "sharegpt", "split_heldout_benign", "tense_rewordings", "toxigen", "tuning_prompts",
+    "normalize", "overrefusal_prompts", "realtoxicityprompts", "refusal_for", "remove_overlap", "render_behavior",
+    "rho_pairs", "sharegpt", "split_heldout_benign", "tense_rewordings", "toxigen", "tuning_prompts",
 ]

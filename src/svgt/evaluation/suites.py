@@ -16,11 +16,9 @@ from typing import Literal
 
 from ..data import (build_corpus, dan_templates, harmbench, overrefusal_prompts, render_behavior,
                     split_heldout_benign)
-from ..data.packaged import CONTEXT_SEPARATOR  # noqa: F401  (re-exported: suites document their rendering)
 
 Kind = Literal["harmful", "benign"]
 SUITES = ("harmbench", "jailbreak", "overrefusal")
-"""HarmBench's own rendering of a contextual behavior: context, separator, behavior."""
 
 
 @dataclass(frozen=True)

@@ -83,20 +83,19 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     Instruction-style frames around harmful training prompts (label 1), and contextual prompts: one benign ShareGPT
     answer as context followed once by a harmful request (1) and once by a benign one (0).
     """
-    harmful_sources = ("donotanswer", "tense_rewordings", "rho_pairs")
+    harmful = [x for x in corpus.texts if x.label == 1 and x.source in ("donotanswer", "tense_rewordings", "rho_pairs")]
+    framed = [imperative_variant(x.text, cfg.seed) for x in harmful]
     extra: list[svdata.TextExample] = []
     if cfg.augment_harmful:
-        extra += [svdata.TextExample(imperative_variant(x.text, cfg.seed), 1, f"{x.source}+imperative")
-                  for x in corpus.texts if x.label == 1 and x.source in harmful_sources]
+        extra += [svdata.TextExample(t, 1, f"{x.source}+imperative") for x, t in zip(harmful, framed)]
     if cfg.contextual_examples:
-        requests = [x.text for x in corpus.texts if x.label == 1 and x.source in harmful_sources]
-        requests += [imperative_variant(r, cfg.seed) for r in requests]
+        requests = [x.text for x in harmful] + framed
         benign = [x.text for x in corpus.texts if x.label == 0 and x.source == "sharegpt"
                   and len(x.text) <= cfg.max_benign_prompt_chars]
         contexts = [p.response for p in corpus.pairs if p.label == 0 and p.source == "sharegpt"
                     and len(p.response) >= 200]
-        harmful, safe = contextual_examples(requests, benign, contexts, cfg.contextual_examples, cfg.seed)
-        extra += [svdata.TextExample(t, 1, "contextual+harmful") for t in harmful]
+        unsafe, safe = contextual_examples(requests, benign, contexts, cfg.contextual_examples, cfg.seed)
+        extra += [svdata.TextExample(t, 1, "contextual+harmful") for t in unsafe]
         extra += [svdata.TextExample(t, 0, "contextual+benign") for t in safe]
     # The frames are new text: leak-check them like every other training text.
     leaked = set(svdata.find_overlaps([x.text for x in extra], svdata.evaluation_texts()))
@@ -169,7 +168,8 @@ def train(
 
     # Stage-1 texts and stage-2 pairs (plus held-out pairs for the stage-1 vs stage-2 report), as cached states.
     texts = list(corpus.texts) + augmented_texts(corpus, cfg)
-    refusal_prompts += [x.text for x in texts if x.source == "contextual+harmful"]
+    contextual = [x for x in texts if x.source.startswith("contextual+")]
+    refusal_prompts += [x.text for x in contextual if x.label == 1]
     _, text_states = _states(backbone, layer, [(x.text, None) for x in texts], cfg, "activations (texts)")
     # Stage 2 sees every unsafe pair there is (few: rho's and the backbone's complied answers) and a sample of the
     # many safe ones, plus standalone prompts scored at their last token (what the first bridge is built from).
@@ -178,8 +178,8 @@ def train(
     safe = _sample([p for p in corpus.pairs if p.label == 0], cfg.stage2_safe_pairs, cfg.seed)
     pairs = unsafe + safe
     # Contextual prompts all go in: the conditional path reads the prompt's states, which is where they differ.
-    standalone = _sample([x for x in texts if not x.source.startswith("contextual")], cfg.stage2_texts, cfg.seed)
-    standalone += [x for x in texts if x.source.startswith("contextual")]
+    standalone = _sample([x for x in texts if not x.source.startswith("contextual+")], cfg.stage2_texts, cfg.seed)
+    standalone += contextual
     pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in standalone]
     _, pair_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in pairs], cfg,
                              "activations (pairs)")
