@@ -5,7 +5,7 @@ from tiny import FAMILIES, tiny_backbone
 
 from svgt import GenerationConfig, generate
 from svgt.generation import GuidedDecoder
-from svgt.hooks import BackboneHooks, bridged_forward
+from svgt.hooks import BackboneHooks, ForwardPlan, bridged_forward
 from svgt.prompts import left_pad
 
 PROMPTS = [[2, 5, 6, 7, 8, 9, 10, 11], [2, 12, 13, 14]]
@@ -66,6 +66,55 @@ def test_fast_refresh_is_stale_but_close_and_flags_refreshes(llama):
     assert fast.telemetry[0].refreshed == [False, False, False, True, False, True, False, True, False]
     # Earlier response entries are stale after a fast refresh: not equal to a recomputation, by design.
     assert _recompute_error(llama, module, ids, mask, fast) > 1e-6
+
+
+class _AllRowsFastRefresh(GuidedDecoder):
+    """Fast refresh as first written: the bridge rows run through every layer, and the layers below the insert
+    layer compute (masked, discarded) entries for them. The shipped path skips that work and must match it."""
+
+    def _fast_refresh(self, token, position, lengths, m_len, new_bridge):
+        k, batch = self.k, token.shape[0]
+        old_kv = self.attn.shape[1]
+        kv = old_kv + k + 1
+        self.attn = torch.cat([self.attn, self.attn.new_ones(batch, k + 1)], 1)
+        old_cols, new_cols = slice(m_len, m_len + k), slice(old_kv, old_kv + k)
+        lower = torch.zeros(1, k + 1, kv, dtype=torch.bool)
+        lower[..., old_cols] = True
+        lower[..., new_cols] = True
+        upper = torch.zeros(1, k + 1, kv, dtype=torch.bool)
+        upper[..., old_cols] = True
+        upper[:, :k, m_len + k : old_kv] = True
+        ids = torch.cat([torch.full((batch, k), self.placeholder), token[:, None]], 1)
+        positions = torch.cat([lengths[:, None] + torch.arange(k), position[:, None]], 1)
+        logits = self._forward(ids, positions, ForwardPlan(slice(0, k), new_bridge, lower, upper))
+        for layer in self.cache.layers:
+            for name in ("keys", "values"):
+                t = getattr(layer, name)
+                t[:, :, old_cols] = t[:, :, new_cols]
+                setattr(layer, name, torch.cat([t[:, :, :old_kv], t[:, :, old_kv + k :]], dim=2))
+        self.attn = self.attn[:, : old_kv + 1]
+        self.hooks.captured = self.hooks.captured[:, -1:]
+        return logits
+
+
+@pytest.mark.parametrize(
+    "family, attn, layers",
+    [(f, "sdpa", dict(extract_layer=2)) for f in FAMILIES]
+    + [("llama", "eager", dict(extract_layer=2)), ("llama", "sdpa", dict(extract_layer=3, insert_layer=1)),
+       ("llama", "sdpa", dict(extract_layer=1, insert_layer=0)), ("gemma3", "sdpa", dict(extract_layer=3))],
+)
+def test_fast_refresh_skipping_lower_layers_equals_all_rows(family, attn, layers):
+    backbone = tiny_backbone(family, attn=attn)
+    module = make_module(backbone, **layers)
+    ids, mask = left_pad(PROMPTS, 0)
+    # Long enough to pass gemma3's sliding window (16) with the cache lengths of lower and upper layers differing.
+    cfg = GenerationConfig(stop_at_eos=False, max_new_tokens=14, refresh_every=1, momentum=0.3)
+    skip = GuidedDecoder(backbone, module, cfg).run(ids, mask, keep_logits=True)
+    full = _AllRowsFastRefresh(backbone, module, cfg).run(ids, mask, keep_logits=True)
+    assert skip.token_ids == full.token_ids
+    for a, b in zip(skip.step_logits, full.step_logits):
+        assert (a - b).abs().max() < 1e-4
+    assert any(not torch.equal(skip.step_bridges[1], b) for b in skip.step_bridges[2:])
 
 
 def test_guidance_off_matches_hf_generate_greedy(llama):

@@ -249,22 +249,26 @@ class GuidedDecoder:
         return self._result(generated, stops, telemetry, finish_reasons, step_logits, step_bridges)
 
     def _fast_refresh(self, token, position, lengths, m_len, new_bridge) -> torch.Tensor:
-        """New bridge + next token in one forward; the new bridge entries then replace the old bridge columns."""
+        """New bridge + next token in one forward; the new bridge entries then replace the old bridge columns.
+
+        The bridge rows skip the layers below the insert layer (`ForwardPlan.lower_skip`): there they would only
+        compute entries that every query masks and that the insert layer overwrites, yet at K + 1 rows instead of 1
+        they are most of a refresh step's cost. Those layers' cache gets just the token's column."""
         k, batch, device = self.k, token.shape[0], token.device
         old_kv = self.attn.shape[1]
         kv = old_kv + k + 1
         self.attn = torch.cat([self.attn, self.attn.new_ones(batch, k + 1)], 1)
         old_cols, new_cols = slice(m_len, m_len + k), slice(old_kv, old_kv + k)
-        lower = torch.zeros(1, k + 1, kv, dtype=torch.bool, device=device)
+        lower = torch.zeros(1, 1, old_kv + 1, dtype=torch.bool, device=device)
         lower[..., old_cols] = True
-        lower[..., new_cols] = True
         upper = torch.zeros(1, k + 1, kv, dtype=torch.bool, device=device)
         upper[..., old_cols] = True
         upper[:, :k, m_len + k : old_kv] = True  # bridge queries: prompt and each other only, as at their positions
         ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), token[:, None]], 1)
         positions = torch.cat([lengths[:, None] + torch.arange(k, device=device), position[:, None]], 1)
-        logits = self._forward(ids, positions, ForwardPlan(slice(0, k), new_bridge, lower, upper))
-        for layer in self.cache.layers:
+        plan = ForwardPlan(slice(0, k), new_bridge, lower, upper, lower_skip=new_cols)
+        logits = self._forward(ids, positions, plan)
+        for layer in self.cache.layers[self.module.config.insert_layer :]:
             for name in ("keys", "values"):
                 t = getattr(layer, name)
                 t[:, :, old_cols] = t[:, :, new_cols]

@@ -6,6 +6,9 @@ is set by a `ForwardPlan`:
 
 - layers below the insert layer get an attention mask that blocks the Bridge Token columns (invariant 1: those
   layers never see bridge positions, for any query);
+- in a fused refresh the bridge rows can skip the layers below the insert layer altogether (`lower_skip`): what those
+  layers would compute there is masked for every query and overwritten at the insert layer, so only the token rows
+  run through them and their cache gets no columns for the new bridge;
 - layers from the insert layer up may get an extra block (used when a refreshed bridge is computed in the same pass
   as the next token: bridge queries must see only the prompt and each other, as at their honest positions);
 - the insert layer's input hidden states at the bridge rows are overwritten with the Bridge Tokens;
@@ -36,7 +39,11 @@ class ForwardPlan:
     """`(1 or B, q, kv)` bool, True = may not attend; for layers below the insert layer."""
     block_upper: torch.Tensor | None = None
     """Same, for layers from the insert layer up."""
-    _memo: dict[tuple[int, bool], tuple[Any, Any]] = field(default_factory=dict)
+    lower_skip: slice | None = None
+    """Columns of this forward's new cache entries that layers below the insert layer do not get. With it, the rows
+    `bridge_rows` are dropped at layer 0 and put back (as `bridge_values`) at the insert layer, and `block_lower` is
+    `(1 or B, q - K, kv - K)`: the lower layers' cache simply has no such columns."""
+    _memo: dict[tuple[Any, ...], tuple[Any, Any]] = field(default_factory=dict)
 
 
 def _param_index(module: nn.Module, name: str) -> int | None:
@@ -85,12 +92,16 @@ class BackboneHooks:
     def _make_pre_hook(self, index: int):
         upper = index >= self.insert_layer
         is_insert = index == self.insert_layer
+        is_first = index == 0
 
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
             plan = self.plan
             if plan is None:
                 return None
             args = list(args)
+            skip = plan.lower_skip is not None and self.insert_layer > 0
+            if skip and not upper:
+                self._drop_bridge_rows(plan, args, kwargs, is_first)
             block = plan.block_upper if upper else plan.block_lower
             if block is not None:
                 mask = _get(args, kwargs, "attention_mask", self._mask_index)
@@ -99,11 +110,32 @@ class BackboneHooks:
                 hidden = _get(args, kwargs, "hidden_states", self._hidden_index)
                 rows = plan.bridge_rows
                 values = plan.bridge_values.to(hidden.dtype)
-                hidden = torch.cat([hidden[:, : rows.start], values, hidden[:, rows.stop :]], dim=1)
+                # Without the skip the bridge rows hold placeholders to overwrite; with it they are absent.
+                rest = rows.start if skip else rows.stop
+                hidden = torch.cat([hidden[:, : rows.start], values, hidden[:, rest:]], dim=1)
                 _set(args, kwargs, "hidden_states", self._hidden_index, hidden)
             return tuple(args), kwargs
 
         return hook
+
+    def _drop_bridge_rows(self, plan: ForwardPlan, args: list, kwargs: dict, is_first: bool) -> None:
+        """A lower layer's inputs without the bridge rows (and, in its mask, without the new bridge columns)."""
+        rows, cols = plan.bridge_rows, plan.lower_skip
+        if is_first:  # later lower layers get layer 0's shortened output
+            hidden = _get(args, kwargs, "hidden_states", self._hidden_index)
+            _set(args, kwargs, "hidden_states", self._hidden_index, _cut(hidden, rows, 1))
+        mask = _get(args, kwargs, "attention_mask", self._mask_index)
+        if isinstance(mask, torch.Tensor):
+            key = ("cut", id(mask))  # one cut per mask object per forward, so `_blocked` can memoise on it too
+            if key not in plan._memo:
+                plan._memo[key] = (mask, _cut(_cut(mask, rows, -2), cols, -1))
+            _set(args, kwargs, "attention_mask", self._mask_index, plan._memo[key][1])
+        embeddings = kwargs.get("position_embeddings")
+        if isinstance(embeddings, tuple):  # rotary (cos, sin), each (B, q, d_head)
+            kwargs["position_embeddings"] = tuple(_cut(t, rows, -2) for t in embeddings)
+        for name in ("position_ids", "cache_position"):
+            if isinstance(kwargs.get(name), torch.Tensor):
+                kwargs[name] = _cut(kwargs[name], rows, -1)
 
     def _blocked(self, plan: ForwardPlan, mask: torch.Tensor | None, block: torch.Tensor, upper: bool) -> torch.Tensor:
         # Every layer of a kind gets the same mask object; convert it once per forward.
@@ -125,6 +157,11 @@ class BackboneHooks:
             new = mask.masked_fill(block[:, None], torch.finfo(mask.dtype).min)
         plan._memo[key] = (mask, new)
         return new
+
+
+def _cut(t: torch.Tensor, span: slice, dim: int) -> torch.Tensor:
+    """`t` without the indices `span` along `dim`."""
+    return torch.cat([t.narrow(dim, 0, span.start), t.narrow(dim, span.stop, t.shape[dim] - span.stop)], dim=dim)
 
 
 def _get(args: list, kwargs: dict, name: str, index: int | None) -> Any:
