@@ -206,3 +206,17 @@ def test_gate_threshold_skips_refresh_when_safe(llama):
     _, _, res = _run(llama, module, max_new_tokens=6, refresh_every=1, gate_threshold=1e9)
     assert not any(res.telemetry[0].refreshed)
     assert all(torch.equal(res.step_bridges[0], b) for b in res.step_bridges)
+
+
+def test_gate_flags_refresh_per_row(llama):
+    module = make_module(llama)
+    _, _, free = _run(llama, module, max_new_tokens=8, refresh_every=1, telemetry=True)
+    scores = sorted(s for t in free.telemetry for s in t.score)
+    _, _, res = _run(llama, module, max_new_tokens=8, refresh_every=1, telemetry=True,
+                     gate_threshold=scores[len(scores) // 2])
+    flags = [t.refreshed for t in res.telemetry]
+    assert any(a != b for a, b in zip(*flags)), "the threshold should split the two rows at some step"
+    for step in range(1, 8):
+        for row in range(2):
+            moved = not torch.equal(res.step_bridges[step - 1][row], res.step_bridges[step][row])
+            assert flags[row][step] == moved  # entry t: the forward that produced step t's logits and bridge

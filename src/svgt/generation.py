@@ -219,13 +219,15 @@ class GuidedDecoder:
                 k > 0 and cfg.refresh_every > 0 and step > 0 and step % cfg.refresh_every == 0 and observed is not None
             )
             new_bridge = None
+            changed = [refresh] * batch  # per row: did this row's bridge change (gating keeps some rows' bridge)
             if refresh:
                 s_new, dz_new, state_new = observed
                 candidate = self.module.bridge(state_new, dz_new)
                 new_bridge = cfg.momentum * bridge + (1.0 - cfg.momentum) * candidate
                 if cfg.gate_threshold is not None:
-                    keep = (s_new <= cfg.gate_threshold)[:, None, None]
-                    new_bridge = torch.where(keep, bridge, new_bridge)
+                    keep = s_new <= cfg.gate_threshold
+                    new_bridge = torch.where(keep[:, None, None], bridge, new_bridge)
+                    changed = (~keep).tolist()
                     refresh = not bool(keep.all())
             if refresh and cfg.refresh_mode == "exact":
                 logits = self._exact_refresh(generated, lengths, m_len, new_bridge)
@@ -245,7 +247,7 @@ class GuidedDecoder:
                     s_t, dz_t, _ = observed
                     norms = dz_t.norm(dim=-1)
                     for row in range(batch):
-                        telemetry[row].add(float(s_t[row]), float(norms[row]), bool(refresh))
+                        telemetry[row].add(float(s_t[row]), float(norms[row]), bool(changed[row]))
         return self._result(generated, stops, telemetry, finish_reasons, step_logits, step_bridges)
 
     def _fast_refresh(self, token, position, lengths, m_len, new_bridge) -> torch.Tensor:
