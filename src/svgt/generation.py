@@ -138,11 +138,11 @@ class GuidedDecoder:
         return out.logits[:, -1].float()
 
     def _observe(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(s, Δz, z-trigger state) of the newest token's extract-layer state `(B, d)`."""
+        """(z, s, state) of the newest token's extract-layer state `(B, d)`. Δz (a gradient) is left to the caller:
+        a gate only needs `s`, and most steps need nothing."""
         vs = self.module.value_space
         z = vs.encode(state.float(), self.prompt_states, self.prompt_mask)
-        delta_z, s = vs.correction(z)
-        return s, delta_z, state
+        return z, vs.score(z), state
 
     # -- the loop ------------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -180,7 +180,8 @@ class GuidedDecoder:
             self.prompt_states = self.hooks.captured.float()
             self.prompt_mask = self.attn.bool()
             h_v = self.module.value_space.aggregator(self.prompt_states, self.prompt_mask)
-            s, delta_z, _ = self._observe(h_v)
+            z, _, _ = self._observe(h_v)
+            delta_z, s = self.module.value_space.correction(z)
             norms = delta_z.norm(dim=-1)
             for row in range(batch):
                 telemetry[row].bridge_score = float(s[row])
@@ -221,14 +222,17 @@ class GuidedDecoder:
             new_bridge = None
             changed = [refresh] * batch  # per row: did this row's bridge change (gating keeps some rows' bridge)
             if refresh:
-                s_new, dz_new, state_new = observed
-                candidate = self.module.bridge(state_new, dz_new)
-                new_bridge = cfg.momentum * bridge + (1.0 - cfg.momentum) * candidate
-                if cfg.gate_threshold is not None:
-                    keep = s_new <= cfg.gate_threshold
-                    new_bridge = torch.where(keep[:, None, None], bridge, new_bridge)
+                z_new, s_new, state_new = observed
+                keep = None if cfg.gate_threshold is None else s_new <= cfg.gate_threshold
+                if keep is not None:
                     changed = (~keep).tolist()
                     refresh = not bool(keep.all())
+            if refresh:  # not when the gate kept every row's bridge: then the step is a plain one
+                dz_new, _ = self.module.value_space.correction(z_new)
+                candidate = self.module.bridge(state_new, dz_new)
+                new_bridge = cfg.momentum * bridge + (1.0 - cfg.momentum) * candidate
+                if keep is not None:
+                    new_bridge = torch.where(keep[:, None, None], bridge, new_bridge)
             if refresh and cfg.refresh_mode == "exact":
                 logits = self._exact_refresh(generated, lengths, m_len, new_bridge)
             elif refresh:
@@ -240,11 +244,12 @@ class GuidedDecoder:
                 logits = self._forward(token[:, None], position[:, None], plan)
             if refresh:
                 bridge = new_bridge
-            # The value module runs per token only when someone reads it: telemetry, or a coming refresh.
-            if self.guided and (cfg.telemetry or (k and cfg.refresh_every)):
+            # The value module runs only when someone reads it: telemetry, or a refresh at the next step.
+            next_refreshes = k and cfg.refresh_every and (step + 1) % cfg.refresh_every == 0
+            if self.guided and (cfg.telemetry or next_refreshes):
                 observed = self._observe(self.hooks.captured[:, -1].float())
                 if cfg.telemetry:
-                    s_t, dz_t, _ = observed
+                    dz_t, s_t = self.module.value_space.correction(observed[0])
                     norms = dz_t.norm(dim=-1)
                     for row in range(batch):
                         telemetry[row].add(float(s_t[row]), float(norms[row]), bool(changed[row]))
