@@ -220,3 +220,21 @@ def test_gate_flags_refresh_per_row(llama):
         for row in range(2):
             moved = not torch.equal(res.step_bridges[step - 1][row], res.step_bridges[step][row])
             assert flags[row][step] == moved  # entry t: the forward that produced step t's logits and bridge
+
+
+def test_first_bridge_comes_from_the_most_unsafe_paragraph(llama):
+    module = make_module(llama)
+    paragraphs = ["a long benign document about cats and dogs", "zq", "a request"]
+    prompt = "\n\n".join(paragraphs)
+    cfg = dict(max_new_tokens=2, stop_at_eos=False)
+    whole = generate(llama, module, [prompt], GenerationConfig(score_paragraphs=False, **cfg), keep_logits=True)
+    alone = [generate(llama, module, [p], GenerationConfig(**cfg), keep_logits=True) for p in paragraphs]
+    scored = generate(llama, module, [prompt, "no paragraphs"], GenerationConfig(**cfg), keep_logits=True)
+    candidates = [whole] + alone
+    best = max(candidates, key=lambda r: r.telemetry[0].bridge_score)
+    assert scored.telemetry[0].bridge_score == pytest.approx(best.telemetry[0].bridge_score, abs=1e-5)
+    assert torch.allclose(scored.step_bridges[0][0], best.step_bridges[0][0], atol=1e-5)
+    assert best is not whole, "pick a prompt where a paragraph outscores the whole, or the test proves nothing"
+    # A one-paragraph prompt in the same batch is untouched.
+    single = generate(llama, module, ["no paragraphs"], GenerationConfig(**cfg))
+    assert scored.telemetry[1].bridge_score == pytest.approx(single.telemetry[0].bridge_score, abs=1e-5)

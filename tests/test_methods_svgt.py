@@ -44,7 +44,7 @@ def test_svgt_inject_changes_output_and_leaves_no_hooks(tmp_path):
     from svgt.prompts import encode_prompts
 
     ids, mask = encode_prompts(bb.tokenizer, ["hello world"])
-    vec = m._corrections(ids, mask)
+    vec = m._corrections(ids, mask, [[]])
     assert vec.abs().sum() > 0
     with torch.no_grad():
         plain = bb.model(input_ids=ids).logits[:, -1]

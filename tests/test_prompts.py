@@ -17,3 +17,18 @@ def test_chat_template_applied_exactly_and_switchable(tmp_path):
     expected = expected["input_ids"] if isinstance(expected, dict) or hasattr(expected, "keys") else expected
     assert ids[0].tolist() == list(expected)
     assert long_mask[1, 0] == 0 and long_mask[1, -1] == 1  # left padding
+
+
+def test_paragraphs_split_at_blank_lines_and_keep_the_conversation(tmp_path):
+    from svgt.prompts import paragraph_ids, paragraph_prompts
+
+    assert paragraph_prompts("one paragraph\nstill one") == []
+    assert paragraph_prompts("context here\n\n---\n\n  the request ") == ["context here", "the request"]
+    chat = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "doc\n \nask"}]
+    assert paragraph_prompts(chat) == [
+        [{"role": "system", "content": "be nice"}, {"role": "user", "content": "doc"}],
+        [{"role": "system", "content": "be nice"}, {"role": "user", "content": "ask"}],
+    ]
+    tok = load_backbone(save_tiny_hf_backbone(tmp_path / "m")).tokenizer
+    assert paragraph_ids(tok, "doc\n\nask") == encode_prompts(tok, ["doc"])[0].tolist() + \
+        encode_prompts(tok, ["ask"])[0].tolist()

@@ -109,6 +109,17 @@ def test_chat_matches_library_generate_with_usage_and_telemetry(server, guided):
     assert tel["refresh_every"] == 2
 
 
+def test_multi_paragraph_prompt_scores_paragraphs_like_generate(server, guided):
+    messages = [{"role": "user", "content": "A long document about gardening.\n\n---\n\nNow summarise it."}]
+    resp = _client(server).chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0)
+    ref = _expected(guided, messages, max_new_tokens=6)
+    whole = _expected(guided, messages, max_new_tokens=6, score_paragraphs=False)
+    assert resp.choices[0].message.content == ref.texts[0]
+    assert resp.svgt["max_score"] == pytest.approx(max(ref.telemetry[0].score), abs=1e-5)
+    assert ref.telemetry[0].bridge_score >= whole.telemetry[0].bridge_score
+    assert ref.token_ids != whole.token_ids  # the paragraphs changed the first bridge here, so the test has teeth
+
+
 def test_guidance_off_per_request(server, guided):
     client = _client(server)
     off = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=8, temperature=0,
@@ -448,7 +459,7 @@ def test_streaming_decoder_hands_over_exactly_what_generate_returns(llama, cfg):
 def test_a_failing_batch_answers_500_and_the_server_goes_on(guided, monkeypatch):
     import svgt.serving.scheduler as scheduler_module
 
-    def boom(self, ids, mask):
+    def boom(self, ids, mask, paragraphs=None):
         raise RuntimeError("simulated out of memory")
 
     with BackgroundServer(_app(guided)) as srv:

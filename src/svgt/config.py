@@ -126,6 +126,11 @@ class GenerationConfig:
     against the old bridge); `exact` recomputes every cached entry the new bridge changes."""
     gate_threshold: float | None = None
     """If set, a refresh is skipped while the newest score s <= threshold (the bridge is kept as it is)."""
+    score_paragraphs: bool = True
+    """Also score each paragraph of a multi-paragraph prompt on its own, and build the first bridge from whichever of
+    the whole prompt and its paragraphs scores most unsafe. A long document around a request pulls the whole
+    prompt's score far to the safe side (HarmBench val's contextual behaviors: s ≈ -8 with their context, up to +12
+    without it). Costs one forward up to the extract layer per paragraph, once per prompt."""
     stop_at_eos: bool = True
     telemetry: bool = True
     """Record per-step discriminator score, ‖Δz‖ and refresh flags."""

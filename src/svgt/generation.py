@@ -27,9 +27,9 @@ from transformers import DynamicCache
 
 from .backbone import Backbone
 from .config import GenerationConfig
-from .hooks import BackboneHooks, ForwardPlan, bridge_block, padded_positions
+from .hooks import BackboneHooks, ForwardPlan, bridge_block, padded_positions, prompt_states
 from .module import ValueModule
-from .prompts import encode_prompts
+from .prompts import encode_prompts, left_pad, paragraph_ids
 
 
 @dataclass
@@ -103,6 +103,28 @@ def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generato
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def most_unsafe_paragraph(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModule, h_v: torch.Tensor,
+                          z: torch.Tensor, s: torch.Tensor, paragraphs: list[list[list[int]]], pad_id: int,
+                          chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, (h_v, z) of whichever of the whole prompt (given as `h_v, z, s`) and its paragraphs (token ids, one
+    prompt each; see `GenerationConfig.score_paragraphs`) scores highest. `hooks` must be attached."""
+    vs = module.value_space
+    flat = [(row, ids) for row, rows in enumerate(paragraphs) for ids in (rows or [])]
+    h_v, z, best = h_v.clone(), z.clone(), s.clone()
+    for start in range(0, len(flat), chunk):
+        part = flat[start : start + chunk]
+        ids, mask = left_pad([p for _, p in part], pad_id, h_v.device)
+        states = prompt_states(model, hooks, ids, mask)
+        m = mask.bool()
+        hv_p = vs.aggregator(states, m)
+        z_p = vs.encode(hv_p, states, m)
+        s_p = vs.score(z_p)
+        for j, (row, _) in enumerate(part):
+            if s_p[j] > best[row]:
+                best[row], h_v[row], z[row] = s_p[j], hv_p[j], z_p[j]
+    return h_v, z
+
+
 class GuidedDecoder:
     """One batch of guided generation. Use `generate()` unless you need the pieces."""
 
@@ -146,8 +168,12 @@ class GuidedDecoder:
 
     # -- the loop ------------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep_logits: bool = False) -> GenerationResult:
+    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep_logits: bool = False,
+            paragraphs: list[list[list[int]]] | None = None) -> GenerationResult:
+        """`paragraphs`: per row, the token ids of each paragraph of its prompt as a prompt of its own
+        (`prompts.paragraph_ids`), scored when `cfg.score_paragraphs`; None or [] for a row scores only its prompt."""
         cfg, k = self.cfg, self.k
+        self.paragraphs = paragraphs if cfg.score_paragraphs else None
         batch, m_len = input_ids.shape
         device = input_ids.device
         generator = None
@@ -180,7 +206,10 @@ class GuidedDecoder:
             self.prompt_states = self.hooks.captured.float()
             self.prompt_mask = self.attn.bool()
             h_v = self.module.value_space.aggregator(self.prompt_states, self.prompt_mask)
-            z, _, _ = self._observe(h_v)
+            z, s, _ = self._observe(h_v)
+            if self.paragraphs:
+                h_v, z = most_unsafe_paragraph(self.model, self.hooks, self.module, h_v, z, s, self.paragraphs,
+                                               self.placeholder)
             delta_z, s = self.module.value_space.correction(z)
             norms = delta_z.norm(dim=-1)
             for row in range(batch):
@@ -327,7 +356,10 @@ def generate(
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         ids, mask = encode_prompts(backbone.tokenizer, chunk, chat_template, backbone.device)
-        results.append(GuidedDecoder(backbone, module, config).run(ids, mask, keep_logits))
+        paragraphs = None
+        if config.score_paragraphs and config.guidance and module is not None:
+            paragraphs = [paragraph_ids(backbone.tokenizer, p, chat_template) for p in chunk]
+        results.append(GuidedDecoder(backbone, module, config).run(ids, mask, keep_logits, paragraphs))
     return GenerationResult(
         [r for res in results for r in res.token_ids],
         [t for res in results for t in res.texts],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
+
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 def has_chat_template(tokenizer: Any) -> bool:
@@ -23,6 +26,26 @@ def format_prompt(tokenizer: Any, prompt: str | list[dict[str, str]], chat_templ
     if isinstance(prompt, list):
         return "\n".join(m["content"] for m in messages)
     return prompt
+
+
+def paragraph_prompts(prompt: str | list[dict[str, str]]) -> list[str | list[dict[str, str]]]:
+    """The prompt once per paragraph of its (last user) text, as prompts of the same kind; [] for one paragraph.
+
+    Paragraphs are split at blank lines; ones without a word character (a `---` rule) are dropped."""
+    if isinstance(prompt, list):
+        users = [i for i, m in enumerate(prompt) if m.get("role") == "user"]
+        if not users:
+            return []
+        text = prompt[users[-1]]["content"]
+    else:
+        text = prompt
+    parts = [p.strip() for p in _PARAGRAPH_BREAK.split(text)]
+    parts = [p for p in parts if re.search(r"\w", p)]
+    if len(parts) < 2:
+        return []
+    if isinstance(prompt, list):
+        return [[*prompt[: users[-1]], {**prompt[users[-1]], "content": p}, *prompt[users[-1] + 1 :]] for p in parts]
+    return parts
 
 
 def _ids(tokenizer: Any, text: str, templated: bool) -> list[int]:
@@ -45,6 +68,13 @@ def encode_prompts(
         if not row:
             raise ValueError(f"prompt {i} is empty after tokenisation")
     return left_pad(rows, tokenizer.pad_token_id, device)
+
+
+def paragraph_ids(tokenizer: Any, prompt: str | list[dict[str, str]], chat_template: bool = True) -> list[list[int]]:
+    """Token ids of each paragraph of `prompt` as a prompt of its own (see `paragraph_prompts`); [] for one."""
+    templated = chat_template and has_chat_template(tokenizer)
+    rows = [_ids(tokenizer, format_prompt(tokenizer, p, chat_template), templated) for p in paragraph_prompts(prompt)]
+    return [r for r in rows if r]
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,11 +10,11 @@ from typing import Any, Iterator
 import torch
 
 from ..config import GenerationConfig
-from ..generation import generate
+from ..generation import generate, most_unsafe_paragraph
 from ..hooks import BackboneHooks, prompt_states
 from ..module import ValueModule
 from ..pipeline import load_guided_model
-from ..prompts import encode_prompts
+from ..prompts import encode_prompts, paragraph_ids
 from .base import Method, MethodContext, MethodOutput
 from .tuning import tune
 
@@ -73,14 +73,19 @@ class SVGTInjectMethod(_ModuleMethod):
         self._vectors: torch.Tensor | None = None
 
     @torch.inference_mode()
-    def _corrections(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _corrections(self, ids: torch.Tensor, mask: torch.Tensor, paragraphs: list[list[list[int]]]) -> torch.Tensor:
+        """Per prompt, the injected vector; the prompt is scored as `svgt` scores it (paragraphs included)."""
         module, bb = self.module, self.backbone
         c = module.config
         hooks = BackboneHooks(bb.layers, c.insert_layer, c.extract_layer, None)
         with hooks:
             states = prompt_states(bb.model, hooks, ids, mask)
-        h = module.value_space.aggregator(states, mask.bool())
-        z = module.value_space.encode(h, states, mask.bool())
+            h = module.value_space.aggregator(states, mask.bool())
+            z = module.value_space.encode(h, states, mask.bool())
+            if any(paragraphs):
+                pad = bb.tokenizer.pad_token_id or 0
+                h, z = most_unsafe_paragraph(bb.model, hooks, module, h, z, module.value_space.score(z), paragraphs,
+                                             pad)
         delta_z, _ = module.value_space.correction(z)
         phi = module.bridge.phi
         u = phi(delta_z) - phi(torch.zeros_like(delta_z))
@@ -117,7 +122,8 @@ class SVGTInjectMethod(_ModuleMethod):
         for i in range(0, len(prompts), batch_size):
             chunk = prompts[i : i + batch_size]
             ids, mask = encode_prompts(self.backbone.tokenizer, chunk, device=self.backbone.device)
-            with self._inject(self._corrections(ids, mask)):
+            paragraphs = [paragraph_ids(self.backbone.tokenizer, p) for p in chunk]
+            with self._inject(self._corrections(ids, mask, paragraphs)):
                 res = generate(self.backbone, None, chunk, cfg, batch_size=len(chunk))
             texts += res.texts
             tokens += [len(t) for t in res.token_ids]

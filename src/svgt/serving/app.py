@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..backbone import DEFAULT_BACKBONE, load_backbone
 from ..pipeline import GuidedModel, load_guided_model
-from ..prompts import format_prompt, has_chat_template
+from ..prompts import format_prompt, has_chat_template, paragraph_ids
 from .protocol import (
     APIError,
     GuidanceOptions,
@@ -150,6 +150,13 @@ def create_app(
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise bad(None, f"the request body is not valid JSON: {exc}", "invalid_json") from exc
 
+    def paragraphs(req: ParsedRequest) -> list[list[int]]:
+        """Each paragraph as a prompt of its own, for the first bridge's score (GenerationConfig.score_paragraphs)."""
+        if guided.module is None or not req.guidance.enabled:
+            return []
+        with scheduler.tokenizer_lock:
+            return paragraph_ids(tokenizer, req.prompt, req.kind == "chat")
+
     def encode(req: ParsedRequest) -> list[int]:
         chat = req.kind == "chat"
         templated = chat and has_chat_template(tokenizer)
@@ -206,7 +213,7 @@ def create_app(
         prompt_ids = encode(req)
         budget = token_budget(req, len(prompt_ids))
         job = Job(req, prompt_ids, budget, batch_key(req, guided.module is not None), asyncio.get_running_loop(),
-                  asyncio.Queue())
+                  asyncio.Queue(), paragraphs=paragraphs(req))
         scheduler.submit(job)
         if req.stream:
             return StreamingResponse(stream_events(req, job), media_type="text/event-stream",

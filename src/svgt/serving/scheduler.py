@@ -56,12 +56,13 @@ class StreamingDecoder(GuidedDecoder):
         self.on_tokens = on_tokens
         self.telemetry: list[RowTelemetry] = []
 
-    def stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    def stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               paragraphs: list[list[list[int]]] | None = None) -> None:
         self._setup_forwards = 1 + (1 if self.guided and self.k else 0)
         self._forwards = 0
         self._handed = 0
         try:
-            self.run(input_ids, attention_mask)
+            self.run(input_ids, attention_mask, paragraphs=paragraphs)
         except _BatchDone:
             pass
 
@@ -124,6 +125,8 @@ class Job:
     cancelled: bool = False
     answered: bool = False
     """Set by the worker once the final event (done or error) is queued."""
+    paragraphs: list[list[int]] = field(default_factory=list)
+    """Token ids of each paragraph of the prompt as a prompt of its own (scored for the first bridge)."""
 
     def send(self, kind: str, payload: Any) -> None:
         """From the worker thread: queue an event for the request's coroutine."""
@@ -366,7 +369,7 @@ class Scheduler:
 
         ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
         decoder = StreamingDecoder(bb, module, cfg, on_tokens)
-        decoder.stream(ids, mask)
+        decoder.stream(ids, mask, [j.paragraphs for j in jobs])
         for row in rows:  # the decoder ended (all rows at EOS) before a row saw its own end
             if row.finish is None and not row.job.cancelled:
                 row.finish = "stop"
