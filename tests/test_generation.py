@@ -87,11 +87,7 @@ class _AllRowsFastRefresh(GuidedDecoder):
         ids = torch.cat([torch.full((batch, k), self.placeholder), token[:, None]], 1)
         positions = torch.cat([lengths[:, None] + torch.arange(k), position[:, None]], 1)
         logits = self._forward(ids, positions, ForwardPlan(slice(0, k), new_bridge, lower, upper))
-        for layer in self.cache.layers:
-            for name in ("keys", "values"):
-                t = getattr(layer, name)
-                t[:, :, old_cols] = t[:, :, new_cols]
-                setattr(layer, name, torch.cat([t[:, :, :old_kv], t[:, :, old_kv + k :]], dim=2))
+        self._move_bridge_columns(self.cache.layers, old_cols, new_cols)
         self.attn = self.attn[:, : old_kv + 1]
         self.hooks.captured = self.hooks.captured[:, -1:]
         return logits

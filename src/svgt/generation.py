@@ -103,21 +103,29 @@ def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generato
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def most_unsafe_paragraph(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModule, h_v: torch.Tensor,
-                          z: torch.Tensor, s: torch.Tensor, paragraphs: list[list[list[int]]], pad_id: int,
-                          chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row, (h_v, z) of whichever of the whole prompt (given as `h_v, z, s`) and its paragraphs (token ids, one
-    prompt each; see `GenerationConfig.score_paragraphs`) scores highest. `hooks` must be attached."""
+def prompt_value(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModule, states: torch.Tensor,
+                 mask: torch.Tensor, paragraphs: list[list[list[int]]] | None = None, pad_id: int = 0,
+                 chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the `(h_v, z)` a prompt's first bridge is built from: its pooled extract-layer `states` encoded
+    against the prompt. With `paragraphs` (token ids of each paragraph as a prompt of its own, per row; see
+    `GenerationConfig.score_paragraphs`), whichever of the whole prompt and its paragraphs scores most unsafe.
+    `hooks` must be attached."""
     vs = module.value_space
-    flat = [(row, ids) for row, rows in enumerate(paragraphs) for ids in (rows or [])]
-    h_v, z, best = h_v.clone(), z.clone(), s.clone()
+
+    def value(st: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = vs.aggregator(st, m)
+        return h, vs.encode(h, st, m)
+
+    h_v, z = value(states, mask)
+    flat = [(row, ids) for row, rows in enumerate(paragraphs or []) for ids in (rows or [])]
+    if not flat:
+        return h_v, z
+    best = vs.score(z)
     for start in range(0, len(flat), chunk):
         part = flat[start : start + chunk]
-        ids, mask = left_pad([p for _, p in part], pad_id, h_v.device)
-        states = prompt_states(model, hooks, ids, mask)
-        m = mask.bool()
-        hv_p = vs.aggregator(states, m)
-        z_p = vs.encode(hv_p, states, m)
+        ids, pmask = left_pad([p for _, p in part], pad_id, h_v.device)
+        m = pmask.bool()
+        hv_p, z_p = value(prompt_states(model, hooks, ids, pmask), m)
         s_p = vs.score(z_p)
         for j, (row, _) in enumerate(part):
             if s_p[j] > best[row]:
@@ -205,11 +213,8 @@ class GuidedDecoder:
         if self.guided:
             self.prompt_states = self.hooks.captured.float()
             self.prompt_mask = self.attn.bool()
-            h_v = self.module.value_space.aggregator(self.prompt_states, self.prompt_mask)
-            z, s, _ = self._observe(h_v)
-            if self.paragraphs:
-                h_v, z = most_unsafe_paragraph(self.model, self.hooks, self.module, h_v, z, s, self.paragraphs,
-                                               self.placeholder)
+            h_v, z = prompt_value(self.model, self.hooks, self.module, self.prompt_states, self.prompt_mask,
+                                  self.paragraphs, self.placeholder)
             delta_z, s = self.module.value_space.correction(z)
             norms = delta_z.norm(dim=-1)
             for row in range(batch):
@@ -304,15 +309,20 @@ class GuidedDecoder:
         positions = torch.cat([lengths[:, None] + torch.arange(k, device=device), position[:, None]], 1)
         plan = ForwardPlan(slice(0, k), new_bridge, lower, upper, lower_skip=new_cols)
         logits = self._forward(ids, positions, plan)
-        for layer in self.cache.layers[self.module.config.insert_layer :]:
-            for name in ("keys", "values"):
-                t = getattr(layer, name)
-                t[:, :, old_cols] = t[:, :, new_cols]
-                setattr(layer, name, torch.cat([t[:, :, :old_kv], t[:, :, old_kv + k :]], dim=2))
+        self._move_bridge_columns(self.cache.layers[self.module.config.insert_layer :], old_cols, new_cols)
         self.attn = self.attn[:, : old_kv + 1]
         # Keep only the token's state for the observer (the bridge rows' states are not tokens).
         self.hooks.captured = self.hooks.captured[:, -1:]
         return logits
+
+    @staticmethod
+    def _move_bridge_columns(layers: list[Any], old_cols: slice, new_cols: slice) -> None:
+        """Write the cache entries at `new_cols` over `old_cols` and drop `new_cols`, in each of `layers`."""
+        for layer in layers:
+            for name in ("keys", "values"):
+                t = getattr(layer, name)
+                t[:, :, old_cols] = t[:, :, new_cols]
+                setattr(layer, name, torch.cat([t[:, :, : new_cols.start], t[:, :, new_cols.stop :]], dim=2))
 
     def _exact_refresh(self, generated, lengths, m_len, new_bridge) -> torch.Tensor:
         """Cut the cache back to the prompt and recompute bridge + all response tokens with the new bridge."""

@@ -45,6 +45,14 @@ class ForwardPlan:
     `(1 or B, q - K, kv - K)`: the lower layers' cache simply has no such columns."""
     _memo: dict[tuple[Any, ...], tuple[Any, Any]] = field(default_factory=dict)
 
+    def once(self, tag: Any, obj: Any, make: Any) -> Any:
+        """`make(obj)`, computed once per forward for each (tag, object): every layer of a kind gets the same mask
+        and rotary tensors. The object is kept alive with the result, so its id cannot be reused meanwhile."""
+        key = (tag, id(obj))
+        if key not in self._memo:
+            self._memo[key] = (obj, make(obj))
+        return self._memo[key][1]
+
 
 def _param_index(module: nn.Module, name: str) -> int | None:
     params = list(inspect.signature(module.forward).parameters)
@@ -126,22 +134,19 @@ class BackboneHooks:
             _set(args, kwargs, "hidden_states", self._hidden_index, _cut(hidden, rows, 1))
         mask = _get(args, kwargs, "attention_mask", self._mask_index)
         if isinstance(mask, torch.Tensor):
-            key = ("cut", id(mask))  # one cut per mask object per forward, so `_blocked` can memoise on it too
-            if key not in plan._memo:
-                plan._memo[key] = (mask, _cut(_cut(mask, rows, -2), cols, -1))
-            _set(args, kwargs, "attention_mask", self._mask_index, plan._memo[key][1])
+            cut = plan.once("mask", mask, lambda m: _cut(_cut(m, rows, -2), cols, -1))
+            _set(args, kwargs, "attention_mask", self._mask_index, cut)
         embeddings = kwargs.get("position_embeddings")
         if isinstance(embeddings, tuple):  # rotary (cos, sin), each (B, q, d_head)
-            kwargs["position_embeddings"] = tuple(_cut(t, rows, -2) for t in embeddings)
+            kwargs["position_embeddings"] = tuple(plan.once("rotary", t, lambda x: _cut(x, rows, -2)) for t in embeddings)
         for name in ("position_ids", "cache_position"):
             if isinstance(kwargs.get(name), torch.Tensor):
-                kwargs[name] = _cut(kwargs[name], rows, -1)
+                kwargs[name] = plan.once(name, kwargs[name], lambda x: _cut(x, rows, -1))
 
     def _blocked(self, plan: ForwardPlan, mask: torch.Tensor | None, block: torch.Tensor, upper: bool) -> torch.Tensor:
-        # Every layer of a kind gets the same mask object; convert it once per forward.
-        key = (id(mask), upper)
-        if key in plan._memo:
-            return plan._memo[key][1]
+        return plan.once(("block", upper), mask, lambda m: self._apply_block(m, block))
+
+    def _apply_block(self, mask: torch.Tensor | None, block: torch.Tensor) -> torch.Tensor:
         if mask is None:
             # sdpa skipped the mask (no padding, plain causal): rebuild the causal pattern by cache index.
             q, kv = block.shape[-2:]
@@ -151,12 +156,10 @@ class BackboneHooks:
                 new = torch.zeros(new.shape, dtype=torch.float32, device=block.device).masked_fill(
                     ~new, torch.finfo(torch.float32).min
                 )
-        elif mask.dtype == torch.bool:
-            new = mask & ~block[:, None]
-        else:
-            new = mask.masked_fill(block[:, None], torch.finfo(mask.dtype).min)
-        plan._memo[key] = (mask, new)
-        return new
+            return new
+        if mask.dtype == torch.bool:
+            return mask & ~block[:, None]
+        return mask.masked_fill(block[:, None], torch.finfo(mask.dtype).min)
 
 
 def _cut(t: torch.Tensor, span: slice, dim: int) -> torch.Tensor:

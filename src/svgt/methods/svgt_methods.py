@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import torch
 
 from ..config import GenerationConfig
-from ..generation import generate, most_unsafe_paragraph
+from ..generation import generate, prompt_value
 from ..hooks import BackboneHooks, prompt_states
 from ..module import ValueModule
 from ..pipeline import load_guided_model
@@ -80,12 +80,8 @@ class SVGTInjectMethod(_ModuleMethod):
         hooks = BackboneHooks(bb.layers, c.insert_layer, c.extract_layer, None)
         with hooks:
             states = prompt_states(bb.model, hooks, ids, mask)
-            h = module.value_space.aggregator(states, mask.bool())
-            z = module.value_space.encode(h, states, mask.bool())
-            if any(paragraphs):
-                pad = bb.tokenizer.pad_token_id or 0
-                h, z = most_unsafe_paragraph(bb.model, hooks, module, h, z, module.value_space.score(z), paragraphs,
-                                             pad)
+            h, z = prompt_value(bb.model, hooks, module, states, mask.bool(), paragraphs,
+                                bb.tokenizer.pad_token_id or 0)
         delta_z, _ = module.value_space.correction(z)
         phi = module.bridge.phi
         u = phi(delta_z) - phi(torch.zeros_like(delta_z))
