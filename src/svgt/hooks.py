@@ -138,7 +138,8 @@ class BackboneHooks:
             _set(args, kwargs, "attention_mask", self._mask_index, cut)
         embeddings = kwargs.get("position_embeddings")
         if isinstance(embeddings, tuple):  # rotary (cos, sin), each (B, q, d_head)
-            kwargs["position_embeddings"] = tuple(plan.once("rotary", t, lambda x: _cut(x, rows, -2)) for t in embeddings)
+            kwargs["position_embeddings"] = tuple(
+                plan.once("rotary", t, lambda x: _cut(x, rows, -2)) for t in embeddings)
         for name in ("position_ids", "cache_position"):
             if isinstance(kwargs.get(name), torch.Tensor):
                 kwargs[name] = plan.once(name, kwargs[name], lambda x: _cut(x, rows, -1))
