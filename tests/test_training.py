@@ -160,3 +160,68 @@ def test_train_writes_exactly_the_documented_files(cache, tmp_path):
     config = json.loads((tmp_path / "out" / "svgt_config.json").read_text())
     assert config["training"]["stage1_epochs"] == 1 and config["data"]["fingerprints"] == {"texts": "x"}
     assert all(torch.equal(before[k], v) for k, v in bb.model.state_dict().items())
+
+
+# Refusals out of 10 harmful and 10 benign tuning prompts per margin; at 6 the benign ones pass the 10% cap.
+_RATES = {0.0: (2, 0), 2.0: (5, 1), 4.0: (7, 1), 6.0: (9, 3)}
+
+
+def _fake_tuning(monkeypatch):
+    """Stand-ins for the tuning prompts and for generation, refusing as `_RATES` says for the module's margin."""
+    from types import SimpleNamespace
+
+    from svgt.training import trainer
+
+    harmful = [f"harmful {i}" for i in range(10)]
+    benign = [f"benign {i}" for i in range(10)]
+    monkeypatch.setattr(trainer.svdata, "tuning_prompts", lambda corpus: (harmful, benign))
+    monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: None)
+
+    def fake_generate(backbone, module, prompts, gen, batch_size):
+        n_harm, n_benign = _RATES[module.config.margin] if gen.guidance else (0, 0)
+        n = n_harm if prompts[0].startswith("harmful") else n_benign
+        return SimpleNamespace(texts=["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n))
+
+    monkeypatch.setattr(trainer, "generate", fake_generate)
+    return trainer
+
+
+def test_tuning_check_chooses_the_margin_by_the_baselines_rule(monkeypatch):
+    trainer = _fake_tuning(monkeypatch)
+    module = make_module(tiny_backbone("llama"))
+    result = trainer.tuning_check(None, module, None, TrainConfig(margins=[0, 2, 4, 6]))
+    assert module.config.margin == 4.0 and result["margin"]["chosen"] == 4.0
+    assert [r["tune_refusal"] for r in result["margin"]["search"]] == [0.2, 0.5, 0.7, 0.9]
+    assert result["guided"] == {"harmbench_val_refusal": 0.7, "heldout_benign_refusal": 0.1}
+    assert result["unguided"] == {"harmbench_val_refusal": 0.0, "heldout_benign_refusal": 0.0}
+
+
+def test_margins_must_be_non_negative():
+    from svgt.config import ConfigError
+
+    with pytest.raises(ConfigError, match="margins"):
+        TrainConfig(margins=[0, -1])
+    with pytest.raises(ConfigError, match="margins"):
+        TrainConfig(margins=[])
+
+
+def test_retune_saves_the_chosen_margin_and_keeps_weights_and_other_metrics(monkeypatch, tmp_path):
+    import json
+
+    from svgt import load_pretrained, save_pretrained
+
+    trainer = _fake_tuning(monkeypatch)
+    bb = tiny_backbone("llama")
+    module = make_module(bb)
+    save_pretrained(module, tmp_path, bb, training={"seed": 0})
+    (tmp_path / "metrics.json").write_text(json.dumps({"stage1": [1], "timings_s": {"stage1": 2.0}}))
+    tuning = trainer.retune(bb, tmp_path, TrainConfig(margins=[0, 2, 6]))
+    assert tuning["margin"]["chosen"] == 2.0
+    loaded = load_pretrained(tmp_path, bb)
+    assert loaded.config.margin == 2.0
+    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), loaded.state_dict().values()))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["stage1"] == [1] and metrics["timings_s"]["stage1"] == 2.0 and "tuning_check" in metrics["timings_s"]
+    assert metrics["tuning"]["guided"]["harmbench_val_refusal"] == 0.5
+    config = json.loads((tmp_path / "svgt_config.json").read_text())
+    assert config["training"] == {"seed": 0, "margins": [0.0, 2.0, 6.0], "max_overrefusal": 0.1}

@@ -33,6 +33,23 @@ def test_newton_step_is_zero_when_safe_and_reaches_zero_for_linear_discriminator
     assert torch.allclose(after[~safe], torch.zeros_like(after[~safe]), atol=1e-5)
 
 
+def test_margin_moves_the_newton_target_to_minus_margin():
+    m = _module(margin=1.5)
+    m.value_space.discriminator = torch.nn.Linear(8, 1)
+    z = torch.randn(64, 8)
+    dz, s = m.value_space.correction(z)
+    far = s <= -1.5  # already past the target: untouched
+    assert far.any() and (~far).any() and (s[~far] < 0).any()  # some rows below zero are corrected too
+    assert torch.all(dz[far] == 0)
+    after = m.value_space.score(z + dz)
+    assert torch.allclose(after[~far], torch.full_like(after[~far], -1.5), atol=1e-5)
+
+
+def test_negative_margin_is_refused():
+    with pytest.raises(ConfigError, match="margin"):
+        _module(margin=-1.0)
+
+
 def test_gradient_correction_is_minus_gradient():
     m = _module(correction="gradient")
     m.value_space.discriminator = torch.nn.Linear(8, 1)

@@ -162,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .backbone import load_backbone
     from .config import TrainConfig
-    from .training.trainer import train
+    from .training.trainer import retune, train
 
     overrides: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -175,8 +175,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             overrides[key] = raw
     cfg = TrainConfig(seed=args.seed, **overrides)
-    stages = (1, 2, 3) if args.stage is None else (args.stage,)
     backbone = load_backbone(args.backbone)
+    if args.retune:
+        print(json.dumps({"tuning": retune(backbone, args.out, cfg)}, indent=2))
+        return 0
+    stages = (1, 2, 3) if args.stage is None else (args.stage,)
     metrics = train(backbone, args.out, cfg, stages=stages, resume=args.resume, evaluate=not args.no_eval)
     print(json.dumps({k: metrics[k] for k in ("discrimination_heldout_pairs", "tuning", "timings_s") if k in metrics},
                      indent=2))
@@ -277,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-eval", action="store_true", help="skip the tuning-set check at the end")
+    t.add_argument("--retune", action="store_true",
+                   help="no training: rerun the tuning-set check and margin search on the artifact in --out")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
     t.set_defaults(func=cmd_train)
 

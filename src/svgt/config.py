@@ -51,7 +51,12 @@ class ValueModuleConfig:
     aggregator: Aggregator = "last"
     """How a sequence of states is pooled into `h_v`: the last token, or learned attention pooling."""
     correction: Correction = "newton"
-    """`newton`: Δz = -relu(s)·g/‖g‖² (a step to s = 0, zero when already safe); `gradient`: Δz = -g, PPLM-style."""
+    """`newton`: Δz = -relu(s + margin)·g/‖g‖² (a step to s = -margin, zero when already past it); `gradient`:
+    Δz = -g, PPLM-style."""
+    margin: float = 0.0
+    """How far on the safe side of the boundary the `newton` step aims (s = -margin). A positive margin also corrects
+    states that score just below zero, for a discriminator that under-scores some harmful prompts; it is an
+    inference-time choice, tuned on the tuning set (`svgt train` reports the sweep)."""
     gate_init: float = 1e-2
     """Initial value of the bridge gate α; near zero so an untrained bridge is close to `h_v` itself."""
 
@@ -81,6 +86,7 @@ class ValueModuleConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _check(self.aggregator in ("last", "attention"), "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
         _check(self.correction in ("newton", "gradient"), "correction", f"'newton' or 'gradient', got {self.correction!r}")
+        _check(self.margin >= 0, "margin", f"must be >= 0, got {self.margin}")
 
     @classmethod
     def for_backbone(cls, hidden_size: int, num_layers: int, **overrides: Any) -> ValueModuleConfig:
@@ -200,6 +206,11 @@ class TrainConfig:
     """Tolerance τ of the bridge-norm regulariser max(|‖B‖/‖h‖ − 1| − τ, 0)."""
     eval_tokens: int = 32
     """Tokens generated per prompt when the trained module is checked on the tuning set."""
+    margins: tuple[float, ...] = (0.0, 4.0, 6.0, 7.0, 8.0)
+    """Candidate `ValueModuleConfig.margin`s tried on the tuning set after stage 3. The one chosen by the baselines'
+    rule (`svgt.methods.tuning.select`: highest refusal with over-refusal <= max_overrefusal) is saved in the
+    artifact. One value: no search."""
+    max_overrefusal: float = 0.10
 
     def __post_init__(self) -> None:
         for name in ("stage1_epochs", "stage2_epochs", "stage3_epochs"):
@@ -209,6 +220,9 @@ class TrainConfig:
         for name in ("stage1_batch", "stage2_batch", "stage3_batch", "max_prompt_tokens", "max_response_tokens"):
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         _check(self.reg_tau >= 0, "reg_tau", f"must be >= 0, got {self.reg_tau}")
+        self.margins = tuple(float(m) for m in self.margins)  # JSON gives a list
+        _check(len(self.margins) >= 1 and min(self.margins) >= 0, "margins",
+               f"must be one or more values >= 0, got {list(self.margins)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

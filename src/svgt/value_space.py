@@ -105,5 +105,5 @@ class ValueSpace(nn.Module):
         s, g = s.detach(), g.detach()
         if self.config.correction == "gradient":
             return -g, s
-        step = F.relu(s).unsqueeze(-1) / g.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+        step = F.relu(s + self.config.margin).unsqueeze(-1) / g.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
         return -step * g, s

@@ -219,6 +219,7 @@ def train(
         t = lap("stage3", t)
 
     timings["train_total"] = round(time.time() - t0, 1)
+    module.config.margin = cfg.margins[0]
     if evaluate:
         metrics["tuning"] = tuning_check(backbone, module, corpus, cfg)
         t = lap("tuning_check", t)
@@ -229,6 +230,29 @@ def train(
     (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
     _log(f"wrote {out} in {timings['train_total']:.0f}s of training")
     return metrics
+
+
+def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig | None = None) -> dict[str, Any]:
+    """Re-run `tuning_check` (with its margin search) on the trained artifact in `out_dir`, without training: the
+    chosen margin goes into the artifact and the check replaces `tuning` in its metrics.json. Returns the check."""
+    from ..artifact import load_pretrained, read_config
+
+    cfg = cfg or TrainConfig()
+    out = Path(out_dir)
+    module = load_pretrained(out, backbone).eval()
+    saved = read_config(out)
+    t = time.time()
+    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    tuning = tuning_check(backbone, module, corpus, cfg)
+    metrics_path = out / METRICS_NAME
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics["tuning"] = tuning
+    metrics.setdefault("timings_s", {})["tuning_check"] = round(time.time() - t, 1)
+    training = {**saved.get("training", {}), "margins": list(cfg.margins), "max_overrefusal": cfg.max_overrefusal}
+    save_pretrained(module, out, backbone, data=saved.get("data"), training=training)
+    metrics_path.write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    _log(f"rewrote {out}: margin {module.config.margin:g}")
+    return tuning
 
 
 def _count_sources(pairs: list) -> dict[str, dict[str, int]]:
@@ -256,20 +280,36 @@ def _jsonable(obj: Any) -> Any:
 
 def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: TrainConfig,
                  limit: int | None = None) -> dict[str, Any]:
-    """Greedy refusal rates, guided and unguided, on HarmBench val (tuning set) and held-out benign prompts."""
+    """Greedy refusal rates, unguided and guided, on HarmBench val (tuning set) and as many held-out benign prompts.
+
+    Guided runs once per candidate in `cfg.margins`; the margin chosen by the rule every baseline's hyperparameters
+    are chosen by (`svgt.methods.tuning.select`) is left in `module.config`, and its rates are the guided ones."""
+    from ..methods.tuning import select
+
     harmful, benign = svdata.tuning_prompts(corpus)
     benign = benign[: len(harmful)]
     if limit:
         harmful, benign = harmful[:limit], benign[:limit]
     result: dict[str, Any] = {"harmbench_val_n": len(harmful), "heldout_benign_n": len(benign),
                               "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
-    for name, mod in (("unguided", None), ("guided", module)):
-        gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=mod is not None)
-        h = generate(backbone, mod, harmful, gen, batch_size=16).texts
-        b = generate(backbone, mod, benign, gen, batch_size=16).texts
+    runs: list[tuple[float | None, list[str], list[str]]] = []
+    for margin in (None, *cfg.margins):
+        if margin is not None:
+            module.config.margin = margin
+        gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=margin is not None)
+        runs.append((margin, generate(backbone, module, harmful, gen, batch_size=16).texts,
+                     generate(backbone, module, benign, gen, batch_size=16).texts))
+        name = "unguided" if margin is None else f"guided, margin {margin:g}"
+        _log(f"{name}: HarmBench val refusal {sum(map(is_refusal, runs[-1][1])) / len(harmful):.1%}, "
+             f"held-out benign refusal {sum(map(is_refusal, runs[-1][2])) / len(benign):.1%}")
+    table = [{"params": {"margin": m}, "tune_refusal": sum(map(is_refusal, h)) / len(h),
+              "tune_overrefusal": sum(map(is_refusal, b)) / len(b)} for m, h, b in runs[1:]]
+    chosen = select(table, cfg.max_overrefusal)
+    module.config.margin = chosen["params"]["margin"]
+    result["margin"] = {"chosen": module.config.margin, "search": table,
+                        "rule": f"highest HarmBench val refusal with held-out benign refusal <= {cfg.max_overrefusal:g}"}
+    for name, (_, h, b) in (("unguided", runs[0]), ("guided", runs[1 + table.index(chosen)])):
         result[name] = {"harmbench_val_refusal": sum(map(is_refusal, h)) / len(h),
                         "heldout_benign_refusal": sum(map(is_refusal, b)) / len(b)}
         result[f"{name}_examples"] = [{"prompt": p, "response": r} for p, r in list(zip(harmful, h))[:3]]
-        _log(f"{name}: HarmBench val refusal {result[name]['harmbench_val_refusal']:.1%}, "
-             f"held-out benign refusal {result[name]['heldout_benign_refusal']:.1%}")
     return result
