@@ -306,8 +306,8 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
               "tune_overrefusal": sum(map(is_refusal, b)) / len(b)} for m, h, b in runs[1:]]
     chosen = select(table, cfg.max_overrefusal)
     module.config.margin = chosen["params"]["margin"]
-    result["margin"] = {"chosen": module.config.margin, "search": table,
-                        "rule": f"highest HarmBench val refusal with held-out benign refusal <= {cfg.max_overrefusal:g}"}
+    rule = f"highest HarmBench val refusal with held-out benign refusal <= {cfg.max_overrefusal:g}"
+    result["margin"] = {"chosen": module.config.margin, "search": table, "rule": rule}
     for name, (_, h, b) in (("unguided", runs[0]), ("guided", runs[1 + table.index(chosen)])):
         result[name] = {"harmbench_val_refusal": sum(map(is_refusal, h)) / len(h),
                         "heldout_benign_refusal": sum(map(is_refusal, b)) / len(b)}
