@@ -162,8 +162,9 @@ def test_train_writes_exactly_the_documented_files(cache, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in bb.model.state_dict().items())
 
 
-# Refusals out of 10 harmful and 10 benign tuning prompts per margin; at 6 the benign ones pass the 10% cap.
-_RATES = {0.0: (2, 0), 2.0: (5, 1), 4.0: (7, 1), 6.0: (9, 3)}
+# Refusals out of 10 harmful, 10 benign and 10 edgy tuning prompts per margin: at 4 the edgy ones pass the 10% cap
+# (the everyday benign ones only at 6), so 2 must win.
+_RATES = {0.0: (2, 0, 0), 2.0: (5, 1, 1), 4.0: (7, 1, 2), 6.0: (9, 3, 4)}
 
 
 def _fake_tuning(monkeypatch):
@@ -175,11 +176,12 @@ def _fake_tuning(monkeypatch):
     harmful = [f"harmful {i}" for i in range(10)]
     benign = [f"benign {i}" for i in range(10)]
     monkeypatch.setattr(trainer.svdata, "tuning_prompts", lambda corpus: (harmful, benign))
+    monkeypatch.setattr(trainer.svdata, "edgy_tuning_prompts", lambda corpus: [f"edgy {i}" for i in range(10)])
     monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: None)
 
     def fake_generate(backbone, module, prompts, gen, batch_size):
-        n_harm, n_benign = _RATES[module.config.margin] if gen.guidance else (0, 0)
-        n = n_harm if prompts[0].startswith("harmful") else n_benign
+        counts = _RATES[module.config.margin] if gen.guidance else (0, 0, 0)
+        n = counts[["harmful", "benign", "edgy"].index(prompts[0].split()[0])]
         return SimpleNamespace(texts=["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n))
 
     monkeypatch.setattr(trainer, "generate", fake_generate)
@@ -190,10 +192,13 @@ def test_tuning_check_chooses_the_margin_by_the_baselines_rule(monkeypatch):
     trainer = _fake_tuning(monkeypatch)
     module = make_module(tiny_backbone("llama"))
     result = trainer.tuning_check(None, module, None, TrainConfig(margins=[0, 2, 4, 6]))
-    assert module.config.margin == 4.0 and result["margin"]["chosen"] == 4.0
+    assert module.config.margin == 2.0 and result["margin"]["chosen"] == 2.0
     assert [r["tune_refusal"] for r in result["margin"]["search"]] == [0.2, 0.5, 0.7, 0.9]
-    assert result["guided"] == {"harmbench_val_refusal": 0.7, "heldout_benign_refusal": 0.1}
-    assert result["unguided"] == {"harmbench_val_refusal": 0.0, "heldout_benign_refusal": 0.0}
+    assert [r["tune_overrefusal"] for r in result["margin"]["search"]] == [0.0, 0.1, 0.2, 0.4]
+    assert result["guided"] == {"harmbench_val_refusal": 0.5, "heldout_benign_refusal": 0.1,
+                                "heldout_edgy_refusal": 0.1}
+    assert result["unguided"] == {"harmbench_val_refusal": 0.0, "heldout_benign_refusal": 0.0,
+                                  "heldout_edgy_refusal": 0.0}
 
 
 def test_margins_must_be_non_negative():

