@@ -80,3 +80,15 @@ def test_hooks_benign_filter_and_extra_pairs():
     assert len(backbone) == 20
     with pytest.raises(ValueError, match="benign_filter returned"):
         build_corpus(max_sharegpt=50, benign_filter=lambda prompts: [False])
+
+
+def test_default_corpus_is_the_one_svgt_train_splits():
+    # A different default would shift the held-out ShareGPT split, so a caller of build_corpus() (the over-refusal
+    # suite without extras) would evaluate on prompts the trained module was trained on.
+    import inspect
+
+    from svgt.config import TrainConfig
+
+    defaults = inspect.signature(build_corpus).parameters
+    assert defaults["max_sharegpt"].default == TrainConfig().max_sharegpt
+    assert defaults["seed"].default == TrainConfig().seed
