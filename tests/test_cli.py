@@ -95,3 +95,23 @@ def test_info_json(tiny_path, artifact, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["backbone_path"] == tiny_path and info["num_layers"] == 4
     assert info["artifact_config"]["module"]["num_bridge_tokens"] == 3
+
+
+def test_margin_option_on_every_guided_command():
+    from svgt.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["generate", "hi"], ["demo"], ["eval", "--suites", "harmbench"], ["serve"]):
+        assert parser.parse_args([*argv, "--margin", "2.5"]).margin == 2.5
+        assert parser.parse_args(argv).margin is None
+
+
+def test_load_guided_model_applies_and_checks_the_margin(tmp_path):
+    from svgt.pipeline import load_guided_model
+
+    bb = load_backbone(save_tiny_hf_backbone(tmp_path / "bb"))
+    save_pretrained(make_module(bb), tmp_path, bb)
+    assert load_guided_model(bb, tmp_path).module.config.margin == 0.0
+    assert load_guided_model(bb, tmp_path, margin=1.5).module.config.margin == 1.5
+    with pytest.raises(ValueError, match="margin"):
+        load_guided_model(bb, tmp_path, margin=-1.0)

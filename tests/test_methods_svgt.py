@@ -74,3 +74,12 @@ def test_tuning_picks_best_under_overrefusal_cap(tmp_path):
     assert best["x"] == 1 and m.params["x"] == 1
     assert [r["tune_refusal"] for r in table] == [0.0, 1.0, 1.0]
     assert [r["tune_overrefusal"] for r in table] == [0.0, 0.0, 1.0]
+
+
+def test_margin_override_reaches_the_module_and_the_recorded_params(tmp_path):
+    ctx = _ctx(tmp_path)
+    m = make_method("svgt")
+    assert m.prepare(ctx)["margin"] == 0.0  # the artifact's
+    ctx.extras["margin"] = 3.0
+    m = make_method("svgt")
+    assert m.prepare(ctx)["margin"] == 3.0 and m.module.config.margin == 3.0

@@ -78,7 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not prompts:
         raise UsageError("no prompts: give them as arguments or with --prompts-file FILE")
     config = _generation_config(args)
-    guided = load_guided_model(args.backbone, args.artifact)
+    guided = load_guided_model(args.backbone, args.artifact, margin=args.margin)
     module = guided.module if config.guidance else None
     result = generate(
         guided.backbone, module, prompts, config, chat_template=not args.no_chat_template, batch_size=args.batch_size
@@ -139,7 +139,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .generation import generate
     from .pipeline import load_guided_model
 
-    guided = load_guided_model(args.backbone, args.artifact)
+    guided = load_guided_model(args.backbone, args.artifact, margin=args.margin)
     status = f"trained module {guided.artifact}" if guided.trained else "UNTRAINED module (no real guidance)"
     print(f"svgt demo: backbone {guided.backbone.name}, {status}\n")
     prompts = [p for _, p in DEMO_PROMPTS]
@@ -203,7 +203,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError("no suites: give --suites harmbench,jailbreak,overrefusal and/or --prompts FILE")
     report = evaluate(methods, suites, args.out, backbone=args.backbone, artifact=args.artifact, limit=args.limit,
                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
-                      judge_kind=args.judge_kind, reference=args.reference)
+                      judge_kind=args.judge_kind, reference=args.reference, margin=args.margin)
     print(Path(report).read_text())
     return 0
 
@@ -212,7 +212,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serving import serve
 
     serve(args.backbone, args.artifact, host=args.host, port=args.port, api_key=args.api_key,
-          max_queue=args.max_queue, max_batch=args.max_batch)
+          max_queue=args.max_queue, max_batch=args.max_batch, margin=args.margin)
     return 0
 
 
@@ -239,6 +239,11 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifact", default=None, help="value-module directory (default: the one shipped for the backbone)")
 
 
+def _add_margin_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--margin", type=float, default=None,
+                   help="Newton-step margin: correct toward s = -MARGIN (default: the module's, chosen by svgt train)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svgt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"svgt {__version__}")
@@ -248,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompts", nargs="*", help="prompts (each one argument)")
     g.add_argument("--prompts-file", help="JSONL with a 'prompt' field per line, or plain text, one prompt per line")
     _add_backbone_args(g)
+    _add_margin_arg(g)
     g.add_argument("--no-guidance", action="store_true", help="plain backbone, no value module")
     g.add_argument("--refresh-every", type=int, default=0, help="recompute the bridge every N tokens (0: never)")
     g.add_argument("--refresh-mode", choices=["fast", "exact"], default="fast")
@@ -270,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="unguided vs guided answers to a few harmful and benign prompts")
     _add_backbone_args(d)
+    _add_margin_arg(d)
     d.add_argument("--max-new-tokens", type=int, default=48)
     d.add_argument("--refresh-every", type=int, default=0)
     d.set_defaults(func=cmd_demo)
@@ -292,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--prompts", help="a user suite: JSONL/CSV with a 'prompt' column and optional 'label'")
     e.add_argument("--out", default="runs/eval", help="output directory; an interrupted run resumes from it")
     _add_backbone_args(e)
+    _add_margin_arg(e)
     e.add_argument("--limit", type=int, default=None, help="first N prompts per suite (quick runs)")
     e.add_argument("--max-new-tokens", type=int, default=48)
     e.add_argument("--batch-size", type=int, default=8)
@@ -302,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server with value guidance (loopback by default)")
     _add_backbone_args(sv)
+    _add_margin_arg(sv)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $SVGT_API_KEY)")

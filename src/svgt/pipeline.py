@@ -47,18 +47,25 @@ def load_guided_model(
     artifact: str | os.PathLike[str] | None = None,
     *,
     allow_untrained: bool = True,
+    margin: float | None = None,
 ) -> GuidedModel:
     """Backbone plus value module: `artifact` if given, else the module shipped for this backbone, else (with a
-    warning on stderr) an untrained one."""
+    warning on stderr) an untrained one. `margin` overrides the module's Newton-step margin (`ValueModuleConfig`)."""
+    if margin is not None and margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
     source = Path(artifact) if artifact is not None else packaged_artifact(bb.name)
     if source is not None:
-        return GuidedModel(bb, load_pretrained(source, bb), str(source))
-    if not allow_untrained:
+        guided = GuidedModel(bb, load_pretrained(source, bb), str(source))
+    elif not allow_untrained:
         raise FileNotFoundError(f"no value module is shipped for backbone {bb.name!r}; pass an artifact directory")
-    print(
-        f"svgt: warning: no trained value module for {bb.name!r}; using an UNTRAINED one "
-        "(its guidance means nothing; train one with `svgt train` or pass --artifact)",
-        file=sys.stderr,
-    )
-    return GuidedModel(bb, untrained_module(bb), None)
+    else:
+        print(
+            f"svgt: warning: no trained value module for {bb.name!r}; using an UNTRAINED one "
+            "(its guidance means nothing; train one with `svgt train` or pass --artifact)",
+            file=sys.stderr,
+        )
+        guided = GuidedModel(bb, untrained_module(bb), None)
+    if margin is not None:
+        guided.module.config.margin = margin
+    return guided

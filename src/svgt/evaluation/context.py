@@ -14,12 +14,13 @@ from ..training.trainer import backbone_answers, select_answered_prompts
 
 
 def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainConfig | None = None,
-                  corpus: Any = None) -> MethodContext:
+                  corpus: Any = None, margin: float | None = None) -> MethodContext:
     """Training prompts, tuning prompts (HarmBench val + the tuning half of held-out benign prompts) and extras.
 
-    Extras: `artifact` (for svgt / svgt_inject), the backbone's answers to the prompts `svgt train` answered
-    (`harmful_answers`, `benign_answers`: DPO's rejected / chosen sides), `train_pairs` (RE-Control's value
-    targets) and `heldout_benign` (whose evaluation half the over-refusal suite uses).
+    Extras: `artifact` and `margin` (for svgt / svgt_inject; margin None: the artifact's), the backbone's answers to
+    the prompts `svgt train` answered (`harmful_answers`, `benign_answers`: DPO's rejected / chosen sides),
+    `train_pairs` (RE-Control's value targets) and `heldout_benign` (whose evaluation half the over-refusal suite
+    uses).
     """
     cfg = cfg or TrainConfig()
     corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
@@ -32,6 +33,7 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
     tune_harmful, tune_benign = svdata.tuning_prompts(corpus)
     extras: dict[str, Any] = {
         "artifact": artifact,
+        "margin": margin,
         "harmful_answers": harmful_answers,
         "benign_answers": benign_answers,
         "train_pairs": train_pairs,
@@ -50,7 +52,8 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
 
 def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: str | Backbone = "smollm2-135m-instruct",
              artifact: str | None = None, limit: int | None = None, max_new_tokens: int = 48, batch_size: int = 8,
-             judge_path: str | None = None, judge_kind: str = "llamaguard", reference: str | None = None) -> str:
+             judge_path: str | None = None, judge_kind: str = "llamaguard", reference: str | None = None,
+             margin: float | None = None) -> str:
     """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report."""
     from ..backbone import load_backbone
     from ..methods import make_method
@@ -59,7 +62,7 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     from .runner import run_evaluation
 
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
-    ctx = build_context(bb, artifact)
+    ctx = build_context(bb, artifact, margin=margin)
     judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
     ref = load_backbone(reference) if reference else None
     run_evaluation({name: make_method(name) for name in methods}, ctx, suites, out_dir, limit=limit,

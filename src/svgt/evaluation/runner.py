@@ -202,6 +202,8 @@ def run_evaluation(methods: dict[str, Method], ctx: MethodContext, suites: list[
     device = ctx.backbone.device
     settings = {"suites": suites, "limit": limit, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
                 "backbone": ctx.backbone.name, "seed": ctx.seed}
+    if ctx.extras.get("margin") is not None:  # only when overridden, so runs written before the option still resume
+        settings["margin"] = ctx.extras["margin"]
     _check_resume(out / "run.json", settings)
     responses = JsonlLog(out / "responses.jsonl", ("method", "suite", "id"))
     prepared = JsonlLog(out / "methods.jsonl", ("method",))

@@ -20,7 +20,8 @@ from .tuning import tune
 
 
 def _load_module(ctx: MethodContext) -> tuple[ValueModule, str]:
-    guided = load_guided_model(ctx.backbone, ctx.extras.get("artifact"), allow_untrained=False)
+    guided = load_guided_model(ctx.backbone, ctx.extras.get("artifact"), allow_untrained=False,
+                               margin=ctx.extras.get("margin"))
     return guided.module, str(guided.artifact)
 
 
@@ -34,6 +35,7 @@ class _ModuleMethod(Method):
         self.backbone = ctx.backbone
         self.module, artifact = _load_module(ctx)
         self.params["artifact"] = artifact
+        self.params["margin"] = self.module.config.margin
         if self.grid:
             self.params, self.search = tune(self, self.grid, ctx)
         return self.params
