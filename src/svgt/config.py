@@ -86,7 +86,12 @@ class ValueModuleConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _check(self.aggregator in ("last", "attention"), "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
         _check(self.correction in ("newton", "gradient"), "correction", f"'newton' or 'gradient', got {self.correction!r}")
-        _check(self.margin >= 0, "margin", f"must be >= 0, got {self.margin}")
+        self.set_margin(self.margin)
+
+    def set_margin(self, margin: float) -> None:
+        """Change the inference-time margin in place: every part of a module shares this config object."""
+        _check(margin >= 0, "margin", f"must be >= 0, got {margin}")
+        self.margin = float(margin)
 
     @classmethod
     def for_backbone(cls, hidden_size: int, num_layers: int, **overrides: Any) -> ValueModuleConfig:

@@ -51,8 +51,6 @@ def load_guided_model(
 ) -> GuidedModel:
     """Backbone plus value module: `artifact` if given, else the module shipped for this backbone, else (with a
     warning on stderr) an untrained one. `margin` overrides the module's Newton-step margin (`ValueModuleConfig`)."""
-    if margin is not None and margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
     source = Path(artifact) if artifact is not None else packaged_artifact(bb.name)
     if source is not None:
@@ -67,5 +65,5 @@ def load_guided_model(
         )
         guided = GuidedModel(bb, untrained_module(bb), None)
     if margin is not None:
-        guided.module.config.margin = margin
+        guided.module.config.set_margin(margin)
     return guided

@@ -26,7 +26,7 @@ from ..backbone import Backbone, cache_dir
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
 from ..generation import generate
-from ..judges import is_refusal
+from ..judges import is_refusal, refusal_rate
 from ..module import ValueModule
 from .activations import EncodedPair, cached_states, encode_pair
 from .loop import run_loop
@@ -219,7 +219,7 @@ def train(
         t = lap("stage3", t)
 
     timings["train_total"] = round(time.time() - t0, 1)
-    module.config.margin = cfg.margins[0]
+    module.config.set_margin(cfg.margins[0])
     if evaluate:
         metrics["tuning"] = tuning_check(backbone, module, corpus, cfg)
         t = lap("tuning_check", t)
@@ -298,10 +298,10 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     runs: list[tuple[float | None, dict[str, float], list[str]]] = []
     for margin in (None, *cfg.margins):
         if margin is not None:
-            module.config.margin = margin
+            module.config.set_margin(margin)
         gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=margin is not None)
         texts = {name: generate(backbone, module, prompts, gen, batch_size=16).texts for name, prompts in sets.items()}
-        rates = {f"{name}_refusal": sum(map(is_refusal, t)) / len(t) for name, t in texts.items()}
+        rates = {f"{name}_refusal": refusal_rate(t) for name, t in texts.items()}
         runs.append((margin, rates, texts["harmbench_val"]))
         _log(("unguided" if margin is None else f"guided, margin {margin:g}") + ": "
              + ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in rates.items()))
@@ -309,7 +309,7 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     table = [{"params": {"margin": m}, "tune_refusal": rates["harmbench_val_refusal"],
               "tune_overrefusal": max(rates[k] for k in benign_keys), "rates": rates} for m, rates, _ in runs[1:]]
     chosen = select(table, cfg.max_overrefusal)
-    module.config.margin = chosen["params"]["margin"]
+    module.config.set_margin(chosen["params"]["margin"])
     rule = (f"highest HarmBench val refusal with refusal <= {cfg.max_overrefusal:g} on each of "
             f"{' and '.join(k.removesuffix('_refusal') for k in benign_keys)}")
     result["margin"] = {"chosen": module.config.margin, "search": table, "rule": rule}
