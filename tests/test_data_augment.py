@@ -69,3 +69,4 @@ def test_augmented_texts_are_leak_checked(monkeypatch):
     assert corpus.report["augmented_leak_removed"] >= 1
     assert sources.count("contextual+benign") == 3
     assert all(x.label == 0 for x in out if x.source == "contextual+benign")
+    assert {x.label for x in out if x.source.startswith("content+")} == {0, 1}

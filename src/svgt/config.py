@@ -182,6 +182,9 @@ class TrainConfig:
     contextual_examples: int = 0
     """Harmful and benign prompts each, written as a request after a benign context (see svgt.data.augment); 0, the
     default, adds none. Measured with 400 and max_prompt_tokens=256 (README, "Augmentation"): it did not help."""
+    content_requests: int = 5
+    """Kinds of text each constructed aim is written into, harmful and benign alike (see
+    svgt.data.content_requests); 0 adds none."""
     answer_tokens: int = 40
     # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
     stage1_epochs: int = 12

@@ -25,6 +25,7 @@ from ..artifact import save_pretrained
 from ..backbone import Backbone, cache_dir
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
+from ..data.content_requests import content_requests
 from ..generation import generate
 from ..judges import is_refusal, refusal_rate
 from ..module import ValueModule
@@ -80,8 +81,9 @@ def select_answered_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], l
 def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     """Stage-1 texts written from training data (see `svgt.data.augment`), leak-checked like every training text.
 
-    Instruction-style frames around harmful training prompts (label 1), and contextual prompts: one benign ShareGPT
-    answer as context followed once by a harmful request (1) and once by a benign one (0).
+    Instruction-style frames around harmful training prompts (label 1); contextual prompts: one benign ShareGPT
+    answer as context followed once by a harmful request (1) and once by a benign one (0); and constructed requests
+    to write harmful (1) or benign (0) texts in the same frames (`svgt.data.content_requests`).
     """
     harmful = [x for x in corpus.texts if x.label == 1 and x.source in ("donotanswer", "tense_rewordings", "rho_pairs")]
     framed = [imperative_variant(x.text, cfg.seed) for x in harmful]
@@ -97,6 +99,9 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
         unsafe, safe = contextual_examples(requests, benign, contexts, cfg.contextual_examples, cfg.seed)
         extra += [svdata.TextExample(t, 1, "contextual+harmful") for t in unsafe]
         extra += [svdata.TextExample(t, 0, "contextual+benign") for t in safe]
+    unsafe, safe = content_requests(cfg.content_requests, cfg.seed)
+    extra += [svdata.TextExample(t, 1, "content+harmful") for t in unsafe]
+    extra += [svdata.TextExample(t, 0, "content+benign") for t in safe]
     # The frames are new text: leak-check them like every other training text.
     leaked = set(svdata.find_overlaps([x.text for x in extra], svdata.evaluation_texts()))
     corpus.report["augmented"] = _count_sources(extra)
@@ -168,8 +173,10 @@ def train(
 
     # Stage-1 texts and stage-2 pairs (plus held-out pairs for the stage-1 vs stage-2 report), as cached states.
     texts = list(corpus.texts) + augmented_texts(corpus, cfg)
-    contextual = [x for x in texts if x.source.startswith("contextual+")]
-    refusal_prompts += [x.text for x in contextual if x.label == 1]
+    # Constructed prompts are few and aimed at what the other sources miss: all of them go to stage 2, and their
+    # harmful ones are refused in stage 3.
+    constructed = [x for x in texts if x.source.startswith(("contextual+", "content+"))]
+    refusal_prompts += [x.text for x in constructed if x.label == 1]
     _, text_states = _states(backbone, layer, [(x.text, None) for x in texts], cfg, "activations (texts)")
     # Stage 2 sees every unsafe pair there is (few: rho's and the backbone's complied answers) and a sample of the
     # many safe ones, plus standalone prompts scored at their last token (what the first bridge is built from).
@@ -177,9 +184,9 @@ def train(
     unsafe += [svdata.PairExample(p, a, 1, "backbone_complied") for p, a in complied]
     safe = _sample([p for p in corpus.pairs if p.label == 0], cfg.stage2_safe_pairs, cfg.seed)
     pairs = unsafe + safe
-    # Contextual prompts all go in: the conditional path reads the prompt's states, which is where they differ.
-    standalone = _sample([x for x in texts if not x.source.startswith("contextual+")], cfg.stage2_texts, cfg.seed)
-    standalone += contextual
+    standalone = _sample([x for x in texts if not x.source.startswith(("contextual+", "content+"))],
+                         cfg.stage2_texts, cfg.seed)
+    standalone += constructed
     pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in standalone]
     _, pair_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in pairs], cfg,
                              "activations (pairs)")
