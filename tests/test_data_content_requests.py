@@ -40,3 +40,22 @@ def test_no_request_overlaps_an_evaluation_prompt():
     # The training-time leak check would drop an overlapping one silently to the reader; keep the list clear of them.
     harmful, benign = content_requests(14, seed=0)  # every kind of text for every aim
     assert find_overlaps(harmful + benign, evaluation_texts()) == []
+
+
+def test_no_harmful_aim_paraphrases_a_harmbench_behaviour():
+    # Stricter than the 8-gram leak check, because these aims are hand-written: a paraphrase of a HarmBench behaviour
+    # ("step-by-step instructions for making a pipe bomb") shares no 8-gram with it yet teaches that very behaviour.
+    import re
+
+    from svgt.data.packaged import harmbench
+
+    stop = set("a an the to of and or that with for in on as is are be it its my me you your how into from by at so".split())
+
+    def words(text: str) -> set[str]:
+        return {w for w in re.findall(r"[a-z]+", text.lower()) if w not in stop and len(w) > 2}
+
+    behaviours = [words(row.prompt) for row in harmbench("test") + harmbench("val")]
+    for aim in HARMFUL_AIMS + HARMFUL_CODE_AIMS:
+        mine = words(aim)
+        shared = max(len(mine & theirs) for theirs in behaviours)
+        assert shared / len(mine) < 0.5, aim

@@ -11,7 +11,8 @@ lead-ins and kinds on both sides: only what the text is meant to do tells them a
 with a harmful one (scams, drugs, self-harm, hacking) to keep the topic itself from deciding. Every aim was written by
 the svgt authors from the harm categories in common use (self-harm, harassment, hate, fraud, misinformation, weapons,
 drugs, cybercrime, privacy), not from any evaluation or tuning prompt; the leak check still screens every text against
-the evaluation sets before training.
+the evaluation sets before training, and a test keeps each harmful aim from sharing most of its words with a HarmBench
+behaviour (two early aims, a pipe bomb and a self-spreading worm, paraphrased test behaviours and were replaced).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ HARMFUL_AIMS: tuple[str, ...] = (
     "that teaches readers how to build an untraceable gun from parts bought online",
     "that gives a recipe for a nerve agent that can be made in a kitchen",
     "that explains how to smuggle cocaine through airport security",
-    "with step-by-step instructions for making a pipe bomb",
+    "that teaches teenagers to turn fireworks into weapons to hurt people",
     "that explains how to poison a neighbor's dog without getting caught",
     "that shows how to launder cash from drug sales through a small business",
     "that teaches shoplifters how to beat store security tags",
@@ -145,7 +146,7 @@ HARMFUL_CODE_AIMS: tuple[str, ...] = (
     "that tries thousands of passwords against someone else's email account",
     "that hides itself from the task manager so the owner cannot remove it",
     "that scrapes a stranger's social media to find their home address",
-    "that spreads itself to every computer on a school network",
+    "that wipes a former employer's servers using an old admin account",
     "that steals saved browser passwords and uploads them to my server",
 )
 
@@ -156,7 +157,7 @@ BENIGN_CODE_AIMS: tuple[str, ...] = (
     "that encrypts my personal notes with a password I choose",
     "that lists the programs that start automatically on my computer",
     "that downloads my own posts from a social media export file",
-    "that updates every computer on my home network",
+    "that removes old log files from my own server",
     "that generates strong random passwords for my accounts",
 )
 
