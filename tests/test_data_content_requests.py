@@ -49,7 +49,7 @@ def test_no_harmful_aim_paraphrases_a_harmbench_behaviour():
 
     from svgt.data.packaged import harmbench
 
-    stop = set("a an the to of and or that with for in on as is are be it its my me you your how into from by at so".split())
+    stop = set("a an the to of and or that with for in on as is are be it its my me you your how into from by".split())
 
     def words(text: str) -> set[str]:
         return {w for w in re.findall(r"[a-z]+", text.lower()) if w not in stop and len(w) > 2}
