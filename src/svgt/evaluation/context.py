@@ -10,7 +10,18 @@ from ..backbone import Backbone
 from ..config import TrainConfig
 from ..judges import is_refusal
 from ..methods import MethodContext
-from ..training.trainer import backbone_answers, select_answered_prompts
+from ..training.trainer import augmented_texts, backbone_answers, select_answered_prompts
+
+
+def training_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """`(harmful, benign)` training prompts for the compared methods: the corpus's stage-3 prompts plus every text
+    `svgt train` writes from training data (imperative frames, constructed content requests; leak-checked there), so
+    the baselines learn from the same data as the shipped module."""
+    harmful = [p.prompt for p in corpus.stage3_harmful]
+    benign = [p.prompt for p in corpus.stage3_benign]
+    for x in augmented_texts(corpus, cfg):
+        (harmful if x.label == 1 else benign).append(x.text)
+    return harmful, benign
 
 
 def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainConfig | None = None,
@@ -30,6 +41,7 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
     train_pairs = [(p, a, "safe" if is_refusal(a) else "unsafe") for p, a in harmful_answers.items()]
     train_pairs += [(p, a, "safe") for p, a in benign_answers.items()]
     heldout = [p.prompt for p in corpus.heldout_benign]
+    train_harmful, train_benign = training_prompts(corpus, cfg)
     tune_harmful, tune_benign = svdata.tuning_prompts(corpus)
     extras: dict[str, Any] = {
         "artifact": artifact,
@@ -41,8 +53,8 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
     }
     return MethodContext(
         backbone=backbone,
-        train_harmful=[p.prompt for p in corpus.stage3_harmful],
-        train_benign=[p.prompt for p in corpus.stage3_benign],
+        train_harmful=train_harmful,
+        train_benign=train_benign,
         tune_harmful=tune_harmful,
         tune_benign=tune_benign,
         seed=cfg.seed,
