@@ -94,12 +94,16 @@ def plot_asr_vs_overrefusal(results: dict[str, Any], path: Path) -> bool:
         return False
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for name, m in results["methods"].items():
+    fig, ax = plt.subplots(figsize=(7, 4))
+    markers = "osD^vP*X<>"
+    for i, (name, m) in enumerate(results["methods"].items()):
         x, y = m["suites"][benign_suite]["overrefusal"]["value"], m["suites"][harm_suite]["asr"]["value"]
         if x is not None and y is not None:
-            ax.scatter(100 * x, 100 * y)
-            ax.annotate(name, (100 * x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            # Methods that refuse nothing pile up at the same point: a legend with the values stays readable where
+            # text labels beside the points would print over each other.
+            ax.scatter(100 * x, 100 * y, marker=markers[i % len(markers)], s=60, alpha=0.8,
+                       label=f"{name} ({100 * x:.0f}, {100 * y:.0f})")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="method (x, y)", title_fontsize=8)
     ax.set(xlabel=f"over-refusal on {benign_suite} (%) ↓", ylabel=f"ASR on {harm_suite} (%) ↓",
            xlim=(-5, 105), ylim=(-5, 105), title="Safety vs over-refusal (lower-left is better)")
     fig.tight_layout()
