@@ -175,7 +175,10 @@ def train(
     texts = list(corpus.texts) + augmented_texts(corpus, cfg)
     # Constructed prompts are few and aimed at what the other sources miss: all of them go to stage 2, and their
     # harmful ones are refused in stage 3.
-    constructed = [x for x in texts if x.source.startswith(("contextual+", "content+"))]
+    constructed: list[svdata.TextExample] = []
+    sourced: list[svdata.TextExample] = []
+    for x in texts:
+        (constructed if x.source.startswith(("contextual+", "content+")) else sourced).append(x)
     refusal_prompts += [x.text for x in constructed if x.label == 1]
     _, text_states = _states(backbone, layer, [(x.text, None) for x in texts], cfg, "activations (texts)")
     # Stage 2 sees every unsafe pair there is (few: rho's and the backbone's complied answers) and a sample of the
@@ -184,9 +187,7 @@ def train(
     unsafe += [svdata.PairExample(p, a, 1, "backbone_complied") for p, a in complied]
     safe = _sample([p for p in corpus.pairs if p.label == 0], cfg.stage2_safe_pairs, cfg.seed)
     pairs = unsafe + safe
-    standalone = _sample([x for x in texts if not x.source.startswith(("contextual+", "content+"))],
-                         cfg.stage2_texts, cfg.seed)
-    standalone += constructed
+    standalone = _sample(sourced, cfg.stage2_texts, cfg.seed) + constructed
     pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in standalone]
     _, pair_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in pairs], cfg,
                              "activations (pairs)")
