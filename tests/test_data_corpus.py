@@ -25,7 +25,8 @@ def _training_texts(c):
 def test_no_overlap_with_evaluation_texts(corpus):
     references = evaluation_texts()
     assert len(references) > 500
-    everything = _training_texts(corpus) + [p.prompt for p in corpus.heldout_benign + corpus.heldout_pairs]
+    held = corpus.heldout_benign + corpus.heldout_pairs + corpus.heldout_edgy
+    everything = _training_texts(corpus) + [p.prompt for p in held]
     assert find_overlaps(everything, references) == []
     assert corpus.report["leak_removed"].get("tense_rewordings", 0) > 50  # JailbreakBench rewordings of HarmBench
 
@@ -34,7 +35,7 @@ def test_lists_and_labels(corpus):
     labels = {t.source: set() for t in corpus.texts}
     for t in corpus.texts:
         labels[t.source].add(t.label)
-    assert labels["donotanswer"] == {1} and labels["sharegpt"] == {0} and labels["toxigen"] == {0, 1}
+    assert labels["donotanswer"] == {0, 1} and labels["sharegpt"] == {0} and labels["toxigen"] == {0, 1}
     assert {p.label for p in corpus.stage3_harmful} == {1} and {p.label for p in corpus.stage3_benign} == {0}
     assert {p.label for p in corpus.heldout_benign} == {0}
     refusal = [p for p in corpus.pairs if p.source.endswith("+refusal")]
@@ -51,6 +52,20 @@ def test_heldout_sets_never_in_training(corpus):
     n_pairs = len(corpus.pairs) + len(corpus.heldout_pairs)
     assert 0.10 <= len(corpus.heldout_pairs) / n_pairs <= 0.20
     assert {p.label for p in corpus.heldout_pairs} == {0, 1}
+    assert corpus.heldout_edgy and not any(normalize(p.prompt) in training for p in corpus.heldout_edgy)
+    assert {p.label for p in corpus.heldout_edgy} == {0}
+
+
+def test_donotanswer_advice_is_benign_and_partly_held_out_for_tuning(corpus):
+    from svgt.data import donotanswer, edgy_tuning_prompts
+
+    advice = {p.prompt for p in donotanswer() if p.label == 0}
+    trained = [t for t in corpus.texts if t.text in advice]
+    assert trained and {t.label for t in trained} == {0}
+    assert not advice & {p.prompt for p in corpus.stage3_harmful + corpus.pairs}  # neither refused nor "unsafe"
+    held = {p.prompt for p in corpus.heldout_edgy}
+    assert held <= advice and abs(len(held) - len(advice) / 3) <= 2
+    assert held <= set(edgy_tuning_prompts(corpus))
 
 
 def test_deterministic_and_reported(corpus):
@@ -61,7 +76,7 @@ def test_deterministic_and_reported(corpus):
     assert other.report["fingerprints"]["heldout_pairs"] != corpus.report["fingerprints"]["heldout_pairs"]
     report = corpus.report
     assert {"counts", "leak_removed", "skipped", "fingerprints", "loaded", "roles"} <= set(report)
-    assert report["counts"]["texts"]["donotanswer"][1] == len(corpus.stage3_harmful) - sum(
+    assert report["counts"]["texts"]["donotanswer"][1] == len(corpus.stage3_harmful) - sum(  # no advice prompts
         1 for p in corpus.stage3_harmful if p.source != "donotanswer"
     )
 

