@@ -184,8 +184,8 @@ class TrainConfig:
     default, adds none. Measured with 400 and max_prompt_tokens=256 (README, "Augmentation"): it did not help."""
     content_requests: int = 5
     """Kinds of text each constructed aim is written into, harmful and benign alike (see
-    svgt.data.content_requests); 0 adds none. Measured (README, "Trained module"): guided HarmBench val refusal
-    68.3% without them, 85.0% with the default 5, both at margin 4."""
+    svgt.data.content_requests); 0 adds none. Measured before the Do-Not-Answer label fix (README, "Trained
+    module"): guided HarmBench val refusal 68.3% without them, 85.0% with the default 5, both at margin 4."""
     answer_tokens: int = 40
     # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
     stage1_epochs: int = 12
