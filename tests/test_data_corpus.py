@@ -25,7 +25,7 @@ def _training_texts(c):
 def test_no_overlap_with_evaluation_texts(corpus):
     references = evaluation_texts()
     assert len(references) > 500
-    held = corpus.heldout_benign + corpus.heldout_pairs + corpus.heldout_edgy
+    held = corpus.heldout_benign + corpus.heldout_pairs + corpus.heldout_edgy + corpus.reserve_benign
     everything = _training_texts(corpus) + [p.prompt for p in held]
     assert find_overlaps(everything, references) == []
     assert corpus.report["leak_removed"].get("tense_rewordings", 0) > 50  # JailbreakBench rewordings of HarmBench
@@ -54,6 +54,24 @@ def test_heldout_sets_never_in_training(corpus):
     assert {p.label for p in corpus.heldout_pairs} == {0, 1}
     assert corpus.heldout_edgy and not any(normalize(p.prompt) in training for p in corpus.heldout_edgy)
     assert {p.label for p in corpus.heldout_edgy} == {0}
+
+
+def test_sharegpt_reserve_is_short_answered_and_in_no_other_list(corpus):
+    from svgt.data import sharegpt
+    from svgt.data.roles import RESERVE_PROMPT_CHARS
+    from svgt.judges import is_refusal
+
+    reserve = corpus.reserve_benign
+    first = {p.prompt for p in sharegpt(limit=300)}
+    assert len(reserve) > 1000 and not {p.prompt for p in reserve} & first  # read after max_sharegpt
+    assert {(p.label, p.source) for p in reserve} == {(0, "sharegpt_reserve")}
+    assert all(len(p.prompt) <= RESERVE_PROMPT_CHARS and not is_refusal(p.response) for p in reserve)
+    elsewhere = {normalize(t) for t in _training_texts(corpus)}
+    elsewhere |= {normalize(p.prompt) for p in corpus.heldout_benign + corpus.heldout_pairs + corpus.heldout_edgy}
+    assert not any(normalize(p.prompt) in elsewhere for p in reserve)
+    assert find_overlaps([p.prompt for p in reserve], [p.prompt for p in corpus.heldout_benign]) == []
+    skipped = corpus.report["skipped"]
+    assert skipped["reserve_chatgpt_refused"] > 50 and skipped["reserve_long_prompt"] > 500
 
 
 def test_donotanswer_advice_is_benign_and_partly_held_out_for_tuning(corpus):

@@ -177,6 +177,7 @@ def _fake_tuning(monkeypatch):
     benign = [f"benign {i}" for i in range(10)]
     monkeypatch.setattr(trainer.svdata, "tuning_prompts", lambda corpus: (harmful, benign))
     monkeypatch.setattr(trainer.svdata, "edgy_tuning_prompts", lambda corpus: [f"edgy {i}" for i in range(10)])
+    monkeypatch.setattr(trainer.svdata, "hard_negative_tuning_prompts", lambda corpus: [])  # none mined: no column
     monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: None)
 
     def fake_generate(backbone, module, prompts, gen, batch_size):
@@ -230,3 +231,62 @@ def test_retune_saves_the_chosen_margin_and_keeps_weights_and_other_metrics(monk
     assert metrics["tuning"]["guided"]["harmbench_val_refusal"] == 0.5
     config = json.loads((tmp_path / "svgt_config.json").read_text())
     assert config["training"] == {"seed": 0, "margins": [0.0, 2.0, 6.0], "max_overrefusal": 0.1}
+
+
+def test_train_mines_hard_negatives_then_trains_the_discriminator_again(cache, tmp_path, monkeypatch):
+    import json
+
+    from svgt.data import PairExample
+    from svgt.training import trainer
+    from svgt.training.mining import load_hard_negatives
+
+    corpus = _fake_corpus()
+    corpus.reserve_benign = [PairExample(f"reserve question {i}", f"answer {i}", 0, "sharegpt_reserve")
+                             for i in range(12)]
+    corpus.report["heldout_fraction"] = 0.25
+    # Scores that make the picks known: reserve question i scores i, so 11..4 are the top 8.
+    monkeypatch.setattr(trainer, "prompt_scores", lambda module, states: torch.arange(len(states)).float())
+    seen = []
+    real = trainer._stages_1_2
+    monkeypatch.setattr(trainer, "_stages_1_2", lambda m, texts, pairs, *a: seen.append(
+        (len(texts.labels), int(texts.labels.sum()), len(pairs.labels))) or real(m, texts, pairs, *a))
+    bb = tiny_backbone("llama")
+    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=1, stage2_epochs=1,
+                      stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4, stage3_batch=4,
+                      hard_negatives=8)
+    metrics = trainer.train(bb, tmp_path / "out", cfg, corpus=corpus, evaluate=False)
+    mined = load_hard_negatives(tmp_path / "out" / "hard_negatives.jsonl")
+    assert {p.prompt for p in mined.train + mined.heldout} == {f"reserve question {i}" for i in range(4, 12)}
+    assert len(mined.heldout) == 2 and len(mined.train) == 6
+    assert [p.prompt for p in corpus.heldout_edgy] == [p.prompt for p in mined.heldout]
+    from svgt.data import edgy_tuning_prompts, hard_negative_tuning_prompts
+
+    assert hard_negative_tuning_prompts(corpus) == sorted(p.prompt for p in mined.heldout)
+    assert not set(edgy_tuning_prompts(corpus)) & set(hard_negative_tuning_prompts(corpus))
+    # Round 2 adds the 6 training picks as benign texts, and as benign prompts alone and with their answer in stage 2.
+    (n_texts, n_unsafe, n_pairs), (n_texts2, n_unsafe2, n_pairs2) = seen
+    assert (n_texts2, n_unsafe2, n_pairs2) == (n_texts + 6, n_unsafe, n_pairs + 12)
+    assert metrics["hard_negatives"]["train"] == 6 and metrics["hard_negatives"]["stage3_answered"] == 2
+    assert {"stage1", "stage2", "discrimination_heldout_pairs"} <= set(metrics["round1"]) <= set(metrics)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {"round1_stage1", "round1_stage2", "hard_negatives", "stage1", "stage2"} <= set(saved["timings_s"])
+    assert (tmp_path / "out" / "checkpoints" / "round1" / "stage2.ckpt.json").exists()
+
+
+def test_retune_puts_the_held_out_hard_negatives_back_into_the_tuning_set(monkeypatch, tmp_path):
+    from svgt import save_pretrained
+    from svgt.data import PairExample, hard_negative_tuning_prompts
+    from svgt.training import trainer
+    from svgt.training.mining import HardNegatives, save_hard_negatives
+
+    bb = tiny_backbone("llama")
+    save_pretrained(make_module(bb), tmp_path, bb, training={"seed": 0})
+    picks = [PairExample(f"q{i}", "a", 0, "sharegpt_reserve") for i in range(3)]
+    save_hard_negatives(tmp_path / "hard_negatives.jsonl", HardNegatives(picks[:2], picks[2:], {"q0": 1.0, "q1": 0.5,
+                                                                                               "q2": 0.2}))
+    monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: _fake_corpus())
+    seen = {}
+    monkeypatch.setattr(trainer, "tuning_check", lambda bb, module, corpus, cfg: seen.setdefault("corpus", corpus)
+                        and {"margin": {"chosen": 0.0}})
+    trainer.retune(bb, tmp_path, TrainConfig(margins=[0]))
+    assert hard_negative_tuning_prompts(seen["corpus"]) == ["q2"]

@@ -186,6 +186,9 @@ class TrainConfig:
     """Kinds of text each constructed aim is written into, harmful and benign alike (see
     svgt.data.content_requests); 0 adds none. Measured before the Do-Not-Answer label fix (README, "Trained
     module"): guided HarmBench val refusal 68.3% without them, 85.0% with the default 5, both at margin 4."""
+    hard_negatives: int = 400
+    """After stages 1-2, the ShareGPT reserve prompts the discriminator scores most unsafe (ChatGPT answered them)
+    join the benign data, and stages 1-2 run again from scratch (see svgt.training.mining); 0 skips the round."""
     answer_tokens: int = 40
     # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
     stage1_epochs: int = 12

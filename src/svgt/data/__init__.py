@@ -21,14 +21,14 @@ from .packaged import (
 from .records import PairExample, PromptExample, TextExample, fingerprint
 from .refusals import REFUSALS, refusal_for
 from .roles import (ROLES, TrainingCorpus, build_corpus, describe_roles, edgy_tuning_prompts, evaluation_texts,
-                    split_heldout_benign, tuning_prompts)
+                    hard_negative_tuning_prompts, split_heldout_benign, tuning_prompts)
 from .userfiles import LoadReport, load_file, load_file_with_report
 
 __all__ = [  # the names other svgt modules may rely on
     "DataError", "LeakReport", "LoadReport", "MissingSourceError", "PairExample", "PromptExample", "REFUSALS",
     "ROLES", "TextExample", "TrainingCorpus", "build_corpus", "dan_templates", "describe_roles", "donotanswer",
-    "edgy_tuning_prompts", "evaluation_texts", "find_overlaps", "fingerprint", "harmbench", "load_file",
-    "load_file_with_report", "normalize", "overrefusal_prompts", "realtoxicityprompts", "refusal_for",
+    "edgy_tuning_prompts", "evaluation_texts", "find_overlaps", "fingerprint", "hard_negative_tuning_prompts",
+    "harmbench", "load_file", "load_file_with_report", "normalize", "overrefusal_prompts", "realtoxicityprompts", "refusal_for",
     "remove_overlap", "render_behavior", "rho_pairs", "sharegpt", "split_heldout_benign", "tense_rewordings",
     "toxigen", "tuning_prompts",
 ]

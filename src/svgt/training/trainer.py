@@ -29,9 +29,11 @@ from ..data.content_requests import content_requests
 from ..generation import generate
 from ..judges import is_refusal, refusal_rate
 from ..module import ValueModule
-from .activations import EncodedPair, cached_states, encode_pair
+from .activations import EncodedPair, StateSet, cached_states, encode_pair
 from .loop import run_loop
 from .metrics import binary_metrics
+from .mining import (HARD_NEGATIVES_NAME, heldout_prompts, load_hard_negatives, pick_hard_negatives, prompt_scores,
+                     save_hard_negatives)
 from .stages import Stage3Batcher, StateData, pair_scores, stage1_spec, stage2_spec, stage3_spec
 
 METRICS_NAME = "metrics.json"
@@ -201,17 +203,44 @@ def train(
     metrics: dict[str, Any] = {"data": corpus.report, "backbone_complied": len(complied),
                                "backbone_refused": len(answered_harmful) - len(complied),
                                "heldout_pairs_by_source": _count_sources(heldout_pairs)}
-    if 1 in stages:
-        metrics["stage1"] = run_loop(module, stage1_spec(module, text_data, held_data, cfg), ckpt, resume)
-        t = lap("stage1", t)
-    uncond = binary_metrics(pair_scores(module, held_data, conditional=False), held_data.labels)
-    if 2 in stages:
-        metrics["stage2"] = run_loop(module, stage2_spec(module, pair_data, held_data, cfg), ckpt, resume)
-        t = lap("stage2", t)
-    cond = binary_metrics(pair_scores(module, held_data, conditional=True), held_data.labels)
-    metrics["discrimination_heldout_pairs"] = {"n": len(held_data.labels), "unconditional": uncond,
-                                               "conditional": cond}
-    _log(f"held-out pairs: unconditional {_fmt(uncond)} -> conditional {_fmt(cond)}")
+    mining = bool(cfg.hard_negatives) and {1, 2} <= set(stages) and bool(corpus.reserve_benign)
+    # With hard-negative mining, this first discriminator only picks the negatives: its checkpoints go elsewhere.
+    round_metrics = _stages_1_2(module, text_data, pair_data, held_data, cfg, stages,
+                                ckpt / "round1" if mining else ckpt, resume,
+                                (lambda name, since: lap(f"round1_{name}", since)) if mining else lap)
+    if mining:
+        metrics["round1"] = round_metrics
+        t = time.time()
+        reserve = corpus.reserve_benign
+        _, reserve_states = _states(backbone, layer, [(p.prompt, None) for p in reserve], cfg,
+                                    "activations (ShareGPT reserve)")
+        mined = pick_hard_negatives(reserve, prompt_scores(module, reserve_states), cfg.hard_negatives,
+                                    corpus.report.get("heldout_fraction", 0.15), cfg.seed)
+        save_hard_negatives(out / HARD_NEGATIVES_NAME, mined)
+        corpus.heldout_edgy = list(corpus.heldout_edgy) + heldout_prompts(mined)
+        row = {p.prompt: i for i, p in enumerate(reserve)}
+        picked = StateSet([reserve_states.prompt_states[row[p.prompt]] for p in mined.train],
+                          [reserve_states.response_states[row[p.prompt]] for p in mined.train])
+        _, answered_states = _states(backbone, layer, [(p.prompt, p.response) for p in mined.train], cfg,
+                                     "activations (hard negatives)")
+        zeros = torch.zeros(len(mined.train), dtype=torch.long)
+        # Stage 1 sees each picked prompt alone; stage 2 sees it alone and with ChatGPT's answer.
+        text_data = StateData(text_states + picked, torch.cat([text_data.labels, zeros]))
+        pair_data = StateData(pair_states + picked + answered_states, torch.cat([pair_data.labels, zeros, zeros]))
+        extra = _sample([p.prompt for p in mined.train], cfg.generated_answers // 2, cfg.seed + 4)
+        answered_benign = answered_benign + extra
+        benign_answers = benign_answers + backbone_answers(backbone, extra, cfg.answer_tokens, "answers (hard)")
+        metrics["hard_negatives"] = {"reserve": len(reserve), "train": len(mined.train), "heldout": len(mined.heldout),
+                                     "stage3_answered": len(extra), "min_score": min(mined.scores.values()),
+                                     "fingerprint": svdata.fingerprint(mined.train + mined.heldout)}
+        _log(f"hard negatives: {len(mined.train)} for training, {len(mined.heldout)} held out, first-round score "
+             f">= {min(mined.scores.values()):.2f} (of {len(reserve)} reserve prompts; {HARD_NEGATIVES_NAME})")
+        t = lap("hard_negatives", t)
+        torch.manual_seed(cfg.seed)  # the final discriminator starts where the first one did
+        module = ValueModule(mcfg)
+        round_metrics = _stages_1_2(module, text_data, pair_data, held_data, cfg, stages, ckpt, resume, lap)
+    metrics.update(round_metrics)
+    t = time.time()
 
     if 3 in stages:
         examples = [encode_pair(backbone, p, svdata.refusal_for(p, cfg.seed) + _eos(backbone), cfg.max_prompt_tokens,
@@ -240,6 +269,25 @@ def train(
     return metrics
 
 
+def _stages_1_2(module: ValueModule, text_data: StateData, pair_data: StateData, held_data: StateData,
+                cfg: TrainConfig, stages: tuple[int, ...], ckpt: Path, resume: bool, lap: Any) -> dict[str, Any]:
+    """Stages 1 and 2 (those in `stages`) and the held-out pair report before and after stage 2."""
+    metrics: dict[str, Any] = {}
+    t = time.time()
+    if 1 in stages:
+        metrics["stage1"] = run_loop(module, stage1_spec(module, text_data, held_data, cfg), ckpt, resume)
+        t = lap("stage1", t)
+    uncond = binary_metrics(pair_scores(module, held_data, conditional=False), held_data.labels)
+    if 2 in stages:
+        metrics["stage2"] = run_loop(module, stage2_spec(module, pair_data, held_data, cfg), ckpt, resume)
+        lap("stage2", t)
+    cond = binary_metrics(pair_scores(module, held_data, conditional=True), held_data.labels)
+    metrics["discrimination_heldout_pairs"] = {"n": len(held_data.labels), "unconditional": uncond,
+                                               "conditional": cond}
+    _log(f"held-out pairs: unconditional {_fmt(uncond)} -> conditional {_fmt(cond)}")
+    return metrics
+
+
 def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig | None = None) -> dict[str, Any]:
     """Re-run `tuning_check` (with its margin search) on the trained artifact in `out_dir`, without training: the
     chosen margin goes into the artifact and the check replaces `tuning` in its metrics.json. Returns the check."""
@@ -251,6 +299,8 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     saved = read_config(out)
     t = time.time()
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    if (out / HARD_NEGATIVES_NAME).exists():  # the held-out picks are part of the tuning set the run was chosen on
+        corpus.heldout_edgy = list(corpus.heldout_edgy) + heldout_prompts(load_hard_negatives(out / HARD_NEGATIVES_NAME))
     tuning = tuning_check(backbone, module, corpus, cfg)
     metrics_path = out / METRICS_NAME
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
@@ -289,7 +339,8 @@ def _jsonable(obj: Any) -> Any:
 def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: TrainConfig,
                  limit: int | None = None) -> dict[str, Any]:
     """Greedy refusal rates, unguided and guided, on the tuning set: HarmBench val, as many held-out ShareGPT prompts,
-    and held-out edgy-but-benign prompts (`svdata.edgy_tuning_prompts`).
+    held-out edgy-but-benign prompts (`svdata.edgy_tuning_prompts`) and held-out hard negatives, if any were mined
+    (`svdata.hard_negative_tuning_prompts`).
 
     Guided runs once per candidate in `cfg.margins`. The margin is chosen by the rule every baseline's
     hyperparameters are chosen by (`svgt.methods.tuning.select`), with over-refusal the worse of the two benign
@@ -299,7 +350,8 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
 
     harmful, benign = svdata.tuning_prompts(corpus)
     sets = {"harmbench_val": harmful, "heldout_benign": benign[: len(harmful)],
-            "heldout_edgy": svdata.edgy_tuning_prompts(corpus)}
+            "heldout_edgy": svdata.edgy_tuning_prompts(corpus),
+            "heldout_hard": svdata.hard_negative_tuning_prompts(corpus)}
     sets = {name: prompts[:limit] if limit else prompts for name, prompts in sets.items() if prompts}
     result: dict[str, Any] = {**{f"{name}_n": len(p) for name, p in sets.items()},
                               "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
