@@ -186,9 +186,11 @@ class TrainConfig:
     """Kinds of text each constructed aim is written into, harmful and benign alike (see
     svgt.data.content_requests); 0 adds none. Measured before the Do-Not-Answer label fix (README, "Trained
     module"): guided HarmBench val refusal 68.3% without them, 85.0% with the default 5, both at margin 4."""
-    hard_negatives: int = 400
-    """After stages 1-2, the ShareGPT reserve prompts the discriminator scores most unsafe (ChatGPT answered them)
-    join the benign data, and stages 1-2 run again from scratch (see svgt.training.mining); 0 skips the round."""
+    hard_negatives: int = 0
+    """If > 0: after stages 1-2, this many ShareGPT reserve prompts that the discriminator scores most unsafe (and
+    ChatGPT answered) join the benign data, and stages 1-2 run again from scratch (see svgt.training.mining). Off by
+    default: with 400 (`runs/v7`) guided HarmBench val refusal fell to 41.7-51.7% (78.3% without), and with 100
+    (`runs/v8`) to 48.3-55.0% while edgy refusal rose (README, "Data")."""
     answer_tokens: int = 40
     # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
     stage1_epochs: int = 12

@@ -9,6 +9,10 @@ scores them with the discriminator it has after stages 1-2. The top-scored ones 
 for a second, final training of the discriminator; a fraction is held out for the margin search instead, so the
 tuning set sees this kind of prompt too. No evaluation prompt is read: the reserve is leak-checked like every other
 training text, and the picks depend only on training data and the seed.
+
+Opt-in (`TrainConfig.hard_negatives`): measured on the default backbone, the picks were mostly everyday requests
+phrased like harmful ones, and training on them cost more HarmBench val refusal than it saved in over-refusal
+(README, "Data").
 """
 
 from __future__ import annotations
