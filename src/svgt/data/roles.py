@@ -279,8 +279,10 @@ def describe_roles() -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
-    note = "HarmBench rows include copyright behaviors (80 test, 20 val); harmbench() leaves them out by default."
-    return "\n".join(lines + ["", note])
+    notes = ["HarmBench rows include copyright behaviors (80 test, 20 val); harmbench() leaves them out by default.",
+             "ShareGPT: the first 2,500 conversations (max_sharegpt) are training data; those after them are "
+             "used only by `--set hard_negatives=N`."]
+    return "\n".join(lines + [""] + notes)
 
 
 def split_heldout_benign(prompts: list[str]) -> tuple[list[str], list[str]]:
