@@ -13,11 +13,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 
+from ..judges import is_refusal
 from . import packaged
 from .errors import MissingSourceError
 from .leak import LeakReport, find_overlaps, normalize, remove_overlap
 from .records import PairExample, PromptExample, TextExample, fingerprint
-from ..judges import is_refusal
 from .refusals import refusal_for
 
 T = TypeVar("T")
