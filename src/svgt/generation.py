@@ -103,6 +103,14 @@ def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generato
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def encode_prompt(module: ValueModule, states: torch.Tensor,
+                  mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(h_v, z)` of whole prompts: their pooled extract-layer `states` `(B, M, d)`, encoded against the prompt."""
+    vs = module.value_space
+    h = vs.aggregator(states, mask)
+    return h, vs.encode(h, states, mask)
+
+
 def prompt_value(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModule, states: torch.Tensor,
                  mask: torch.Tensor, paragraphs: list[list[list[int]]] | None = None, pad_id: int = 0,
                  chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,12 +119,7 @@ def prompt_value(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModu
     `GenerationConfig.score_paragraphs`), whichever of the whole prompt and its paragraphs scores most unsafe.
     `hooks` must be attached."""
     vs = module.value_space
-
-    def value(st: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = vs.aggregator(st, m)
-        return h, vs.encode(h, st, m)
-
-    h_v, z = value(states, mask)
+    h_v, z = encode_prompt(module, states, mask)
     flat = [(row, ids) for row, rows in enumerate(paragraphs or []) for ids in (rows or [])]
     if not flat:
         return h_v, z
@@ -125,7 +128,7 @@ def prompt_value(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModu
         part = flat[start : start + chunk]
         ids, pmask = left_pad([p for _, p in part], pad_id, h_v.device)
         m = pmask.bool()
-        hv_p, z_p = value(prompt_states(model, hooks, ids, pmask), m)
+        hv_p, z_p = encode_prompt(module, prompt_states(model, hooks, ids, pmask), m)
         s_p = vs.score(z_p)
         for j, (row, _) in enumerate(part):
             if s_p[j] > best[row]:

@@ -25,6 +25,7 @@ import torch
 
 from ..data.records import PairExample, PromptExample
 from ..data.roles import HARD_NEGATIVE_SOURCE, hold_out
+from ..generation import encode_prompt
 from ..module import ValueModule
 from .activations import StateSet
 from .stages import _pad
@@ -37,12 +38,11 @@ HARD_NEGATIVES_NAME = "hard_negatives.jsonl"
 @torch.no_grad()
 def prompt_scores(module: ValueModule, states: StateSet, batch_size: int = 64) -> torch.Tensor:
     """`(N,)` discriminator scores of standalone prompts, computed as generation does before the first bridge
-    (`svgt.generation.prompt_value` without paragraphs): the pooled prompt state, encoded against the prompt."""
-    vs = module.value_space
+    (`svgt.generation.prompt_value` without paragraphs)."""
     out = []
     for start in range(0, len(states), batch_size):
         x, mask = _pad(states.prompt_states[start : start + batch_size], left=True)
-        out.append(vs.score(vs.encode(vs.aggregator(x, mask), x, mask)))
+        out.append(module.value_space.score(encode_prompt(module, x, mask)[1]))
     return torch.cat(out) if out else torch.zeros(0)
 
 
