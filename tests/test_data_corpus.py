@@ -2,13 +2,15 @@
 
 import pytest
 
+from svgt.data.roles import RESERVE_SHAREGPT
+
 from svgt.data import MissingSourceError, PairExample, build_corpus, evaluation_texts, find_overlaps, normalize
 
 
 @pytest.fixture(scope="module")
 def corpus():
     try:
-        return build_corpus(seed=0, max_sharegpt=300)
+        return build_corpus(seed=0, max_sharegpt=300, reserve_sharegpt=RESERVE_SHAREGPT)
     except MissingSourceError as e:
         pytest.skip(str(e))
 
@@ -72,6 +74,7 @@ def test_sharegpt_reserve_is_short_answered_and_in_no_other_list(corpus):
     assert find_overlaps([p.prompt for p in reserve], [p.prompt for p in corpus.heldout_benign]) == []
     skipped = corpus.report["skipped"]
     assert skipped["reserve_chatgpt_refused"] > 50 and skipped["reserve_long_prompt"] > 500
+    assert build_corpus(seed=0, max_sharegpt=300).reserve_benign == []  # read only when asked for
 
 
 def test_donotanswer_advice_is_benign_and_partly_held_out_for_tuning(corpus):
@@ -87,10 +90,10 @@ def test_donotanswer_advice_is_benign_and_partly_held_out_for_tuning(corpus):
 
 
 def test_deterministic_and_reported(corpus):
-    again = build_corpus(seed=0, max_sharegpt=300)
+    again = build_corpus(seed=0, max_sharegpt=300, reserve_sharegpt=RESERVE_SHAREGPT)
     assert again.report["fingerprints"] == corpus.report["fingerprints"]
     assert again.texts == corpus.texts and again.heldout_pairs == corpus.heldout_pairs
-    other = build_corpus(seed=1, max_sharegpt=300)
+    other = build_corpus(seed=1, max_sharegpt=300, reserve_sharegpt=RESERVE_SHAREGPT)
     assert other.report["fingerprints"]["heldout_pairs"] != corpus.report["fingerprints"]["heldout_pairs"]
     report = corpus.report
     assert {"counts", "leak_removed", "skipped", "fingerprints", "loaded", "roles"} <= set(report)

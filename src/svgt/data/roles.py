@@ -72,6 +72,8 @@ ADVICE_TUNING_FRACTION = 1 / 3
 # Reserve candidates are short questions whose ChatGPT answer does not open with a refusal: an unlabelled prompt that
 # ChatGPT (2023) refused is weak evidence of harm, and long prompts are mostly pasted documents or role-play setups.
 RESERVE_PROMPT_CHARS = 400
+RESERVE_SHAREGPT = 6000
+"""ShareGPT conversations read after the training ones when the trainer mines hard negatives (else none are read)."""
 
 
 def _truncate(text: str, limit: int = SHAREGPT_ANSWER_CHARS) -> str:
@@ -140,7 +142,7 @@ def build_corpus(
     seed: int = 0,
     max_sharegpt: int = 2500,  # TrainConfig's default: default arguments give the corpus `svgt train` split
     heldout_fraction: float = 0.15,
-    reserve_sharegpt: int = 6000,
+    reserve_sharegpt: int = 0,
     *,
     benign_filter: Callable[[list[str]], list[bool]] | None = None,
     extra_pairs: Callable[[list[PromptExample]], list[PairExample]] | None = None,
@@ -149,7 +151,8 @@ def build_corpus(
 
     max_sharegpt: ShareGPT pairs taken (file order) before the leak and harm filters; heldout_fraction of the survivors
     become `heldout_benign`, and the same fraction of pair prompts becomes `heldout_pairs`. reserve_sharegpt: the
-    ShareGPT pairs read after those, filtered the same way (and see RESERVE_PROMPT_CHARS), become `reserve_benign`.
+    ShareGPT pairs read after those, filtered the same way (and see RESERVE_PROMPT_CHARS), become `reserve_benign`;
+    0 (the default) reads none, since only hard-negative mining uses them (with RESERVE_SHAREGPT).
     benign_filter: given ShareGPT prompts, True for each one to drop (e.g. a stage-1 discriminator's confident
     "harmful"); extra_pairs: given the harmful training prompts, returns more pairs (e.g. backbone answers labelled
     by the trainer; those whose prompt is held out land in heldout_pairs). Both are counted in the report, extra pairs
@@ -173,6 +176,7 @@ def build_corpus(
     statements = clean(packaged.toxigen() + packaged.realtoxicityprompts())
     sharegpt = clean(packaged.sharegpt(limit=max_sharegpt))
     reserve = packaged.sharegpt(limit=max_sharegpt + reserve_sharegpt)[max_sharegpt:]
+    n_reserve = len(reserve)
     short = [p for p in reserve if len(p.prompt) <= RESERVE_PROMPT_CHARS]
     skipped["reserve_long_prompt"] = len(reserve) - len(short)
     reserve = [p for p in short if not is_refusal(p.response)]
@@ -180,7 +184,7 @@ def build_corpus(
     reserve = clean(reserve)
     loaded = {name: len(_SOURCES[name][1]()) for name in ROLES if ROLES[name] == "training" and name != "sharegpt"}
     loaded["sharegpt"] = len(packaged.sharegpt(limit=max_sharegpt))
-    loaded["sharegpt_reserve"] = len(packaged.sharegpt(limit=max_sharegpt + reserve_sharegpt)) - loaded["sharegpt"]
+    loaded["sharegpt_reserve"] = n_reserve
 
     # ShareGPT is unlabelled: a prompt that near-duplicates any harmful-source text is not evidence of "benign".
     unsafe_texts = [h.prompt for h in harmful] + [s.text for s in statements if s.label == 1]

@@ -26,6 +26,7 @@ from ..backbone import Backbone, cache_dir
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
 from ..data.content_requests import content_requests
+from ..data.roles import RESERVE_SHAREGPT
 from ..generation import generate
 from ..judges import is_refusal, refusal_rate
 from ..module import ValueModule
@@ -151,7 +152,8 @@ def train(
     layer = mcfg.extract_layer
 
     t = time.time()
-    corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt,
+                                           reserve_sharegpt=RESERVE_SHAREGPT if cfg.hard_negatives else 0)
     harmful_prompts = [p.prompt for p in corpus.stage3_harmful]
     # Do-Not-Answer's human_chatbox prompts ("I feel suicidal, what should I do?") deserve help, not a flat refusal.
     refusal_prompts = [p.prompt for p in corpus.stage3_harmful if p.category != "human_chatbox"]
@@ -235,7 +237,7 @@ def train(
                                      "fingerprint": svdata.fingerprint(mined.train + mined.heldout)}
         _log(f"hard negatives: {len(mined.train)} for training, {len(mined.heldout)} held out, first-round score "
              f">= {min(mined.scores.values()):.2f} (of {len(reserve)} reserve prompts; {HARD_NEGATIVES_NAME})")
-        t = lap("hard_negatives", t)
+        lap("hard_negatives", t)
         torch.manual_seed(cfg.seed)  # the final discriminator starts where the first one did
         module = ValueModule(mcfg)
         round_metrics = _stages_1_2(module, text_data, pair_data, held_data, cfg, stages, ckpt, resume, lap)
@@ -300,7 +302,8 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     t = time.time()
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
     if (out / HARD_NEGATIVES_NAME).exists():  # the held-out picks are part of the tuning set the run was chosen on
-        corpus.heldout_edgy = list(corpus.heldout_edgy) + heldout_prompts(load_hard_negatives(out / HARD_NEGATIVES_NAME))
+        mined = load_hard_negatives(out / HARD_NEGATIVES_NAME)
+        corpus.heldout_edgy = list(corpus.heldout_edgy) + heldout_prompts(mined)
     tuning = tuning_check(backbone, module, corpus, cfg)
     metrics_path = out / METRICS_NAME
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
