@@ -21,13 +21,17 @@ from svgt.config import GenerationConfig, TrainConfig
 from svgt.generation import generate
 from svgt.judges import refusal_rate
 from svgt.training.mining import HARD_NEGATIVES_NAME, load_hard_negatives
+from svgt.training.trainer import tuning_sets
+
+
+SETS = {"hard": "heldout_hard", "edgy": "heldout_edgy", "harmbench_val": "harmbench_val", "benign": "heldout_benign"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("modules", nargs="+", type=Path, help="trained module directories (svgt train --out)")
     ap.add_argument("--margins", nargs="+", type=float, default=[0, 2, 4, 6])
-    ap.add_argument("--sets", nargs="+", default=["hard"], choices=["hard", "edgy", "harmbench_val", "benign"])
+    ap.add_argument("--sets", nargs="+", default=["hard"], choices=list(SETS))
     ap.add_argument("--backbone", default="smollm2-135m-instruct")
     ap.add_argument("--out", type=Path, help="write the table as JSON here")
     args = ap.parse_args()
@@ -36,10 +40,9 @@ def main() -> None:
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
     picks = [load_hard_negatives(m / HARD_NEGATIVES_NAME) for m in args.modules if (m / HARD_NEGATIVES_NAME).exists()]
     trained = {p.prompt for mined in picks for p in mined.train}
-    harmful, benign = svdata.tuning_prompts(corpus)
-    sets = {"hard": sorted({p.prompt for mined in picks for p in mined.heldout} - trained),
-            "edgy": svdata.edgy_tuning_prompts(corpus), "harmbench_val": harmful, "benign": benign[: len(harmful)]}
-    sets = {name: sets[name] for name in args.sets}
+    standard = tuning_sets(corpus)  # the tuning check's columns, except that the hard ones are no module's picks
+    standard["heldout_hard"] = sorted({p.prompt for mined in picks for p in mined.heldout} - trained)
+    sets = {name: standard[SETS[name]] for name in args.sets}
     print({name: len(prompts) for name, prompts in sets.items()}, flush=True)
     backbone = load_backbone(args.backbone)
     gen = GenerationConfig(max_new_tokens=cfg.eval_tokens)

@@ -339,6 +339,15 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def tuning_sets(corpus: Any) -> dict[str, list[str]]:
+    """The tuning check's prompt sets by name: HarmBench val, as many held-out ShareGPT prompts, the held-out
+    edgy-but-benign prompts and the held-out hard negatives (empty unless mined)."""
+    harmful, benign = svdata.tuning_prompts(corpus)
+    return {"harmbench_val": harmful, "heldout_benign": benign[: len(harmful)],
+            "heldout_edgy": svdata.edgy_tuning_prompts(corpus),
+            "heldout_hard": svdata.hard_negative_tuning_prompts(corpus)}
+
+
 def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: TrainConfig,
                  limit: int | None = None) -> dict[str, Any]:
     """Greedy refusal rates, unguided and guided, on the tuning set: HarmBench val, as many held-out ShareGPT prompts,
@@ -351,11 +360,7 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     its rates are the guided ones."""
     from ..methods.tuning import select
 
-    harmful, benign = svdata.tuning_prompts(corpus)
-    sets = {"harmbench_val": harmful, "heldout_benign": benign[: len(harmful)],
-            "heldout_edgy": svdata.edgy_tuning_prompts(corpus),
-            "heldout_hard": svdata.hard_negative_tuning_prompts(corpus)}
-    sets = {name: prompts[:limit] if limit else prompts for name, prompts in sets.items() if prompts}
+    sets = {name: prompts[:limit] if limit else prompts for name, prompts in tuning_sets(corpus).items() if prompts}
     result: dict[str, Any] = {**{f"{name}_n": len(p) for name, p in sets.items()},
                               "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
     runs: list[tuple[float | None, dict[str, float], list[str]]] = []
