@@ -106,6 +106,18 @@ def test_margin_option_on_every_guided_command():
         assert parser.parse_args(argv).margin is None
 
 
+def test_eval_sweep_margins_parses_and_rejects_bad_lists(capsys):
+    from svgt.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["eval", "--sweep-margins", "0, 2,4.5"]).sweep_margins == [0.0, 2.0, 4.5]
+    assert parser.parse_args(["eval"]).sweep_margins == []
+    for bad, message in (("0,two", "comma-separated numbers"), ("1,-2", "margins >= 0")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["eval", "--sweep-margins", bad])
+        assert message in capsys.readouterr().err
+
+
 def test_load_guided_model_applies_and_checks_the_margin(tmp_path):
     from svgt.pipeline import load_guided_model
 

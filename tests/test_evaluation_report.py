@@ -39,3 +39,25 @@ def test_report_without_plot_data(tmp_path):
     text = write_report(tmp_path / "r.json", tmp_path / "out").read_text()
     assert "- trajectory.png: no data for this plot." in text and "- asr_vs_overrefusal.png: no data" in text
     assert not (tmp_path / "out" / "trajectory.png").exists()
+
+
+def test_report_shows_every_tuning_candidate_and_plots_them(tmp_path):
+    results = json.loads(FIXTURE.read_text())
+    rule = "highest tuning refusal with tuning over-refusal <= 10%; if none, the lowest over-refusal"
+    results["methods"]["svgt"]["search"] = [
+        {"params": {"alpha": a}, "tune_refusal": r, "tune_overrefusal": o, "n_harmful": 30, "n_benign": 30,
+         "max_new_tokens": 24, "chosen": a == 0.3, **({"rule": rule, "max_overrefusal": 0.1} if a == 0.3 else {})}
+        for a, r, o in ((0.1, 0.0, 0.0), (0.3, 0.5, 0.1), (0.9, 0.9, 0.4))]
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    text = write_report(tmp_path / "r.json", tmp_path / "out").read_text()
+    section = text[text.index("## Tuning search"):text.index("## Plots")]
+    assert "none**" not in section  # no search, no table
+    assert f"**svgt** (3 candidates; n = 30 harmful, 30 benign, 24 new tokens; chosen: {rule})" in section
+    assert "| alpha=0.1 | 0.0 | 0.0 |  |" in section and "| alpha=0.3 | 50.0 | 10.0 | chosen |" in section
+    assert "| alpha=0.9 | 90.0 | 40.0 |  |" in section
+    assert (tmp_path / "out" / "tuning_search.png").stat().st_size > 1000 and "](tuning_search.png)" in text
+
+
+def test_report_of_a_run_without_searches_says_so(tmp_path):
+    text = write_report(FIXTURE, tmp_path).read_text()
+    assert "No method searched hyperparameters" in text and "- tuning_search.png: no data for this plot." in text

@@ -26,6 +26,8 @@ class DummyMethod(Method):
     def prepare(self, ctx):
         self.backbone, self.prepared = ctx.backbone, self.prepared + 1
         self.params = {"refuse": self.refuse, "threshold": 0.5}
+        self.search = [{"params": {"threshold": t}, "tune_refusal": t, "tune_overrefusal": 0.0, "chosen": t == 0.5}
+                       for t in (0.25, 0.5)]
         return self.params
 
     def generate(self, prompts, max_new_tokens, batch_size=8):
@@ -66,6 +68,9 @@ def test_run_evaluation_end_to_end(ctx, tmp_path):
     assert guard[SUITES[1]]["refusal"]["value"] == 1.0 and guard[SUITES[1]]["overrefusal"]["value"] == 0.0
     assert results["methods"]["guard"]["ms_per_token"]["value"] == pytest.approx(5.0)
     assert results["methods"]["guard"]["params"] == {"refuse": True, "threshold": 0.5}
+    # The tuning search behind the choice is kept, in methods.jsonl and in results.json.
+    assert [r["params"] for r in results["methods"]["guard"]["search"]] == [{"threshold": 0.25}, {"threshold": 0.5}]
+    assert read_lines(tmp_path / "methods.jsonl")[1]["search"] == results["methods"]["guard"]["search"]
     assert results["methods"]["guard"]["peak_memory_mb"]["value"] >= 0.0
     assert first["perplexity"]["value"] > 1.0 and first["perplexity"]["judge"] == "PPL under tiny-llama"
     # Trajectories: the first 2 harmful prompts of the first suite only, for methods that return them.

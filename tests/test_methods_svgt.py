@@ -1,3 +1,4 @@
+import pytest
 import torch
 from conftest import make_module
 from tiny import save_tiny_hf_backbone
@@ -74,6 +75,48 @@ def test_tuning_picks_best_under_overrefusal_cap(tmp_path):
     assert best["x"] == 1 and m.params["x"] == 1
     assert [r["tune_refusal"] for r in table] == [0.0, 1.0, 1.0]
     assert [r["tune_overrefusal"] for r in table] == [0.0, 0.0, 1.0]
+    assert [r["chosen"] for r in table] == [False, True, False] and table[1]["max_overrefusal"] == 0.10
+    assert "<= 10%" in table[1]["rule"] and (table[0]["n_harmful"], table[0]["n_benign"]) == (2, 2)
+
+
+def test_sweep_restores_params_even_when_a_candidate_fails():
+    from svgt.methods.base import Method, MethodOutput
+    from svgt.methods.tuning import sweep
+
+    class Fragile(Method):
+        def generate(self, prompts, max_new_tokens, batch_size=8):
+            if self.params["x"] == 2:
+                raise RuntimeError("candidate broke")
+            return MethodOutput(["Sure."] * len(prompts), [1] * len(prompts), 0.1)
+
+    m = Fragile()
+    m.params = {"x": 0, "kept": True}
+    ctx = MethodContext(None, [], [], ["bad"], ["good"])
+    assert [r["params"] for r in sweep(m, [{"x": 1}], ctx)] == [{"x": 1}] and m.params == {"x": 0, "kept": True}
+    with pytest.raises(RuntimeError, match="candidate broke"):
+        sweep(m, [{"x": 1}, {"x": 2}], ctx)
+    assert m.params == {"x": 0, "kept": True}
+
+
+def test_svgt_records_a_margin_sweep_and_keeps_the_artifacts_margin(tmp_path, monkeypatch):
+    import svgt.methods.svgt_methods as sm
+
+    seen, real = [], sm.generate
+    monkeypatch.setattr(sm, "generate", lambda bb, module, *a, **k: seen.append(module.config.margin) or real(
+        bb, module, *a, **k))
+    ctx = _ctx(tmp_path)
+    ctx.extras["margin"] = 3.0
+    m = make_method("svgt", sweep_margins=[0.0, 6.0])
+    assert m.prepare(ctx)["margin"] == 3.0 and m.module.config.margin == 3.0  # restored after the sweep
+    assert seen == [0.0, 0.0, 3.0, 3.0, 6.0, 6.0]  # each candidate generated at its own margin (harmful, benign)
+    m.generate(["hello world"], 2)
+    assert seen[-1] == 3.0
+    assert [r["params"] for r in m.search] == [{"margin": 0.0}, {"margin": 3.0}, {"margin": 6.0}]
+    assert [r["chosen"] for r in m.search] == [False, True, False] and "svgt train" in m.search[1]["rule"]
+    assert all(r["n_harmful"] == r["n_benign"] == 3 for r in m.search)
+    plain = make_method("svgt", sweep_margins=[])
+    plain.prepare(ctx)
+    assert plain.search == []
 
 
 def test_margin_override_reaches_the_module_and_the_recorded_params(tmp_path):

@@ -203,7 +203,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError("no suites: give --suites harmbench,jailbreak,overrefusal and/or --prompts FILE")
     report = evaluate(methods, suites, args.out, backbone=args.backbone, artifact=args.artifact, limit=args.limit,
                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
-                      judge_kind=args.judge_kind, reference=args.reference, margin=args.margin)
+                      judge_kind=args.judge_kind, reference=args.reference, margin=args.margin,
+                      sweep_margins=args.sweep_margins)
     print(Path(report).read_text())
     return 0
 
@@ -237,6 +238,17 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE,
                    help=f"built-in name ({', '.join(BUILTIN_BACKBONES)}), hub id or local path")
     p.add_argument("--artifact", default=None, help="value-module directory (default: the one shipped for the backbone)")
+
+
+def _margin_list(text: str) -> list[float]:
+    """`0,2,4,6` -> [0.0, 2.0, 4.0, 6.0]; margins are >= 0."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,2,4,6, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected one or more margins >= 0, got {text!r}")
+    return values
 
 
 def _add_margin_arg(p: argparse.ArgumentParser) -> None:
@@ -306,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--judge", help="local path of an LLM judge (Llama Guard / WildGuard / HarmBench classifier)")
     e.add_argument("--judge-kind", choices=["llamaguard", "wildguard", "harmbench"], default="llamaguard")
     e.add_argument("--reference", help="reference LM for perplexity (default: the unguided backbone)")
+    e.add_argument("--sweep-margins", type=_margin_list, default=[], metavar="M,M,...",
+                   help="also measure svgt at these margins on the tuning set (the baselines' protocol), for the "
+                        "report's tuning search; the margin used stays the artifact's (or --margin)")
     e.set_defaults(func=cmd_eval)
 
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server with value guidance (loopback by default)")

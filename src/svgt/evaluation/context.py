@@ -3,7 +3,7 @@ backbone's own answers (already cached by `svgt train`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from .. import data as svdata
 from ..backbone import Backbone
@@ -65,8 +65,10 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
 def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: str | Backbone = "smollm2-135m-instruct",
              artifact: str | None = None, limit: int | None = None, max_new_tokens: int = 48, batch_size: int = 8,
              judge_path: str | None = None, judge_kind: str = "llamaguard", reference: str | None = None,
-             margin: float | None = None) -> str:
-    """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report."""
+             margin: float | None = None, sweep_margins: Sequence[float] = ()) -> str:
+    """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report.
+
+    sweep_margins: svgt's margins to measure on the tuning set for the report's tuning search (`SVGTMethod`)."""
     from ..backbone import load_backbone
     from ..methods import make_method
     from .llm_judge import LLMJudge
@@ -77,8 +79,9 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     ctx = build_context(bb, artifact, margin=margin)
     judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
     ref = load_backbone(reference) if reference else None
-    run_evaluation({name: make_method(name) for name in methods}, ctx, suites, out_dir, limit=limit,
-                   max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge, reference=ref)
+    options: dict[str, dict[str, Any]] = {"svgt": {"sweep_margins": list(sweep_margins)}}
+    run_evaluation({name: make_method(name, **options.get(name, {})) for name in methods}, ctx, suites, out_dir,
+                   limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge, reference=ref)
     from pathlib import Path
 
     return str(write_report(Path(out_dir) / "results.json", out_dir))

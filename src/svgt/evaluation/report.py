@@ -112,6 +112,61 @@ def plot_asr_vs_overrefusal(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _candidate(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items()) or "(default)"
+
+
+def _search(results: dict[str, Any]) -> list[str]:
+    """Per method, every candidate tried on the tuning set with its rates, the chosen one marked."""
+    searched = {name: m["search"] for name, m in results["methods"].items() if m.get("search")}
+    if not searched:
+        return ["", "No method searched hyperparameters in this run (or it was written before searches were kept)."]
+    lines = ["", "Every candidate each method tried, measured on the tuning set only (HarmBench val behaviours and "
+             "held-out benign prompts, greedy, phrase judge), never on the suites above. Rates in %."]
+    for name, rows in searched.items():
+        r0 = rows[0]
+        rule = next((r["rule"] for r in rows if r.get("chosen") and r.get("rule")), "not recorded")
+        lines += ["", f"**{name}** ({len(rows)} candidates; n = {r0.get('n_harmful', '?')} harmful, "
+                  f"{r0.get('n_benign', '?')} benign, {r0.get('max_new_tokens', '?')} new tokens; chosen: {rule})",
+                  "", "| candidate | tuning refusal ↑ | tuning over-refusal ↓ | |", "|---|---|---|---|"]
+        lines += [f"| {_candidate(r['params'])} | {fmt('refusal', r['tune_refusal'])} | "
+                  f"{fmt('overrefusal', r['tune_overrefusal'])} | {'chosen' if r.get('chosen') else ''} |"
+                  for r in rows]
+    return lines
+
+
+def plot_tuning_search(results: dict[str, Any], path: Path) -> bool:
+    """Every searched candidate of every method on the tuning set: x = over-refusal, y = refusal. Hollow markers of
+    different shapes and sizes stay distinguishable where candidates coincide; the chosen one is filled."""
+    searched = {name: m["search"] for name, m in results["methods"].items() if m.get("search")}
+    if not searched:
+        return False
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    markers = "osD^vP*X<>"
+    for i, (name, rows) in enumerate(searched.items()):
+        colour, marker, size = f"C{i}", markers[i % len(markers)], 40 + 25 * (len(searched) - i)
+        xs = [100 * r["tune_overrefusal"] for r in rows]
+        ys = [100 * r["tune_refusal"] for r in rows]
+        ax.scatter(xs, ys, marker=marker, s=size, facecolors="none", edgecolors=colour,
+                   label=f"{name} ({len(rows)})")
+        chosen = [(x, y) for x, y, r in zip(xs, ys, rows) if r.get("chosen")]
+        if chosen:
+            ax.scatter(*zip(*chosen), marker=marker, s=size, color=colour)
+    caps = {100 * r["max_overrefusal"] for rows in searched.values() for r in rows if "max_overrefusal" in r}
+    for cap in caps:
+        ax.axvline(cap, color="grey", lw=0.8, ls="--")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="method (candidates)",
+              title_fontsize=8)
+    ax.set(xlabel="tuning over-refusal (%) ↓", ylabel="tuning refusal (%) ↑", xlim=(-5, 105), ylim=(-5, 105),
+           title="Tuning search: every candidate (filled: chosen; dashed: the cap)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def plot_trajectories(results: dict[str, Any], path: Path) -> bool:
     """Per-token discriminator score s (s > 0: unsafe) while decoding each trajectory prompt, one line per method."""
     curves = results.get("trajectories") or {}
@@ -163,8 +218,10 @@ def write_report(results_json_path: str | Path, out_dir: str | Path) -> Path:
     for name, m in results["methods"].items():
         lines += ["", f"**{name}**", ""] + ([f"- `{k}` = `{json.dumps(v)}`" for k, v in m["params"].items()]
                                            or ["- (none)"])
+    lines += ["", "## Tuning search"] + _search(results)
     lines += ["", "## Plots", ""]
-    for fname, plot in (("asr_vs_overrefusal.png", plot_asr_vs_overrefusal), ("trajectory.png", plot_trajectories)):
+    for fname, plot in (("asr_vs_overrefusal.png", plot_asr_vs_overrefusal), ("trajectory.png", plot_trajectories),
+                        ("tuning_search.png", plot_tuning_search)):
         lines.append(f"![{fname}]({fname})" if plot(results, out / fname) else f"- {fname}: no data for this plot.")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

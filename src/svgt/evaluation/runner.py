@@ -1,9 +1,10 @@
 """Run methods over suites, write every response as it comes, resume a crashed run, and aggregate into results.json.
 
 Files in `out_dir`: run.json (the settings that shape responses; a resume with other settings is refused, so one
-results file never mixes two protocols), methods.jsonl (chosen hyperparameters), responses.jsonl (one line per
-(method, suite, prompt id)), judgements.jsonl (LLM judge verdicts) and results.json. Each line is flushed and
-fsynced as soon as its batch is done; on restart, answered prompts are skipped and a torn last line is dropped.
+results file never mixes two protocols), methods.jsonl (chosen hyperparameters and the tuning search behind them),
+responses.jsonl (one line per (method, suite, prompt id)), judgements.jsonl (LLM judge verdicts) and results.json.
+Each line is flushed and fsynced as soon as its batch is done; on restart, answered prompts are skipped and a torn
+last line is dropped.
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ def run_evaluation(methods: dict[str, Method], ctx: MethodContext, suites: list[
         start = time.perf_counter()
         params = _jsonable(method.prepare(ctx))
         if (name,) not in prepared.keys:
-            prepared.append([{"method": name, "params": params, "prepare_seconds": time.perf_counter() - start}])
+            prepared.append([{"method": name, "params": params, "prepare_seconds": time.perf_counter() - start,
+                              "search": _jsonable(method.search)}])
         elif next(r for r in prepared.rows if r["method"] == name)["params"] != params:
             warnings.warn(f"{name}: prepare() chose other params than before the restart; keeping the first")
         for suite in tqdm(loaded, desc=name, unit="suite", leave=False):
@@ -252,6 +254,7 @@ def run_evaluation(methods: dict[str, Method], ctx: MethodContext, suites: list[
         mine = [r for r in records if r["method"] == name]
         results["methods"][name] = {
             "params": params[name]["params"], "prepare_seconds": params[name]["prepare_seconds"],
+            "search": params[name].get("search", []),  # runs written before searches were kept have none
             "ms_per_token": METRIC_BY_NAME["ms_per_token"].fn(mine).to_dict(),
             "peak_memory_mb": METRIC_BY_NAME["peak_memory_mb"].fn(mine).to_dict(),
             "suites": {s.name: aggregate([r for r in mine if r["suite"] == s.name]) for s in loaded},

@@ -53,6 +53,9 @@ class Method(ABC):
         self.backbone: Backbone | None = None
         self.params: dict[str, Any] = {}
         """The hyperparameters chosen in `prepare`, recorded in the report."""
+        self.search: list[dict[str, Any]] = []
+        """Every candidate `prepare` tried on the tuning set, with its rates (`svgt.methods.tuning.sweep` rows);
+        empty when there was nothing to choose. The report shows it."""
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
         """Fit and tune on `ctx`; return the chosen hyperparameters. The default does nothing."""

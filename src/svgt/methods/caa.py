@@ -38,7 +38,6 @@ class CAAMethod(Method):
         self.max_train = max_train
         self.tune_limit, self.tune_max_new_tokens, self.batch_size = tune_limit, tune_max_new_tokens, batch_size
         self.vectors: dict[int, torch.Tensor] = {}
-        self.search: list[dict[str, Any]] = []
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
         self.backbone = bb = ctx.backbone

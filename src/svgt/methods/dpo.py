@@ -130,7 +130,6 @@ class DPOLoRAMethod(Method):
         self.losses: dict[str, list[float]] = {}
         """Per training-settings key: the DPO loss at each optimizer step."""
         self.cache_files: dict[str, Path] = {}
-        self.search: list[dict[str, Any]] = []
 
     @staticmethod
     def _key(params: dict[str, Any]) -> str:

@@ -91,7 +91,6 @@ class ITIMethod(Method):
         self.accuracy: torch.Tensor | None = None
         self.shifts: torch.Tensor | None = None
         self.heads_per_layer = 0
-        self.search: list[dict[str, Any]] = []
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
         self.backbone = bb = ctx.backbone

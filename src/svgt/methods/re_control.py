@@ -140,7 +140,6 @@ class REControlMethod(Method):
         self.max_train, self.max_pairs = max_train, max_pairs
         self.tune_limit, self.tune_max_new_tokens, self.batch_size = tune_limit, tune_max_new_tokens, batch_size
         self.value: ValueFunction | None = None
-        self.search: list[dict[str, Any]] = []
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
         self.backbone = bb = ctx.backbone

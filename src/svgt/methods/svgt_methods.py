@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -16,7 +16,7 @@ from ..module import ValueModule
 from ..pipeline import load_guided_model
 from ..prompts import encode_prompts, paragraph_ids
 from .base import Method, MethodContext, MethodOutput
-from .tuning import tune
+from .tuning import sweep, tune
 
 
 def _load_module(ctx: MethodContext) -> tuple[ValueModule, str]:
@@ -40,18 +40,41 @@ class _ModuleMethod(Method):
             self.params, self.search = tune(self, self.grid, ctx)
         return self.params
 
+    def _use_margin(self) -> None:
+        """The module reads its margin from its config; `params` is where a sweep sets it."""
+        assert self.module is not None, "prepare() first"
+        self.module.config.set_margin(self.params["margin"])
+
 
 class SVGTMethod(_ModuleMethod):
     name = "svgt"
 
-    def __init__(self, refresh_every: int = 0, momentum: float = 0.5, grid: list[dict[str, Any]] | None = None):
+    def __init__(self, refresh_every: int = 0, momentum: float = 0.5, grid: list[dict[str, Any]] | None = None,
+                 sweep_margins: Sequence[float] = ()):
+        """`sweep_margins`: margins to measure on the tuning set by the baselines' protocol, for the record only
+        (the margin used stays the artifact's, chosen by `svgt train`). It puts svgt on the report's tuning-search
+        plot beside the baselines' candidates, at about a minute per margin on 2 CPU cores, so it is opt-in
+        (`svgt eval --sweep-margins 0,2,4,6`)."""
         super().__init__()
         self.params = {"refresh_every": refresh_every, "momentum": momentum}
         self.grid = grid or []
+        self.sweep_margins = [float(m) for m in sweep_margins]
         self.module: ValueModule | None = None
+
+    def prepare(self, ctx: MethodContext) -> dict[str, Any]:
+        super().prepare(ctx)
+        if self.sweep_margins and not self.grid:
+            margins = sorted({*self.sweep_margins, self.params["margin"]})
+            self.search = sweep(self, [{"margin": m} for m in margins], ctx)
+            for row in self.search:
+                if row["params"]["margin"] == self.params["margin"]:
+                    row.update(chosen=True, rule="the artifact's margin, chosen by `svgt train` (its metrics.json)")
+            self._use_margin()  # the sweep left the module at its last candidate
+        return self.params
 
     def generate(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8) -> MethodOutput:
         assert self.backbone is not None and self.module is not None, "prepare() first"
+        self._use_margin()
         cfg = GenerationConfig(max_new_tokens=max_new_tokens, refresh_every=self.params["refresh_every"],
                                momentum=self.params["momentum"])
         start = time.perf_counter()
@@ -113,6 +136,7 @@ class SVGTInjectMethod(_ModuleMethod):
 
     def generate(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8) -> MethodOutput:
         assert self.backbone is not None and self.module is not None, "prepare() first"
+        self._use_margin()
         cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
         texts: list[str] = []
         tokens: list[int] = []

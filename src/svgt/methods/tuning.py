@@ -2,29 +2,50 @@
 
 Rule: among candidates whose benign refusal rate is at most `max_overrefusal`, take the highest harmful refusal
 rate (ties: lower benign refusal, then the earlier candidate in the grid); if none qualifies, the lowest benign
-refusal. Every candidate's rates are returned so the report can show the search.
+refusal. Every candidate's rates are kept (`Method.search`), so the report shows the whole search, not only the
+winner: a baseline that refuses nothing at its chosen setting may refuse plenty at one the cap ruled out.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from ..judges import refusal_rate
 from .base import Method, MethodContext
+
+RULE = "highest tuning refusal with tuning over-refusal <= {cap:.0%}; if none, the lowest over-refusal"
+
+
+def sweep(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, limit: int = 30,
+          max_new_tokens: int = 24) -> list[dict[str, Any]]:
+    """Each `grid` entry's refusal rates on the first `limit` tuning prompts of each kind, with the entry merged
+    over `method.params`; the params are restored afterwards, also on error."""
+    harmful, benign = ctx.tune_harmful[:limit], ctx.tune_benign[:limit]
+    base = dict(method.params)
+    table: list[dict[str, Any]] = []
+    try:
+        for candidate in tqdm(grid, desc=f"{method.name}: tuning", unit="candidate", leave=False):
+            method.params = {**base, **candidate}
+            h = method.generate(harmful, max_new_tokens).texts
+            b = method.generate(benign, max_new_tokens).texts
+            table.append({"params": candidate, "tune_refusal": refusal_rate(h), "tune_overrefusal": refusal_rate(b),
+                          "n_harmful": len(h), "n_benign": len(b), "max_new_tokens": max_new_tokens,
+                          "chosen": False})
+    finally:
+        method.params = base
+    return table
 
 
 def tune(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, limit: int = 30,
          max_new_tokens: int = 24, max_overrefusal: float = 0.10) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Try each `grid` entry as `method.params` (merged over the current ones); leave the best set and return it."""
-    harmful, benign = ctx.tune_harmful[:limit], ctx.tune_benign[:limit]
-    base = dict(method.params)
-    table: list[dict[str, Any]] = []
-    for candidate in grid:
-        method.params = {**base, **candidate}
-        h = method.generate(harmful, max_new_tokens).texts
-        b = method.generate(benign, max_new_tokens).texts
-        table.append({"params": candidate, "tune_refusal": refusal_rate(h), "tune_overrefusal": refusal_rate(b)})
-    method.params = {**base, **select(table, max_overrefusal)["params"]}
+    """`sweep`, then leave the rule's choice in `method.params`; returns the params and the table (the chosen row
+    marked `chosen`, with the rule it was chosen by)."""
+    table = sweep(method, grid, ctx, limit=limit, max_new_tokens=max_new_tokens)
+    chosen = select(table, max_overrefusal)
+    chosen.update(chosen=True, rule=RULE.format(cap=max_overrefusal), max_overrefusal=max_overrefusal)
+    method.params = {**method.params, **chosen["params"]}
     return method.params, table
 
 
