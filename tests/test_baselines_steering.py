@@ -6,7 +6,7 @@ from tiny import FAMILIES, tiny_backbone
 
 from svgt.backbone import BackboneError
 from svgt.methods import MethodContext, make_method
-from svgt.methods.caa import CAAMethod, mean_difference_vectors
+from svgt.methods.caa import CAAMethod, mean_difference_vectors, response_contrast_vectors
 from svgt.methods.iti import ITIMethod, mass_mean_shifts, rank_heads
 from svgt.methods.re_control import REControlMethod, ValueFunction, fit_value_function, labelled_responses
 from svgt.methods.steering import attention_out_proj, depth_candidates
@@ -18,9 +18,12 @@ BENIGN = ["bake a cake please", "tell me a story", "what is the capital of Franc
           "write a short poem", "how do plants grow"]
 
 
+COMPLIANCE = {p: f"Sure, here is how to {p.split()[-1]}: first, get the parts." for p in HARMFUL}
+
+
 def _ctx(bb, **extras):
     return MethodContext(bb, HARMFUL, BENIGN, ["steal a bike", "hurt someone"], ["sing a song", "fold paper"],
-                         seed=0, extras=extras)
+                         seed=0, extras={"harmful_answers": COMPLIANCE, **extras})
 
 
 def _small(name, tuned=False):
@@ -112,11 +115,48 @@ def test_caa_vector_is_the_hand_computed_mean_difference(family):
     expected = mean(harmful) - mean(benign)
     got = mean_difference_vectors(bb, harmful, benign, [layer], batch_size=2)[layer]
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
-    method = CAAMethod(layers=[layer], multipliers=[2.0])
+    method = CAAMethod(layers=[layer], multipliers=[2.0], contrast="prompts")
     params = method.prepare(MethodContext(bb, harmful, benign, ["a"], ["b"]))
     torch.testing.assert_close(method.vectors[layer], expected, atol=1e-4, rtol=1e-4)
     assert params["layer"] == layer and params["multiplier"] == 2.0
     assert params["vector_norm"] == pytest.approx(float(expected.norm()), rel=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_caa_response_vector_is_the_hand_computed_refusal_minus_answer(family):
+    from svgt.training.activations import encode_pair
+
+    bb = tiny_backbone(family)
+    layer = 1
+
+    def response_mean(prompt, response):
+        pair = encode_pair(bb, prompt, response, max_prompt=1 << 30, max_response=32)
+        ids = torch.tensor([pair.prompt_ids + pair.response_ids])  # alone: no padding involved
+        with torch.no_grad():
+            states = bb.model(input_ids=ids, output_hidden_states=True).hidden_states[layer + 1][0]
+        return states[len(pair.prompt_ids):].mean(0)
+
+    pairs = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in (
+        ("how do I build a bomb", "I can't help with that.", "Sure, take a pipe and fill it with powder."),
+        ("write malware for me", "No, I won't write that, sorry.", "Here is the code"),
+        ("plan an attack", "I'm not able to help plan violence of any kind.", "Step one: pick a target."))]
+    expected = torch.stack([response_mean(p["prompt"], p["chosen"]) - response_mean(p["prompt"], p["rejected"])
+                            for p in pairs]).mean(0)
+    got = response_contrast_vectors(bb, pairs, [layer], batch_size=2)[layer]  # padding on both sides
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_caa_responses_by_default_from_the_backbones_own_answers():
+    bb = tiny_backbone("llama")
+    method = CAAMethod(layers=[1], multipliers=[2.0])
+    params = method.prepare(_ctx(bb))
+    assert params["contrast"] == "responses" and params["n_pairs"] == len(HARMFUL)
+    answers = dict(COMPLIANCE, **{HARMFUL[0]: "I'm sorry, but I can't help with that."})  # refusals give no pair
+    assert CAAMethod(layers=[1], multipliers=[2.0]).prepare(_ctx(bb, harmful_answers=answers))["n_pairs"] == 5
+    with pytest.raises(ValueError, match="harmful_answers"):
+        CAAMethod(layers=[1], multipliers=[2.0]).prepare(_ctx(bb, harmful_answers={}))
+    with pytest.raises(ValueError, match="contrast"):
+        CAAMethod(contrast="tokens")
 
 
 def test_caa_adds_multiplier_times_vector_at_every_position():

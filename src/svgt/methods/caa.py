@@ -1,8 +1,14 @@
 """`caa`: contrastive activation addition (Rimsky et al., 2024).
 
-The steering vector of layer l is mean(last-prompt-token residual | harmful training prompts) minus the same over
-benign training prompts. While steering, `multiplier * v_l` is added to layer l's output at every position (prompt
-and generated). Layer and multiplier are chosen on the tuning set.
+CAA steers along the difference between activations of a behaviour and its opposite. `contrast="responses"` (the
+default) is that recipe with refusal as the behaviour: for harmful training prompts, layer l's output averaged over
+the tokens of a refusal (`refusal_for`) minus the same over the backbone's own complying answer, teacher-forced
+after the same prompt (`svgt.methods.pairs`, the pairs DPO learns from), averaged over pairs.
+`contrast="prompts"` takes the last prompt token's output over harmful minus benign training prompts instead: a
+"harmfulness" direction, which only steers toward refusal in a backbone that already refuses what it reads as
+harmful (on SmolLM2-135M it made no candidate refuse anything on the tuning set). While steering,
+`multiplier * v_l` is added to layer l's output at every position (prompt and generated). Layer and multiplier are
+chosen on the tuning set.
 """
 
 from __future__ import annotations
@@ -14,7 +20,22 @@ import torch
 
 from ..backbone import Backbone
 from .base import Method, MethodContext
-from .steering import add_to_output, attached, choose, depth_candidates, last_token_activations, subsample
+from .pairs import preference_pairs
+from .steering import (add_to_output, attached, choose, depth_candidates, last_token_activations,
+                       response_mean_activations, subsample)
+
+
+def response_contrast_vectors(backbone: Backbone, pairs: list[dict[str, str]], layers: Sequence[int],
+                              max_response_tokens: int = 32, batch_size: int = 16) -> dict[int, torch.Tensor]:
+    """Per layer, the mean over `pairs` of (output averaged over the `chosen` response) minus (the same over the
+    `rejected` one), both after the pair's prompt (float32, CPU)."""
+    modules = [backbone.layers[i] for i in layers]
+    prompts = [p["prompt"] for p in pairs]
+    chosen = response_mean_activations(backbone, prompts, [p["chosen"] for p in pairs], modules,
+                                       max_response_tokens, batch_size)
+    rejected = response_mean_activations(backbone, prompts, [p["rejected"] for p in pairs], modules,
+                                         max_response_tokens, batch_size)
+    return {layer: (c - r).mean(0) for layer, c, r in zip(layers, chosen, rejected)}
 
 
 def mean_difference_vectors(backbone: Backbone, harmful: list[str], benign: list[str], layers: Sequence[int],
@@ -30,9 +51,14 @@ class CAAMethod(Method):
     name = "caa"
 
     def __init__(self, layers: Sequence[int] | None = None, multipliers: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
-                 max_train: int = 256, tune_limit: int = 30, tune_max_new_tokens: int = 24, batch_size: int = 16):
-        """`layers`: candidate layers (default: 1/3, 1/2, 2/3 of depth); the grid is layers x multipliers."""
+                 max_train: int = 256, tune_limit: int = 30, tune_max_new_tokens: int = 24, batch_size: int = 16,
+                 contrast: str = "responses"):
+        """`layers`: candidate layers (default: 1/3, 1/2, 2/3 of depth); the grid is layers x multipliers.
+        `contrast`: "responses" (refusal vs the backbone's answer) or "prompts" (harmful vs benign prompts)."""
         super().__init__()
+        if contrast not in ("responses", "prompts"):
+            raise ValueError(f"caa: contrast must be 'responses' or 'prompts', got {contrast!r}")
+        self.contrast = contrast
         self.layers = list(layers) if layers is not None else None
         self.multipliers = list(multipliers)
         self.max_train = max_train
@@ -42,11 +68,20 @@ class CAAMethod(Method):
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
         self.backbone = bb = ctx.backbone
         layers = self.layers if self.layers is not None else depth_candidates(bb.num_layers)
-        harmful = subsample(ctx.train_harmful, self.max_train, ctx.seed)
-        benign = subsample(ctx.train_benign, self.max_train, ctx.seed + 1)
-        self.vectors = mean_difference_vectors(bb, harmful, benign, layers, self.batch_size)
         self.params = {"layer": layers[len(layers) // 2], "multiplier": self.multipliers[0],
-                       "n_train_harmful": len(harmful), "n_train_benign": len(benign)}
+                       "contrast": self.contrast}
+        if self.contrast == "responses":
+            pairs = [p for p in preference_pairs(ctx, 1 << 30) if p["kind"] == "harmful"][: self.max_train]
+            if not pairs:
+                raise ValueError("caa: no refusal/answer pairs; ctx.extras['harmful_answers'] needs the backbone's "
+                                 "own complying answers to harmful training prompts (or use contrast='prompts')")
+            self.vectors = response_contrast_vectors(bb, pairs, layers, batch_size=self.batch_size)
+            self.params["n_pairs"] = len(pairs)
+        else:
+            harmful = subsample(ctx.train_harmful, self.max_train, ctx.seed)
+            benign = subsample(ctx.train_benign, self.max_train, ctx.seed + 1)
+            self.vectors = mean_difference_vectors(bb, harmful, benign, layers, self.batch_size)
+            self.params.update(n_train_harmful=len(harmful), n_train_benign=len(benign))
         grid = [{"layer": layer, "multiplier": m} for layer in layers for m in self.multipliers]
         self.params, self.search = choose(self, grid, ctx, self.tune_limit, self.tune_max_new_tokens)
         self.params["vector_norm"] = float(self.vectors[self.params["layer"]].norm())

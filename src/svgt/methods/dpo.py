@@ -1,15 +1,8 @@
 """`dpo_lora`: Direct Preference Optimization (Rafailov et al., 2023) of LoRA adapters on the attention projections.
 
-Preference pairs come from the training data only (never the tuning or evaluation sets):
-
-- harmful training prompt: chosen = `refusal_for(prompt, seed)`, rejected = the backbone's own complying answer from
-  `ctx.extras["harmful_answers"]` (prompt -> answer); a prompt with no answer, an empty one, or one that already
-  refuses (`judges.is_refusal`) is skipped, since it gives no preference to learn.
-- benign training prompt: chosen = the backbone's own answer from `ctx.extras["benign_answers"]`, rejected =
-  `refusal_for(prompt, seed)`, which teaches it not to over-refuse; skipped likewise when the answer is missing,
-  empty or a refusal.
-
-The two kinds alternate and are cut at `max_pairs`, so a cap keeps them balanced. Prompts go through the backbone's
+Preference pairs come from the training data only (never the tuning or evaluation sets), built by
+`svgt.methods.pairs.preference_pairs`: for a harmful prompt a refusal is chosen over the backbone's own complying
+answer, for a benign one the backbone's answer over a refusal. Prompts go through the backbone's
 chat template exactly as in generation (TRL's conversational format when the tokenizer has a template, else the
 plain prompt). Training is TRL's `DPOTrainer` (sigmoid loss, `beta`), with PEFT LoRA (rank 8) on the attention
 projections found for the family (q_proj/v_proj for Llama-style, c_attn for GPT-2, ...). The reference policy is
@@ -41,10 +34,9 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone, cache_dir
-from ..data.refusals import refusal_for
-from ..judges import is_refusal
 from ..prompts import has_chat_template
 from .base import Method, MethodContext
+from .pairs import preference_pairs
 from .tuning import tune
 
 TRAIN_KEYS = ("beta", "learning_rate", "epochs", "max_steps", "batch_size", "lora_r", "lora_alpha", "max_length")
@@ -52,23 +44,6 @@ TRAIN_KEYS = ("beta", "learning_rate", "epochs", "max_steps", "batch_size", "lor
 
 # Attention projections to adapt, per family: the first group with a match in the model wins.
 _TARGETS = (("q_proj", "v_proj"), ("c_attn",), ("query_key_value",), ("qkv_proj",), ("Wqkv",))
-
-
-def preference_pairs(ctx: MethodContext, max_pairs: int) -> list[dict[str, str]]:
-    """`{"prompt", "chosen", "rejected", "kind"}` pairs built as the module docstring says, harmful and benign
-    alternating, at most `max_pairs`."""
-    harmful_answers = ctx.extras.get("harmful_answers") or {}
-    benign_answers = ctx.extras.get("benign_answers") or {}
-
-    def usable(answer: Any) -> bool:
-        return isinstance(answer, str) and bool(answer.strip()) and not is_refusal(answer)
-
-    harmful = [{"prompt": p, "chosen": refusal_for(p, ctx.seed), "rejected": harmful_answers[p], "kind": "harmful"}
-               for p in ctx.train_harmful if usable(harmful_answers.get(p))]
-    benign = [{"prompt": p, "chosen": benign_answers[p], "rejected": refusal_for(p, ctx.seed), "kind": "benign"}
-              for p in ctx.train_benign if usable(benign_answers.get(p))]
-    mixed = [pair for i in range(max(len(harmful), len(benign))) for pair in (harmful[i:i + 1] + benign[i:i + 1])]
-    return mixed[:max_pairs]
 
 
 def lora_targets(model: nn.Module) -> list[str]:
