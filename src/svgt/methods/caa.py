@@ -20,9 +20,9 @@ import torch
 
 from ..backbone import Backbone
 from .base import Method, MethodContext
-from .pairs import preference_pairs
+from .pairs import refusal_pairs
 from .steering import (add_to_output, attached, choose, depth_candidates, last_token_activations,
-                       response_mean_activations, subsample)
+                       response_activations, subsample)
 
 
 def response_contrast_vectors(backbone: Backbone, pairs: list[dict[str, str]], layers: Sequence[int],
@@ -31,10 +31,9 @@ def response_contrast_vectors(backbone: Backbone, pairs: list[dict[str, str]], l
     `rejected` one), both after the pair's prompt (float32, CPU)."""
     modules = [backbone.layers[i] for i in layers]
     prompts = [p["prompt"] for p in pairs]
-    chosen = response_mean_activations(backbone, prompts, [p["chosen"] for p in pairs], modules,
-                                       max_response_tokens, batch_size)
-    rejected = response_mean_activations(backbone, prompts, [p["rejected"] for p in pairs], modules,
-                                         max_response_tokens, batch_size)
+    chosen, rejected = (response_activations(backbone, prompts, [p[side] for p in pairs], modules,
+                                             max_response_tokens=max_response_tokens, batch_size=batch_size)
+                        for side in ("chosen", "rejected"))
     return {layer: (c - r).mean(0) for layer, c, r in zip(layers, chosen, rejected)}
 
 
@@ -71,10 +70,7 @@ class CAAMethod(Method):
         self.params = {"layer": layers[len(layers) // 2], "multiplier": self.multipliers[0],
                        "contrast": self.contrast}
         if self.contrast == "responses":
-            pairs = [p for p in preference_pairs(ctx, 1 << 30) if p["kind"] == "harmful"][: self.max_train]
-            if not pairs:
-                raise ValueError("caa: no refusal/answer pairs; ctx.extras['harmful_answers'] needs the backbone's "
-                                 "own complying answers to harmful training prompts (or use contrast='prompts')")
+            pairs = refusal_pairs(ctx, self.max_train, self.name)
             self.vectors = response_contrast_vectors(bb, pairs, layers, batch_size=self.batch_size)
             self.params["n_pairs"] = len(pairs)
         else:

@@ -1,10 +1,14 @@
 """`iti`: inference-time intervention (Li et al., 2023; as in honest_llama).
 
-Per attention head, the head's output (its slice of the attention output projection's input) at the last prompt
-token is read for harmful and benign training prompts. A logistic-regression probe per head is fit on a train split
-and heads are ranked by validation accuracy. For the top K heads, the shift is the mass-mean direction
-(mean harmful - mean benign, normalised) times alpha times the std of the activations along it; while steering it is
-added to those heads' slices at every position (a pre-hook on the output projection). K and alpha are tuned.
+Per attention head, the head's output (its slice of the attention output projection's input) is read for two
+classes. honest_llama reads it at the last token of a question followed by a true or a false answer; with
+`contrast="responses"` (the default) the classes are likewise answers to the same harmful training prompt: a
+refusal (positive) and the backbone's own complying answer (`svgt.methods.pairs`), read at the answer's last token
+(at most 32). `contrast="prompts"` reads the last prompt token of harmful (positive) and benign training prompts
+instead. A logistic-regression probe per head is fit on a train split and heads are ranked by validation accuracy.
+For the top K heads, the shift is the mass-mean direction (mean positive - mean negative, normalised) times alpha
+times the std of the activations along it; while steering it is added to those heads' slices at every position (a
+pre-hook on the output projection). K and alpha are tuned.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, MethodContext
+from .pairs import refusal_pairs
 from .steering import (add_to_input, attached, attention_heads, attention_out_proj, choose, last_token_activations,
-                       subsample)
+                       response_activations, subsample)
 
 
 def rank_heads(acts: torch.Tensor, labels: torch.Tensor, seed: int = 0, val_fraction: float = 0.3,
@@ -81,9 +86,12 @@ class ITIMethod(Method):
 
     def __init__(self, top_k: Sequence[int] = (8, 16, 32), alphas: Sequence[float] = (5.0, 10.0, 15.0),
                  max_train: int = 256, val_fraction: float = 0.3, probe_steps: int = 300, tune_limit: int = 30,
-                 tune_max_new_tokens: int = 24, batch_size: int = 16):
-        """Grid: `top_k` (capped at the number of heads) x `alphas`."""
+                 tune_max_new_tokens: int = 24, batch_size: int = 16, contrast: str = "responses"):
+        """Grid: `top_k` (capped at the number of heads) x `alphas`. `contrast`: see the module docstring."""
         super().__init__()
+        if contrast not in ("responses", "prompts"):
+            raise ValueError(f"iti: contrast must be 'responses' or 'prompts', got {contrast!r}")
+        self.contrast = contrast
         self.top_k, self.alphas = list(top_k), list(alphas)
         self.max_train, self.val_fraction, self.probe_steps = max_train, val_fraction, probe_steps
         self.tune_limit, self.tune_max_new_tokens, self.batch_size = tune_limit, tune_max_new_tokens, batch_size
@@ -96,12 +104,23 @@ class ITIMethod(Method):
         self.backbone = bb = ctx.backbone
         projs = [attention_out_proj(layer) for layer in bb.layers]
         self.heads_per_layer = n_heads = attention_heads(bb)
-        harmful = subsample(ctx.train_harmful, self.max_train, ctx.seed)
-        benign = subsample(ctx.train_benign, self.max_train, ctx.seed + 1)
-        acts = torch.stack(last_token_activations(bb, harmful + benign, projs, inputs=True,
-                                                   batch_size=self.batch_size), 1)
+        if self.contrast == "responses":
+            pairs = refusal_pairs(ctx, self.max_train, self.name)
+            prompts = [p["prompt"] for p in pairs]
+            per_module = [torch.cat(sides) for sides in zip(*(
+                response_activations(bb, prompts, [p[side] for p in pairs], projs, reduce="last", inputs=True,
+                                     batch_size=self.batch_size) for side in ("chosen", "rejected")))]
+            n_pos = n_neg = len(pairs)
+            counts = {"n_pairs": len(pairs)}
+        else:
+            harmful = subsample(ctx.train_harmful, self.max_train, ctx.seed)
+            benign = subsample(ctx.train_benign, self.max_train, ctx.seed + 1)
+            per_module = last_token_activations(bb, harmful + benign, projs, inputs=True, batch_size=self.batch_size)
+            n_pos, n_neg = len(harmful), len(benign)
+            counts = {"n_train_harmful": n_pos, "n_train_benign": n_neg}
+        acts = torch.stack(per_module, 1)
         acts = acts.view(acts.shape[0], len(projs) * n_heads, -1)  # (N, layers * heads, head_dim)
-        labels = torch.tensor([1] * len(harmful) + [0] * len(benign))
+        labels = torch.tensor([1] * n_pos + [0] * n_neg)
         self.order, self.accuracy = rank_heads(acts, labels, ctx.seed, self.val_fraction, self.probe_steps)
         self.shifts = mass_mean_shifts(acts, labels)
         ks = sorted({min(k, acts.shape[1]) for k in self.top_k})
@@ -111,6 +130,7 @@ class ITIMethod(Method):
         chosen = self.order[: self.params["top_k"]]
         self.params["heads"] = [[int(i) // n_heads, int(i) % n_heads] for i in chosen]
         self.params["probe_val_accuracy"] = float(self.accuracy[chosen].mean())
+        self.params.update(contrast=self.contrast, **counts)
         return self.params
 
     def layer_shifts(self) -> dict[int, torch.Tensor]:

@@ -35,3 +35,14 @@ def preference_pairs(ctx: MethodContext, max_pairs: int) -> list[dict[str, str]]
               for p in ctx.train_benign if usable(benign_answers.get(p))]
     mixed = [pair for i in range(max(len(harmful), len(benign))) for pair in (harmful[i:i + 1] + benign[i:i + 1])]
     return mixed[:max_pairs]
+
+
+def refusal_pairs(ctx: MethodContext, cap: int, method: str) -> list[dict[str, str]]:
+    """The harmful pairs only (chosen = a refusal, rejected = the backbone's complying answer), at most `cap`: the
+    behaviour contrast the steering baselines take their direction from. Raises, naming `method`, when there are
+    none."""
+    pairs = [p for p in preference_pairs(ctx, 1 << 30) if p["kind"] == "harmful"][:cap]
+    if not pairs:
+        raise ValueError(f"{method}: no refusal/answer pairs; ctx.extras['harmful_answers'] needs the backbone's own "
+                         "complying answers to harmful training prompts (or use contrast='prompts')")
+    return pairs

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -98,34 +99,40 @@ def last_token_activations(backbone: Backbone, prompts: list[str], modules: Sequ
     return [torch.cat(p) for p in parts]
 
 
-def response_mean_activations(backbone: Backbone, prompts: list[str], responses: list[str],
-                              modules: Sequence[nn.Module], max_response_tokens: int = 32,
-                              batch_size: int = 16) -> list[torch.Tensor]:
-    """Per module, `(N, dim)` float32 (on CPU): its output averaged over the first `max_response_tokens` tokens of
-    each response, teacher-forced after the chat-templated prompt exactly as generation would have produced it."""
+def response_activations(backbone: Backbone, prompts: list[str], responses: list[str], modules: Sequence[nn.Module],
+                         reduce: str = "mean", inputs: bool = False, max_response_tokens: int = 32,
+                         batch_size: int = 16) -> list[torch.Tensor]:
+    """Per module, `(N, dim)` float32 (on CPU) over the first `max_response_tokens` tokens of each response,
+    teacher-forced after the chat-templated prompt exactly as generation would have produced it: their average
+    (`reduce="mean"`) or the last one's (`"last"`). Outputs, or first inputs with `inputs=True`."""
     from ..training.activations import encode_pair
 
+    if reduce not in ("mean", "last"):
+        raise ValueError(f"reduce must be 'mean' or 'last', got {reduce!r}")
     rows = [encode_pair(backbone, p, r, max_prompt=1 << 30, max_response=max_response_tokens)
             for p, r in zip(prompts, responses, strict=True)]
     empty = [i for i, row in enumerate(rows) if not row.response_ids]
     if empty:
-        raise ValueError(f"responses {empty[:5]} are empty after tokenisation: nothing to average over")
+        raise ValueError(f"responses {empty[:5]} are empty after tokenisation: nothing to read")
     pad = backbone.tokenizer.pad_token_id or 0
     parts: list[list[torch.Tensor]] = [[] for _ in modules]
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         # Prompts left-padded, responses right-padded: every response starts in the same column.
         p_ids, p_mask = left_pad([r.prompt_ids for r in chunk], pad, backbone.device)
-        width = max(len(r.response_ids) for r in chunk)
-        r_ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=backbone.device)
+        lengths = [len(r.response_ids) for r in chunk]
+        r_ids = torch.full((len(chunk), max(lengths)), pad, dtype=torch.long, device=backbone.device)
         r_mask = torch.zeros_like(r_ids)
         for b, row in enumerate(chunk):
-            r_ids[b, : len(row.response_ids)] = torch.tensor(row.response_ids)
-            r_mask[b, : len(row.response_ids)] = 1
+            r_ids[b, : lengths[b]] = torch.tensor(row.response_ids)
+            r_mask[b, : lengths[b]] = 1
+        if reduce == "mean":
+            weights = (r_mask / r_mask.sum(1, keepdim=True)).float()
+        else:
+            weights = F.one_hot(torch.tensor(lengths, device=r_ids.device) - 1, r_ids.shape[1]).float()
         ids, mask = torch.cat([p_ids, r_ids], 1), torch.cat([p_mask, r_mask], 1)
-        weights = (r_mask / r_mask.sum(1, keepdim=True)).unsqueeze(-1).float()
-        for store, acts in zip(parts, module_activations(backbone, ids, mask, modules)):
-            store.append((acts[:, p_ids.shape[1] :].float() * weights).sum(1).cpu())
+        for store, acts in zip(parts, module_activations(backbone, ids, mask, modules, inputs)):
+            store.append(torch.einsum("btd,bt->bd", acts[:, p_ids.shape[1] :].float(), weights).cpu())
     return [torch.cat(p) for p in parts]
 
 
