@@ -20,7 +20,7 @@ import torch
 
 from ..backbone import Backbone
 from .base import Method, MethodContext
-from .pairs import refusal_pairs
+from .pairs import check_contrast, refusal_pairs
 from .steering import (add_to_output, attached, choose, depth_candidates, last_token_activations,
                        response_activations, subsample)
 
@@ -55,9 +55,7 @@ class CAAMethod(Method):
         """`layers`: candidate layers (default: 1/3, 1/2, 2/3 of depth); the grid is layers x multipliers.
         `contrast`: "responses" (refusal vs the backbone's answer) or "prompts" (harmful vs benign prompts)."""
         super().__init__()
-        if contrast not in ("responses", "prompts"):
-            raise ValueError(f"caa: contrast must be 'responses' or 'prompts', got {contrast!r}")
-        self.contrast = contrast
+        self.contrast = check_contrast("caa", contrast)
         self.layers = list(layers) if layers is not None else None
         self.multipliers = list(multipliers)
         self.max_train = max_train

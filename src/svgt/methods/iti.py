@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, MethodContext
-from .pairs import refusal_pairs
+from .pairs import check_contrast, refusal_pairs
 from .steering import (add_to_input, attached, attention_heads, attention_out_proj, choose, last_token_activations,
                        response_activations, subsample)
 
@@ -89,9 +89,7 @@ class ITIMethod(Method):
                  tune_max_new_tokens: int = 24, batch_size: int = 16, contrast: str = "responses"):
         """Grid: `top_k` (capped at the number of heads) x `alphas`. `contrast`: see the module docstring."""
         super().__init__()
-        if contrast not in ("responses", "prompts"):
-            raise ValueError(f"iti: contrast must be 'responses' or 'prompts', got {contrast!r}")
-        self.contrast = contrast
+        self.contrast = check_contrast("iti", contrast)
         self.top_k, self.alphas = list(top_k), list(alphas)
         self.max_train, self.val_fraction, self.probe_steps = max_train, val_fraction, probe_steps
         self.tune_limit, self.tune_max_new_tokens, self.batch_size = tune_limit, tune_max_new_tokens, batch_size

@@ -46,3 +46,14 @@ def refusal_pairs(ctx: MethodContext, cap: int, method: str) -> list[dict[str, s
         raise ValueError(f"{method}: no refusal/answer pairs; ctx.extras['harmful_answers'] needs the backbone's own "
                          "complying answers to harmful training prompts (or use contrast='prompts')")
     return pairs
+
+
+CONTRASTS = ("responses", "prompts")
+"""What CAA and ITI contrast: a refusal against the backbone's answer (`refusal_pairs`), or harmful against benign
+prompts."""
+
+
+def check_contrast(method: str, contrast: str) -> str:
+    if contrast not in CONTRASTS:
+        raise ValueError(f"{method}: contrast must be one of {', '.join(map(repr, CONTRASTS))}, got {contrast!r}")
+    return contrast
