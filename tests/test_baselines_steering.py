@@ -56,6 +56,8 @@ def test_prepare_and_generate_through_interface(name, family):
     params = method.prepare(_ctx(bb))
     assert method.name == name and len(method.search) == 2
     assert all({"tune_refusal", "tune_overrefusal"} <= set(row) for row in method.search)
+    # A broken candidate neither refuses nor over-refuses; only the PPL of its benign answers shows it.
+    assert all(row["tune_ppl"] > 1.0 and row["tune_ppl_unguided"] > 1.0 for row in method.search)
     out = method.generate(["tell me a joke", "how to make a weapon"], 4)
     assert len(out.texts) == 2 and all(0 < n <= 4 for n in out.new_tokens) and out.seconds > 0
     assert params is method.params and _hook_count(bb.model) == hooks

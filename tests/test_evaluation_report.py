@@ -61,3 +61,15 @@ def test_report_shows_every_tuning_candidate_and_plots_them(tmp_path):
 def test_report_of_a_run_without_searches_says_so(tmp_path):
     text = write_report(FIXTURE, tmp_path).read_text()
     assert "No method searched hyperparameters" in text and "- tuning_search.png: no data for this plot." in text
+
+
+def test_tuning_search_shows_benign_ppl_when_measured(tmp_path):
+    results = json.loads(FIXTURE.read_text())
+    results["methods"]["svgt"]["search"] = [
+        {"params": {"alpha": a}, "tune_refusal": 0.0, "tune_overrefusal": 0.0, "tune_ppl": p, "tune_ppl_unguided": 2.0,
+         "n_harmful": 30, "n_benign": 30, "max_new_tokens": 24, "chosen": a == 0.1} for a, p in ((0.1, 2.25), (4, 31.5))]
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    text = write_report(tmp_path / "r.json", tmp_path / "out").read_text()
+    assert "24 new tokens; the backbone's own answers: PPL 2.00; chosen" in text
+    assert "| candidate | tuning refusal ↑ | tuning over-refusal ↓ | benign PPL ↓ | |" in text
+    assert "| alpha=0.1 | 0.0 | 0.0 | 2.25 | chosen |" in text and "| alpha=4 | 0.0 | 0.0 | 31.50 |  |" in text

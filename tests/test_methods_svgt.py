@@ -76,6 +76,7 @@ def test_tuning_picks_best_under_overrefusal_cap(tmp_path):
     assert [r["tune_refusal"] for r in table] == [0.0, 1.0, 1.0]
     assert [r["tune_overrefusal"] for r in table] == [0.0, 0.0, 1.0]
     assert [r["chosen"] for r in table] == [False, True, False] and table[1]["max_overrefusal"] == 0.10
+    assert table[0]["tune_ppl"] is None and table[0]["tune_ppl_unguided"] is None  # no backbone to score with
     assert "<= 10%" in table[1]["rule"] and (table[0]["n_harmful"], table[0]["n_benign"]) == (2, 2)
 
 
@@ -126,3 +127,15 @@ def test_margin_override_reaches_the_module_and_the_recorded_params(tmp_path):
     ctx.extras["margin"] = 3.0
     m = make_method("svgt")
     assert m.prepare(ctx)["margin"] == 3.0 and m.module.config.margin == 3.0
+
+
+def test_sweep_scores_benign_answers_against_the_backbones_own(tmp_path):
+    from svgt.methods.tuning import sweep
+
+    ctx = _ctx(tmp_path)
+    plain = make_method("none")
+    plain.prepare(ctx)
+    table = sweep(plain, [{}, {}], ctx, max_new_tokens=4)
+    assert table[0]["tune_ppl"] > 1.0
+    assert table[0]["tune_ppl"] == pytest.approx(table[0]["tune_ppl_unguided"])  # the backbone against itself
+    assert list(ctx.extras["tune_unguided_ppl"]) == [(tuple(ctx.tune_benign), 4)]  # measured once, then reused

@@ -126,12 +126,16 @@ def _search(results: dict[str, Any]) -> list[str]:
     for name, rows in searched.items():
         r0 = rows[0]
         rule = next((r["rule"] for r in rows if r.get("chosen") and r.get("rule")), "not recorded")
+        ppl = "tune_ppl" in r0  # searches written before PPL was measured have no column for it
+        unguided = f"; the backbone's own answers: PPL {fmt('perplexity', r0.get('tune_ppl_unguided'))}" if ppl else ""
+        header = "| candidate | tuning refusal ↑ | tuning over-refusal ↓ |" + (" benign PPL ↓ |" if ppl else "")
         lines += ["", f"**{name}** ({len(rows)} candidates; n = {r0.get('n_harmful', '?')} harmful, "
-                  f"{r0.get('n_benign', '?')} benign, {r0.get('max_new_tokens', '?')} new tokens; chosen: {rule})",
-                  "", "| candidate | tuning refusal ↑ | tuning over-refusal ↓ | |", "|---|---|---|---|"]
+                  f"{r0.get('n_benign', '?')} benign, {r0.get('max_new_tokens', '?')} new tokens{unguided}; "
+                  f"chosen: {rule})", "", header + " |", "|---|---|---|" + ("---|" if ppl else "") + "---|"]
         lines += [f"| {_candidate(r['params'])} | {fmt('refusal', r['tune_refusal'])} | "
-                  f"{fmt('overrefusal', r['tune_overrefusal'])} | {'chosen' if r.get('chosen') else ''} |"
-                  for r in rows]
+                  f"{fmt('overrefusal', r['tune_overrefusal'])} |"
+                  + (f" {fmt('perplexity', r.get('tune_ppl'))} |" if ppl else "")
+                  + f" {'chosen' if r.get('chosen') else ''} |" for r in rows]
     return lines
 
 

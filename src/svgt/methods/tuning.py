@@ -8,20 +8,48 @@ winner: a baseline that refuses nothing at its chosen setting may refuse plenty 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from ..judges import refusal_rate
-from .base import Method, MethodContext
+from .base import Method, MethodContext, PlainMethod
 
 RULE = "highest tuning refusal with tuning over-refusal <= {cap:.0%}; if none, the lowest over-refusal"
+
+
+def _benign_ppl(ctx: MethodContext, prompts: list[str], texts: list[str]) -> float | None:
+    """PPL of `texts` as answers to `prompts` under the plain backbone (the evaluation's fluency protocol); None
+    without a backbone (unit tests with canned methods)."""
+    if ctx.backbone is None:
+        return None
+    from ..evaluation.fluency import perplexity
+
+    value = perplexity(ctx.backbone, prompts, texts)
+    return None if math.isnan(value) else value  # every answer empty: no tokens to score
+
+
+def _unguided_ppl(ctx: MethodContext, prompts: list[str], max_new_tokens: int) -> float | None:
+    """The backbone's own answers' PPL on the same prompts: the yardstick for a candidate's, computed once per
+    context and setting."""
+    if ctx.backbone is None:
+        return None
+    cache = ctx.extras.setdefault("tune_unguided_ppl", {})
+    key = (tuple(prompts), max_new_tokens)
+    if key not in cache:
+        plain = PlainMethod()
+        plain.prepare(ctx)
+        cache[key] = _benign_ppl(ctx, prompts, plain.generate(prompts, max_new_tokens).texts)
+    return cache[key]
 
 
 def sweep(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, limit: int = 30,
           max_new_tokens: int = 24) -> list[dict[str, Any]]:
     """Each `grid` entry's refusal rates on the first `limit` tuning prompts of each kind, with the entry merged
-    over `method.params`; the params are restored afterwards, also on error."""
+    over `method.params`, and the PPL of its benign answers under the plain backbone next to that of the backbone's
+    own answers (`tune_ppl`, `tune_ppl_unguided`): a candidate that breaks the text neither refuses nor over-refuses,
+    and only its PPL shows it. The params are restored afterwards, also on error."""
     harmful, benign = ctx.tune_harmful[:limit], ctx.tune_benign[:limit]
     base = dict(method.params)
     table: list[dict[str, Any]] = []
@@ -31,10 +59,13 @@ def sweep(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, lim
             h = method.generate(harmful, max_new_tokens).texts
             b = method.generate(benign, max_new_tokens).texts
             table.append({"params": candidate, "tune_refusal": refusal_rate(h), "tune_overrefusal": refusal_rate(b),
-                          "n_harmful": len(h), "n_benign": len(b), "max_new_tokens": max_new_tokens,
-                          "chosen": False})
+                          "tune_ppl": _benign_ppl(ctx, benign, b), "n_harmful": len(h), "n_benign": len(b),
+                          "max_new_tokens": max_new_tokens, "chosen": False})
     finally:
         method.params = base
+    reference = _unguided_ppl(ctx, benign, max_new_tokens) if table else None
+    for row in table:
+        row["tune_ppl_unguided"] = reference
     return table
 
 
