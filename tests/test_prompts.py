@@ -32,3 +32,11 @@ def test_paragraphs_split_at_blank_lines_and_keep_the_conversation(tmp_path):
     tok = load_backbone(save_tiny_hf_backbone(tmp_path / "m")).tokenizer
     assert paragraph_ids(tok, "doc\n\nask") == encode_prompts(tok, ["doc"])[0].tolist() + \
         encode_prompts(tok, ["ask"])[0].tolist()
+
+
+def test_right_pad_puts_rows_at_the_start_and_accepts_empty_rows():
+    from svgt.prompts import right_pad
+
+    ids, mask = right_pad([[5, 6, 7], [8], []], 0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [0, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]

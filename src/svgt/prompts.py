@@ -78,10 +78,22 @@ def paragraph_ids(tokenizer: Any, prompt: str | list[dict[str, str]], chat_templ
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    return _pad(rows, pad_id, device, left=True)
+
+
+def right_pad(rows: list[list[int]], pad_id: int,
+              device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """`(ids, mask)` with each row at the start: responses after left-padded prompts all begin in one column."""
+    return _pad(rows, pad_id, device, left=False)
+
+
+def _pad(rows: list[list[int]], pad_id: int, device: str | torch.device,
+         left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row) :] = 1
+        cols = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, cols] = torch.tensor(row, dtype=torch.long)
+        mask[i, cols] = 1
     return ids.to(device), mask.to(device)

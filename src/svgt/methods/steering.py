@@ -17,7 +17,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ..backbone import Backbone, BackboneError
 from ..hooks import padded_positions
-from ..prompts import encode_prompts, left_pad
+from ..prompts import encode_prompts, left_pad, right_pad
 from .base import Method, MethodContext
 from .tuning import tune
 
@@ -121,11 +121,7 @@ def response_activations(backbone: Backbone, prompts: list[str], responses: list
         # Prompts left-padded, responses right-padded: every response starts in the same column.
         p_ids, p_mask = left_pad([r.prompt_ids for r in chunk], pad, backbone.device)
         lengths = [len(r.response_ids) for r in chunk]
-        r_ids = torch.full((len(chunk), max(lengths)), pad, dtype=torch.long, device=backbone.device)
-        r_mask = torch.zeros_like(r_ids)
-        for b, row in enumerate(chunk):
-            r_ids[b, : lengths[b]] = torch.tensor(row.response_ids)
-            r_mask[b, : lengths[b]] = 1
+        r_ids, r_mask = right_pad([r.response_ids for r in chunk], pad, backbone.device)
         if reduce == "mean":
             weights = (r_mask / r_mask.sum(1, keepdim=True)).float()
         else:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..backbone import Backbone, cache_dir
 from ..hooks import BackboneHooks, _StopForward, bridged_forward
-from ..prompts import format_prompt, left_pad
+from ..prompts import format_prompt, left_pad, right_pad
 
 
 @dataclass
@@ -84,13 +84,7 @@ def compute_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], bat
             for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
                 idx = order[start : start + batch_size]
                 p_ids, p_mask = left_pad([pairs[i].prompt_ids for i in idx], pad, backbone.device)
-                t_max = max(len(pairs[i].response_ids) for i in idx)
-                r_ids = torch.full((len(idx), t_max), pad, dtype=torch.long, device=backbone.device)
-                r_mask = torch.zeros_like(r_ids)
-                for row, i in enumerate(idx):
-                    n = len(pairs[i].response_ids)
-                    r_ids[row, :n] = torch.tensor(pairs[i].response_ids)
-                    r_mask[row, :n] = 1
+                r_ids, r_mask = right_pad([pairs[i].response_ids for i in idx], pad, backbone.device)
                 try:
                     bridged_forward(backbone.model, hooks, p_ids, p_mask, None, r_ids, r_mask, pad)
                 except _StopForward:
