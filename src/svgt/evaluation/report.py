@@ -13,6 +13,8 @@ TABLE_METRICS = ("asr", "refusal", "overrefusal", "toxicity", "perplexity", "ms_
                  "judge_overrefusal")
 RATES = {"asr", "refusal", "overrefusal", "toxic_fraction", "judge_asr", "judge_overrefusal"}
 DIGITS = {"toxicity": 3, "perplexity": 2}
+MARKERS = "osD^vP*X<>"
+"""The marker shapes both scatter plots cycle through, one per method."""
 
 
 def fmt(metric: str, value: float | None) -> str:
@@ -95,13 +97,12 @@ def plot_asr_vs_overrefusal(results: dict[str, Any], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    markers = "osD^vP*X<>"
     for i, (name, m) in enumerate(results["methods"].items()):
         x, y = m["suites"][benign_suite]["overrefusal"]["value"], m["suites"][harm_suite]["asr"]["value"]
         if x is not None and y is not None:
             # Methods that refuse nothing pile up at the same point: a legend with the values stays readable where
             # text labels beside the points would print over each other.
-            ax.scatter(100 * x, 100 * y, marker=markers[i % len(markers)], s=60, alpha=0.8,
+            ax.scatter(100 * x, 100 * y, marker=MARKERS[i % len(MARKERS)], s=60, alpha=0.8,
                        label=f"{name} ({100 * x:.0f}, {100 * y:.0f})")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="method (x, y)", title_fontsize=8)
     ax.set(xlabel=f"over-refusal on {benign_suite} (%) ↓", ylabel=f"ASR on {harm_suite} (%) ↓",
@@ -148,9 +149,8 @@ def plot_tuning_search(results: dict[str, Any], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    markers = "osD^vP*X<>"
     for i, (name, rows) in enumerate(searched.items()):
-        colour, marker, size = f"C{i}", markers[i % len(markers)], 40 + 25 * (len(searched) - i)
+        colour, marker, size = f"C{i}", MARKERS[i % len(MARKERS)], 40 + 25 * (len(searched) - i)
         xs = [100 * r["tune_overrefusal"] for r in rows]
         ys = [100 * r["tune_refusal"] for r in rows]
         ax.scatter(xs, ys, marker=marker, s=size, facecolors="none", edgecolors=colour,
