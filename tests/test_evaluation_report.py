@@ -67,9 +67,11 @@ def test_tuning_search_shows_benign_ppl_when_measured(tmp_path):
     results = json.loads(FIXTURE.read_text())
     results["methods"]["svgt"]["search"] = [
         {"params": {"alpha": a}, "tune_refusal": 0.0, "tune_overrefusal": 0.0, "tune_ppl": p, "tune_ppl_unguided": 2.0,
-         "n_harmful": 30, "n_benign": 30, "max_new_tokens": 24, "chosen": a == 0.1} for a, p in ((0.1, 2.25), (4, 31.5))]
+         "n_harmful": 30, "n_benign": 30, "max_new_tokens": 24, "chosen": a == 0.1, "fluent": p < 3}
+        for a, p in ((0.1, 2.25), (4, 31.5))]
     (tmp_path / "r.json").write_text(json.dumps(results))
     text = write_report(tmp_path / "r.json", tmp_path / "out").read_text()
     assert "24 new tokens; the backbone's own answers: PPL 2.00; chosen" in text
     assert "| candidate | tuning refusal ↑ | tuning over-refusal ↓ | benign PPL ↓ | |" in text
-    assert "| alpha=0.1 | 0.0 | 0.0 | 2.25 | chosen |" in text and "| alpha=4 | 0.0 | 0.0 | 31.50 |  |" in text
+    assert "| alpha=0.1 | 0.0 | 0.0 | 2.25 | chosen |" in text and "| alpha=4 | 0.0 | 0.0 | 31.50 ✗ |  |" in text
+    assert "✗: the candidate breaks the text" in text

@@ -78,6 +78,26 @@ def test_tuning_picks_best_under_overrefusal_cap(tmp_path):
     assert [r["chosen"] for r in table] == [False, True, False] and table[1]["max_overrefusal"] == 0.10
     assert table[0]["tune_ppl"] is None and table[0]["tune_ppl_unguided"] is None  # no backbone to score with
     assert "<= 10%" in table[1]["rule"] and (table[0]["n_harmful"], table[0]["n_benign"]) == (2, 2)
+    assert "1.5x" in table[1]["rule"] and all(r["fluent"] for r in table)  # nothing to judge fluency by
+
+
+def test_selection_drops_candidates_that_break_the_text():
+    from svgt.methods.tuning import fluent, select
+
+    def row(refusal, overrefusal, ppl, reference=2.0):
+        return {"tune_refusal": refusal, "tune_overrefusal": overrefusal, "tune_ppl": ppl,
+                "tune_ppl_unguided": reference}
+
+    broken, mild, strong = row(0.0, 0.0, 12.0), row(0.1, 0.05, 2.5), row(0.5, 0.3, 2.9)
+    assert select([broken, mild, strong]) is mild  # broken is the only other one under the cap, but 6x the PPL
+    assert select([broken, strong]) is strong  # no fluent one under the cap: lowest over-refusal among the fluent
+    assert select([broken, strong], max_ppl_ratio=10.0) is broken
+    worse = row(0.9, 0.0, 30.0)
+    assert select([worse, broken]) is broken  # nothing fluent: the least broken, whatever it refuses
+    assert fluent(row(0.0, 0.0, 3.0)) and not fluent(row(0.0, 0.0, 3.01))  # 1.5x by default, inclusive
+    unscored = [{"tune_refusal": 0.2, "tune_overrefusal": 0.0}, {"tune_refusal": 0.4, "tune_overrefusal": 0.0,
+                                                                   "tune_ppl": None, "tune_ppl_unguided": None}]
+    assert select(unscored) is unscored[1]  # without PPL the rule is the refusal rule alone (svgt train's margins)
 
 
 def test_sweep_restores_params_even_when_a_candidate_fails():

@@ -135,8 +135,12 @@ def _search(results: dict[str, Any]) -> list[str]:
                   f"chosen: {rule})", "", header + " |", "|---|---|---|" + ("---|" if ppl else "") + "---|"]
         lines += [f"| {_candidate(r['params'])} | {fmt('refusal', r['tune_refusal'])} | "
                   f"{fmt('overrefusal', r['tune_overrefusal'])} |"
-                  + (f" {fmt('perplexity', r.get('tune_ppl'))} |" if ppl else "")
+                  + (f" {fmt('perplexity', r.get('tune_ppl'))}{' ✗' if r.get('fluent') is False else ''} |"
+                     if ppl else "")
                   + f" {'chosen' if r.get('chosen') else ''} |" for r in rows]
+        if any(r.get("fluent") is False for r in rows):
+            lines += ["", "✗: the candidate breaks the text (benign PPL over the rule's limit), so the rule passes "
+                      "it over."]
     return lines
 
 
@@ -147,13 +151,16 @@ def plot_tuning_search(results: dict[str, Any], path: Path) -> bool:
     if not searched:
         return False
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (name, rows) in enumerate(searched.items()):
         colour, marker, size = f"C{i}", MARKERS[i % len(MARKERS)], 40 + 25 * (len(searched) - i)
         xs = [100 * r["tune_overrefusal"] for r in rows]
         ys = [100 * r["tune_refusal"] for r in rows]
-        ax.scatter(xs, ys, marker=marker, s=size, facecolors="none", edgecolors=colour,
+        # faint: passed over for breaking the text
+        edges = [to_rgba(colour, 0.3 if r.get("fluent") is False else 1.0) for r in rows]
+        ax.scatter(xs, ys, marker=marker, s=size, facecolors="none", edgecolors=edges,
                    label=f"{name} ({len(rows)})")
         chosen = [(x, y) for x, y, r in zip(xs, ys, rows) if r.get("chosen")]
         if chosen:
@@ -164,7 +171,7 @@ def plot_tuning_search(results: dict[str, Any], path: Path) -> bool:
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="method (candidates)",
               title_fontsize=8)
     ax.set(xlabel="tuning over-refusal (%) ↓", ylabel="tuning refusal (%) ↑", xlim=(-5, 105), ylim=(-5, 105),
-           title="Tuning search: every candidate (filled: chosen; dashed: the cap)")
+           title="Tuning search: every candidate (filled: chosen; faint: breaks the text; dashed: the cap)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
