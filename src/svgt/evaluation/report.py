@@ -168,10 +168,13 @@ def plot_tuning_search(results: dict[str, Any], path: Path) -> bool:
     caps = {100 * r["max_overrefusal"] for rows in searched.values() for r in rows if "max_overrefusal" in r}
     for cap in caps:
         ax.axvline(cap, color="grey", lw=0.8, ls="--")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="method (candidates)",
-              title_fontsize=8)
-    ax.set(xlabel="tuning over-refusal (%) ↓", ylabel="tuning refusal (%) ↑", xlim=(-5, 105), ylim=(-5, 105),
-           title="Tuning search: every candidate (filled: chosen; faint: breaks the text; dashed: the cap)")
+    legend = ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="method (candidates)",
+                       title_fontsize=8)
+    for handle in legend.legend_handles:
+        handle.set_alpha(1.0)  # a method's key is not faint because its first candidate is
+    ax.set(xlabel="tuning over-refusal (%) ↓", ylabel="tuning refusal (%) ↑", xlim=(-5, 105), ylim=(-5, 105))
+    ax.set_title("Tuning search: every candidate\n(filled: chosen; faint: breaks the text; dashed: the cap)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

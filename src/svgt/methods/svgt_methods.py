@@ -53,7 +53,7 @@ class SVGTMethod(_ModuleMethod):
                  sweep_margins: Sequence[float] = ()):
         """`sweep_margins`: margins to measure on the tuning set by the baselines' protocol, for the record only
         (the margin used stays the artifact's, chosen by `svgt train`). It puts svgt on the report's tuning-search
-        plot beside the baselines' candidates, at about a minute per margin on 2 CPU cores, so it is opt-in
+        plot beside the baselines' candidates, at about two minutes per margin on 2 CPU cores, so it is opt-in
         (`svgt eval --sweep-margins 0,2,4,6`)."""
         super().__init__()
         self.params = {"refresh_every": refresh_every, "momentum": momentum}
