@@ -21,6 +21,9 @@ from tqdm.auto import tqdm
 from ..judges import refusal_rate
 from .base import Method, MethodContext, PlainMethod
 
+MAX_PPL_RATIO = 1.5
+"""The fluency guard's default: a candidate's benign PPL over this many times the backbone's own breaks the text."""
+
 RULE = ("highest tuning refusal with tuning over-refusal <= {cap:.0%}, among candidates whose benign PPL is at "
         "most {ratio:g}x the backbone's; if none is under the cap, the lowest over-refusal; if none is fluent, the "
         "lowest PPL")
@@ -78,7 +81,7 @@ def sweep(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, lim
 
 def tune(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, limit: int = 30,
          max_new_tokens: int = 24, max_overrefusal: float = 0.10,
-         max_ppl_ratio: float = 1.5) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+         max_ppl_ratio: float = MAX_PPL_RATIO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`sweep`, then leave the rule's choice in `method.params`; returns the params and the table (the chosen row
     marked `chosen`, with the rule it was chosen by; every row marked `fluent` or not by the guard)."""
     table = sweep(method, grid, ctx, limit=limit, max_new_tokens=max_new_tokens)
@@ -91,14 +94,14 @@ def tune(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, limi
     return method.params, table
 
 
-def fluent(row: dict[str, Any], max_ppl_ratio: float = 1.5) -> bool:
+def fluent(row: dict[str, Any], max_ppl_ratio: float = MAX_PPL_RATIO) -> bool:
     """Whether a sweep row passes the fluency guard; True when either PPL is missing (nothing to judge by)."""
     ppl, reference = row.get("tune_ppl"), row.get("tune_ppl_unguided")
     return ppl is None or reference is None or ppl <= max_ppl_ratio * reference
 
 
 def select(table: list[dict[str, Any]], max_overrefusal: float = 0.10,
-           max_ppl_ratio: float = 1.5) -> dict[str, Any]:
+           max_ppl_ratio: float = MAX_PPL_RATIO) -> dict[str, Any]:
     """The module docstring's rule over rows with `tune_refusal` and `tune_overrefusal` (and, where measured,
     `tune_ppl` and `tune_ppl_unguided`); returns the chosen row."""
     if not table:
