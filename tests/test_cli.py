@@ -35,7 +35,7 @@ def test_generate_json_in_order_with_telemetry(tiny_path, artifact, capsys, tmp_
     assert [r["prompt"] for r in rows] == ["first arg", "from file one", "from file two"]
     for r in rows:
         assert set(r) >= {"prompt", "text", "telemetry", "finish_reason"}
-        assert set(r["telemetry"]) == {"bridge_score", "score", "delta_z_norm", "refreshed"}
+        assert set(r["telemetry"]) == {"bridge_score", "bridged_at", "score", "delta_z_norm", "refreshed"}
         assert r["artifact"] == artifact
 
 

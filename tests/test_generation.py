@@ -72,7 +72,8 @@ class _AllRowsFastRefresh(GuidedDecoder):
     """Fast refresh as first written: the bridge rows run through every layer, and the layers below the insert
     layer compute (masked, discarded) entries for them. The shipped path skips that work and must match it."""
 
-    def _fast_refresh(self, token, position, lengths, m_len, new_bridge):
+    def _fast_refresh(self, token, position, lengths, m_len, new_bridge, has_bridge, inserted):
+        assert bool(has_bridge.all()) and not bool(inserted.any())  # no gate in this comparison
         k, batch = self.k, token.shape[0]
         old_kv = self.attn.shape[1]
         kv = old_kv + k + 1
@@ -197,11 +198,106 @@ def test_stops_at_eos_and_reports_reason(llama):
     assert first.finish_reasons == ["length"] and len(first.token_ids[0]) == 5
 
 
-def test_gate_threshold_skips_refresh_when_safe(llama):
+def test_gate_leaves_every_prompt_alone_when_all_score_safe(llama):
+    # Every prompt at or below the threshold: no bridge is built and no bridge forward runs; the answer is the
+    # backbone's own, logits and all, and stays so through the refreshes (the gate keeps each row as it is).
     module = make_module(llama)
     _, _, res = _run(llama, module, max_new_tokens=6, refresh_every=1, gate_threshold=1e9)
-    assert not any(res.telemetry[0].refreshed)
-    assert all(torch.equal(res.step_bridges[0], b) for b in res.step_bridges)
+    _, _, plain = _run(llama, None, max_new_tokens=6, guidance=False)
+    assert res.token_ids == plain.token_ids
+    assert all(torch.equal(a, b) for a, b in zip(res.step_logits, plain.step_logits))
+    assert all(b is None for b in res.step_bridges)
+    assert [t.bridged_at for t in res.telemetry] == [None, None]
+    assert not any(r for t in res.telemetry for r in t.refreshed)
+
+
+def test_module_gate_is_the_default_and_off_bridges_everything(llama):
+    module = make_module(llama)
+    module.config.gate_threshold = 1e9
+    _, _, gated = _run(llama, module, max_new_tokens=4)
+    _, _, plain = _run(llama, None, max_new_tokens=4, guidance=False)
+    _, _, off = _run(llama, module, max_new_tokens=4, gate_threshold=float("-inf"))
+    assert gated.token_ids == plain.token_ids
+    assert [t.bridged_at for t in off.telemetry] == [0, 0]
+    assert (off.step_logits[0] - plain.step_logits[0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gate_splits_a_batch_row_by_row(family):
+    # One prompt below the threshold, one above, in one batch: the gated row is the backbone's own answer, the other
+    # is what it is without any gate.
+    backbone = tiny_backbone(family)
+    module = make_module(backbone)
+    _, _, free = _run(backbone, module, max_new_tokens=6, gate_threshold=float("-inf"))
+    scores = [t.bridge_score for t in free.telemetry]
+    low, high = sorted(range(2), key=lambda r: scores[r])
+    _, _, gated = _run(backbone, module, max_new_tokens=6, gate_threshold=(scores[low] + scores[high]) / 2)
+    _, _, plain = _run(backbone, None, max_new_tokens=6, guidance=False)
+    assert gated.token_ids[low] == plain.token_ids[low]
+    assert gated.token_ids[high] == free.token_ids[high]
+    for a, b, c in zip(gated.step_logits, plain.step_logits, free.step_logits):
+        assert (a[low] - b[low]).abs().max() < 1e-4 and (a[high] - c[high]).abs().max() < 1e-4
+    assert gated.telemetry[low].bridged_at is None and gated.telemetry[high].bridged_at == 0
+
+
+class _UnsafeFirstRow(GuidedDecoder):
+    """Every observed response state reads unsafe in row 0 and safe in row 1 (scripted scores), so that a refresh
+    inserts a bridge into row 0 after the gate let its prompt through."""
+
+    def _observe(self, state):
+        z, _, state = super()._observe(state)
+        return z, torch.tensor([100.0, -100.0]), state
+
+
+def _late_bridge_forward(backbone, hooks, ids, mask, bridge, gen, at):
+    """Cache-free reference for a bridge inserted before response token `at`: `[prompt | gen[:at] | bridge |
+    gen[at:]]` at consecutive honest positions; layers below the insert layer never see the bridge, and the bridge
+    rows see only the prompt and each other, as in the decoder."""
+    from svgt.hooks import bridge_block, padded_positions
+
+    batch, m_len = ids.shape
+    k = bridge.shape[1]
+    seq = torch.cat([ids, gen[:, :at], torch.zeros(batch, k, dtype=torch.long), gen[:, at:]], 1)
+    rest = seq.shape[1] - m_len
+    attn = torch.cat([mask, torch.ones(batch, rest, dtype=mask.dtype)], 1)
+    positions = torch.cat([padded_positions(mask), mask.sum(-1, keepdim=True) + torch.arange(rest)], 1)
+    total, cols = seq.shape[1], slice(m_len + at, m_len + at + k)
+    upper = torch.zeros(1, total, total, dtype=torch.bool)
+    upper[:, cols, m_len : m_len + at] = True
+    hooks.plan = ForwardPlan(cols, bridge, bridge_block(total, total, cols, torch.device("cpu")), upper)
+    try:
+        return backbone.model(input_ids=seq, attention_mask=attn, position_ids=positions, use_cache=False).logits
+    finally:
+        hooks.plan = None
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_refresh_inserts_a_bridge_into_a_gated_row_that_drifts_unsafe(llama, mode):
+    module = make_module(llama)
+    ids, mask = left_pad(PROMPTS, 0)
+    _, _, free = _run(llama, module, max_new_tokens=1, gate_threshold=float("-inf"))
+    threshold = max(t.bridge_score for t in free.telemetry) + 1.0  # both prompts gated
+    cfg = GenerationConfig(stop_at_eos=False, max_new_tokens=7, refresh_every=3, refresh_mode=mode,
+                           gate_threshold=threshold)
+    res = _UnsafeFirstRow(llama, module, cfg).run(ids, mask, keep_logits=True)
+    _, _, plain = _run(llama, None, max_new_tokens=7, guidance=False)
+    assert [t.bridged_at for t in res.telemetry] == [4, None]  # the refresh after token 3 feeds token 4
+    assert res.telemetry[0].refreshed[4] and not any(res.telemetry[1].refreshed)
+    for t in range(7):  # row 1 stays the backbone's own; row 0 too, up to the insertion
+        assert (res.step_logits[t][1] - plain.step_logits[t][1]).abs().max() < 1e-4
+        if t < 4:
+            assert (res.step_logits[t][0] - plain.step_logits[t][0]).abs().max() < 1e-4
+    gen = torch.tensor(res.token_ids)
+    c = module.config
+    with BackboneHooks(llama.layers, c.insert_layer, c.extract_layer, "sdpa") as hooks, torch.no_grad():
+        for t in range(4, 7):
+            bridge = res.step_bridges[t]
+            if mode == "exact":  # recomputed as if the bridge had followed the prompt from the start
+                ref = bridged_forward(llama.model, hooks, ids, mask, bridge, gen[:, :t]).logits
+            else:  # inserted where the response was
+                ref = _late_bridge_forward(llama, hooks, ids, mask, bridge, gen[:, :t], 3)
+            assert (ref[0, -1] - res.step_logits[t][0]).abs().max() < 1e-4
+    assert (res.step_logits[4][0] - plain.step_logits[4][0]).abs().max() > 1e-3  # the bridge reached the output
 
 
 def test_gate_flags_refresh_per_row(llama):

@@ -78,7 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not prompts:
         raise UsageError("no prompts: give them as arguments or with --prompts-file FILE")
     config = _generation_config(args)
-    guided = load_guided_model(args.backbone, args.artifact, margin=args.margin)
+    guided = load_guided_model(args.backbone, args.artifact, margin=args.margin, gate_threshold=args.gate_threshold)
     module = guided.module if config.guidance else None
     result = generate(
         guided.backbone, module, prompts, config, chat_template=not args.no_chat_template, batch_size=args.batch_size
@@ -139,7 +139,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .generation import generate
     from .pipeline import load_guided_model
 
-    guided = load_guided_model(args.backbone, args.artifact, margin=args.margin)
+    guided = load_guided_model(args.backbone, args.artifact, margin=args.margin, gate_threshold=args.gate_threshold)
     status = f"trained module {guided.artifact}" if guided.trained else "UNTRAINED module (no real guidance)"
     print(f"svgt demo: backbone {guided.backbone.name}, {status}\n")
     prompts = [p for _, p in DEMO_PROMPTS]
@@ -204,7 +204,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(methods, suites, args.out, backbone=args.backbone, artifact=args.artifact, limit=args.limit,
                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
                       judge_kind=args.judge_kind, reference=args.reference, margin=args.margin,
-                      sweep_margins=args.sweep_margins)
+                      sweep_margins=args.sweep_margins, gate_threshold=args.gate_threshold)
     print(Path(report).read_text())
     return 0
 
@@ -213,7 +213,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serving import serve
 
     serve(args.backbone, args.artifact, host=args.host, port=args.port, api_key=args.api_key,
-          max_queue=args.max_queue, max_batch=args.max_batch, margin=args.margin)
+          max_queue=args.max_queue, max_batch=args.max_batch, margin=args.margin,
+          gate_threshold=args.gate_threshold)
     return 0
 
 
@@ -251,9 +252,22 @@ def _margin_list(text: str) -> list[float]:
     return values
 
 
+def _gate(text: str) -> float:
+    """`off` -> -inf (no gate); otherwise a number."""
+    if text.strip().lower() == "off":
+        return float("-inf")
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}") from None
+
+
 def _add_margin_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=None,
                    help="Newton-step margin: correct toward s = -MARGIN (default: the module's, chosen by svgt train)")
+    p.add_argument("--gate-threshold", type=_gate, default=None, metavar="S|off",
+                   help="safe-prompt gate: prompts scored s <= S get no bridge and the backbone's own answer "
+                        "(default: the module's, chosen by svgt train; 'off' bridges every prompt)")
 
 
 def build_parser() -> argparse.ArgumentParser:

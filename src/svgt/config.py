@@ -57,6 +57,11 @@ class ValueModuleConfig:
     """How far on the safe side of the boundary the `newton` step aims (s = -margin). A positive margin also corrects
     states that score just below zero, for a discriminator that under-scores some harmful prompts; it is an
     inference-time choice, tuned on the tuning set (`svgt train` reports the sweep)."""
+    gate_threshold: float | None = None
+    """The safe-prompt gate: a prompt whose first-bridge score `s` is at or below it gets no Bridge Tokens, so its
+    answer is the backbone's own, token for token, at no extra cost; a refresh likewise leaves a row as it is while
+    its newest `s` is at or below it (and inserts a bridge into a gated row once it is above). None: no gate. An
+    inference-time choice, searched with the margin on the tuning set (`svgt train` reports the search)."""
     gate_init: float = 1e-2
     """Initial value of the bridge gate α; near zero so an untrained bridge is close to `h_v` itself."""
 
@@ -136,7 +141,9 @@ class GenerationConfig:
     """`fast` rewrites only the bridge entries of the KV cache (earlier response entries keep what they computed
     against the old bridge); `exact` recomputes every cached entry the new bridge changes."""
     gate_threshold: float | None = None
-    """If set, a refresh is skipped while the newest score s <= threshold (the bridge is kept as it is)."""
+    """The safe-prompt gate for this run (see `ValueModuleConfig.gate_threshold`): rows scoring s <= threshold get
+    no first bridge, and a refresh leaves a row as it is while its newest s <= threshold. None uses the module's own
+    threshold; `float("-inf")` turns the gate off."""
     score_paragraphs: bool = True
     """Also score each paragraph of a multi-paragraph prompt on its own, and build the first bridge from whichever of
     the whole prompt and its paragraphs scores most unsafe. A long document around a request pulls the whole
@@ -220,11 +227,25 @@ class TrainConfig:
     """Tolerance τ of the bridge-norm regulariser max(|‖B‖/‖h‖ − 1| − τ, 0)."""
     eval_tokens: int = 32
     """Tokens generated per prompt when the trained module is checked on the tuning set."""
+    contrast: int = 3
+    """Templates each constructed contrast pair is written into, both twins alike (see svgt.data.contrast: two plain
+    and one framed); 0 adds none. Whole aims are held out of training per category for the tuning check."""
+    contrast_answers: int = 96
+    """Benign contrast prompts answered by the unguided backbone as stage-3 targets (the bridge should leave them
+    as they were when the gate lets one through)."""
     margins: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0)
     """Candidate `ValueModuleConfig.margin`s tried on the tuning set after stage 3. The one chosen by the baselines'
     rule (`svgt.methods.tuning.select`: highest refusal with over-refusal <= max_overrefusal, here on both the
     held-out ShareGPT and the held-out edgy-but-benign prompts) is saved in the artifact. One value: no search."""
+    gate_thresholds: tuple[float | None, ...] = (2.0, 0.0, -2.0, -4.0, -6.0, None)
+    """Candidate `ValueModuleConfig.gate_threshold`s, each tried with every margin (None: no gate). A gated prompt's
+    answer is the unguided one, so the search composes the unguided and per-margin runs instead of generating again
+    (exact with refresh off, as in the check)."""
     max_overrefusal: float = 0.10
+    probe_sweep: bool = True
+    """After training, a linear probe per backbone layer on the last prompt token's state (svgt.training.probe):
+    which layers separate the held-out contrast twins and the tuning columns; recorded in metrics.json with a plot
+    (`probe_sweep.png`). About two minutes on 2 CPU cores for the default backbone."""
 
     def __post_init__(self) -> None:
         for name in ("stage1_epochs", "stage2_epochs", "stage3_epochs"):
@@ -237,6 +258,9 @@ class TrainConfig:
         self.margins = tuple(float(m) for m in self.margins)  # JSON gives a list
         _check(len(self.margins) >= 1 and min(self.margins) >= 0, "margins",
                f"must be one or more values >= 0, got {list(self.margins)}")
+        self.gate_thresholds = tuple(None if t is None else float(t) for t in self.gate_thresholds)
+        _check(len(self.gate_thresholds) >= 1, "gate_thresholds", "must hold one or more values (None: no gate)")
+        _check(self.contrast >= 0, "contrast", f"must be >= 0, got {self.contrast}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -42,6 +42,9 @@ class RowTelemetry:
     delta_z_norm: list[float] = field(default_factory=list)
     refreshed: list[bool] = field(default_factory=list)
     bridge_score: float | None = None
+    bridged_at: int | None = None
+    """Step from which the row had Bridge Tokens: 0 from the first token, None if never (the gate let the prompt
+    through and no refresh inserted one; the answer is the backbone's own)."""
 
     def add(self, score: float, delta_z_norm: float, refreshed: bool) -> None:
         self.score.append(score)
@@ -51,6 +54,7 @@ class RowTelemetry:
     def to_dict(self) -> dict[str, Any]:
         return {
             "bridge_score": self.bridge_score,
+            "bridged_at": self.bridged_at,
             "score": self.score,
             "delta_z_norm": self.delta_z_norm,
             "refreshed": self.refreshed,
@@ -208,9 +212,24 @@ class GuidedDecoder:
                 self.hooks.__exit__(None, None, None)
             self.cache = None
 
+    def _gate_threshold(self) -> float | None:
+        """The run's gate: the config's, else the module's (chosen on the tuning set), else none."""
+        if self.cfg.gate_threshold is not None:
+            return self.cfg.gate_threshold
+        return None if self.module is None else self.module.config.gate_threshold
+
     def _loop(self, input_ids, lengths, m_len, telemetry, stops, generator, keep_logits) -> GenerationResult:
         cfg, k, batch, device = self.cfg, self.k, input_ids.shape[0], input_ids.device
-        bridge_cols = slice(m_len, m_len + k)
+        self.m_len = m_len
+        self.decoding = False  # True once the setup forwards (prompt, first bridge if any) are done
+        # Cache columns of the Bridge Tokens: [M, M+K) once any row has a first bridge; None while no row has one.
+        self.bridge_cols: slice | None = None
+        # Per row: how far the response positions sit past the prompt (K once the row has a bridge before its
+        # response), and the position of its first Bridge Token (after its prompt, or where a refresh inserted it).
+        self.offset = torch.zeros(batch, dtype=torch.long, device=device)
+        self.bridge_start = lengths.clone()
+        has_bridge = torch.zeros(batch, dtype=torch.bool, device=device)
+        threshold = self._gate_threshold()
         logits = self._forward(input_ids, padded_positions(self.attn), ForwardPlan())
         bridge = None
         if self.guided:
@@ -219,18 +238,27 @@ class GuidedDecoder:
             h_v, z = prompt_value(self.model, self.hooks, self.module, self.prompt_states, self.prompt_mask,
                                   self.paragraphs, self.placeholder)
             delta_z, s = self.module.value_space.correction(z)
+            # The gate: a prompt scored at or below the threshold gets no bridge, so its answer is the backbone's own
+            # (token for token, with nothing extra to compute) unless a refresh later finds the response unsafe.
+            has_bridge = torch.ones_like(has_bridge) if threshold is None else s > threshold
             norms = delta_z.norm(dim=-1)
             for row in range(batch):
                 telemetry[row].bridge_score = float(s[row])
+                telemetry[row].bridged_at = 0 if k and bool(has_bridge[row]) else None
                 if cfg.telemetry:
                     telemetry[row].add(float(s[row]), float(norms[row]), False)
-            if k:
+            if k and bool(has_bridge.any()):
                 bridge = self.module.bridge(h_v, delta_z)
-                self.attn = torch.cat([self.attn, self.attn.new_ones(batch, k)], 1)
+                self.bridge_cols = slice(m_len, m_len + k)
+                # A gated row's bridge columns stay masked (as padding) for all its queries: it never sees them.
+                self.attn = torch.cat([self.attn, has_bridge[:, None].long().expand(batch, k)], 1)
                 ids = torch.full((batch, k), self.placeholder, device=device)
                 positions = lengths[:, None] + torch.arange(k, device=device)
-                plan = ForwardPlan(slice(0, k), bridge, bridge_block(k, m_len + k, bridge_cols, device))
-                logits = self._forward(ids, positions, plan)
+                plan = ForwardPlan(slice(0, k), bridge, bridge_block(k, m_len + k, self.bridge_cols, device))
+                bridged = self._forward(ids, positions, plan)
+                # A gated row's first token is predicted from its prompt, exactly as without guidance.
+                logits = torch.where(has_bridge[:, None], bridged, logits)
+                self.offset = has_bridge.long() * k
 
         generated = torch.zeros(batch, 0, dtype=torch.long, device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -238,6 +266,7 @@ class GuidedDecoder:
         step_logits: list[torch.Tensor] = []
         step_bridges: list[torch.Tensor | None] = []
         observed = None
+        self.decoding = True
         for step in range(cfg.max_new_tokens):
             if keep_logits:
                 step_logits.append(logits.clone())
@@ -252,35 +281,41 @@ class GuidedDecoder:
             generated = torch.cat([generated, token[:, None]], 1)
             if bool(finished.all()) or step == cfg.max_new_tokens - 1:
                 break
-            position = lengths + k + step
             refresh = (
                 k > 0 and cfg.refresh_every > 0 and step > 0 and step % cfg.refresh_every == 0 and observed is not None
             )
-            new_bridge = None
-            changed = [refresh] * batch  # per row: did this row's bridge change (gating keeps some rows' bridge)
+            new_bridge, inserted = None, torch.zeros_like(has_bridge)
+            changed = [False] * batch  # per row: did this row's bridge change (the gate keeps some as they are)
             if refresh:
                 z_new, s_new, state_new = observed
-                keep = None if cfg.gate_threshold is None else s_new <= cfg.gate_threshold
-                if keep is not None:
-                    changed = (~keep).tolist()
-                    refresh = not bool(keep.all())
-            if refresh:  # not when the gate kept every row's bridge: then the step is a plain one
+                renew = torch.ones_like(has_bridge) if threshold is None else s_new > threshold
+                refresh = bool(renew.any())  # else the gate keeps every row as it is: a plain step
+            if refresh:
                 dz_new, _ = self.module.value_space.correction(z_new)
                 candidate = self.module.bridge(state_new, dz_new)
-                new_bridge = cfg.momentum * bridge + (1.0 - cfg.momentum) * candidate
-                if keep is not None:
-                    new_bridge = torch.where(keep[:, None, None], bridge, new_bridge)
+                old = candidate if bridge is None else bridge
+                # A row without a bridge yet takes the new one whole: there is nothing to blend it with.
+                blended = torch.where(has_bridge[:, None, None], cfg.momentum * old + (1.0 - cfg.momentum) * candidate,
+                                      candidate)
+                new_bridge = torch.where(renew[:, None, None], blended, old)
+                inserted = renew & ~has_bridge
+                changed = renew.tolist()
+                for row in inserted.nonzero().flatten().tolist():
+                    telemetry[row].bridged_at = step + 1
+            position = lengths + self.offset + step
             if refresh and cfg.refresh_mode == "exact":
-                logits = self._exact_refresh(generated, lengths, m_len, new_bridge)
+                logits = self._exact_refresh(generated, lengths, m_len, new_bridge, has_bridge | inserted)
             elif refresh:
-                logits = self._fast_refresh(token, position, lengths, m_len, new_bridge)
+                logits = self._fast_refresh(token, position, lengths, m_len, new_bridge, has_bridge, inserted)
             else:
                 self.attn = torch.cat([self.attn, self.attn.new_ones(batch, 1)], 1)
                 kv = self.attn.shape[1]
-                plan = ForwardPlan(block_lower=bridge_block(1, kv, bridge_cols, device)) if k else ForwardPlan()
+                cols = self.bridge_cols
+                plan = ForwardPlan(block_lower=bridge_block(1, kv, cols, device)) if cols is not None else ForwardPlan()
                 logits = self._forward(token[:, None], position[:, None], plan)
             if refresh:
                 bridge = new_bridge
+                has_bridge = has_bridge | inserted
             # The value module runs only when someone reads it: telemetry, or a refresh at the next step.
             next_refreshes = k and cfg.refresh_every and (step + 1) % cfg.refresh_every == 0
             if self.guided and (cfg.telemetry or next_refreshes):
@@ -292,29 +327,59 @@ class GuidedDecoder:
                         telemetry[row].add(float(s_t[row]), float(norms[row]), bool(changed[row]))
         return self._result(generated, stops, telemetry, finish_reasons, step_logits, step_bridges)
 
-    def _fast_refresh(self, token, position, lengths, m_len, new_bridge) -> torch.Tensor:
+    def _fast_refresh(self, token, position, lengths, m_len, new_bridge, has_bridge, inserted) -> torch.Tensor:
         """New bridge + next token in one forward; the new bridge entries then replace the old bridge columns.
 
         The bridge rows skip the layers below the insert layer (`ForwardPlan.lower_skip`): there they would only
         compute entries that every query masks and that the insert layer overwrites, yet at K + 1 rows instead of 1
-        they are most of a refresh step's cost. Those layers' cache gets just the token's column."""
+        they are most of a refresh step's cost. Those layers' cache gets just the token's column.
+
+        A row that had no bridge (`inserted`: the gate let its prompt through, and now its response looks unsafe)
+        gets its Bridge Tokens at the positions after its response so far, and its token after them: it is inserted
+        where it is, not back-dated to the prompt."""
         k, batch, device = self.k, token.shape[0], token.device
+        self.bridge_start = torch.where(inserted, position, self.bridge_start)
+        self.offset = self.offset + inserted.long() * k
+        position = position + inserted.long() * k
+        visible = (has_bridge | inserted).long()[:, None]
+        if self.bridge_cols is None:
+            return self._first_bridge_columns(token, position, m_len, new_bridge, visible)
         old_kv = self.attn.shape[1]
         kv = old_kv + k + 1
-        self.attn = torch.cat([self.attn, self.attn.new_ones(batch, k + 1)], 1)
-        old_cols, new_cols = slice(m_len, m_len + k), slice(old_kv, old_kv + k)
+        self.attn = torch.cat([self.attn, visible.expand(batch, k), self.attn.new_ones(batch, 1)], 1)
+        old_cols, new_cols = self.bridge_cols, slice(old_kv, old_kv + k)
         lower = torch.zeros(1, 1, old_kv + 1, dtype=torch.bool, device=device)
         lower[..., old_cols] = True
         upper = torch.zeros(1, k + 1, kv, dtype=torch.bool, device=device)
         upper[..., old_cols] = True
-        upper[:, :k, m_len + k : old_kv] = True  # bridge queries: prompt and each other only, as at their positions
+        upper[:, :k, m_len:old_kv] = True  # bridge queries: prompt and each other only, as at their positions
         ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), token[:, None]], 1)
-        positions = torch.cat([lengths[:, None] + torch.arange(k, device=device), position[:, None]], 1)
+        positions = torch.cat([self.bridge_start[:, None] + torch.arange(k, device=device), position[:, None]], 1)
         plan = ForwardPlan(slice(0, k), new_bridge, lower, upper, lower_skip=new_cols)
         logits = self._forward(ids, positions, plan)
         self._move_bridge_columns(self.cache.layers[self.module.config.insert_layer :], old_cols, new_cols)
-        self.attn = self.attn[:, : old_kv + 1]
+        self.attn = torch.cat([self.attn[:, : old_kv], self.attn[:, -1:]], 1)
+        self.attn[:, old_cols] = visible
         # Keep only the token's state for the observer (the bridge rows' states are not tokens).
+        self.hooks.captured = self.hooks.captured[:, -1:]
+        return logits
+
+    def _first_bridge_columns(self, token, position, m_len, new_bridge, visible) -> torch.Tensor:
+        """The first Bridge Tokens of a batch whose every prompt the gate let through: the cache has no bridge
+        columns yet, so they are appended in every layer (below the insert layer as masked placeholders, so that
+        all layers keep the same columns) and stay where they are."""
+        k, batch, device = self.k, token.shape[0], token.device
+        old_kv = self.attn.shape[1]
+        kv = old_kv + k + 1
+        cols = slice(old_kv, old_kv + k)
+        self.attn = torch.cat([self.attn, visible.expand(batch, k), self.attn.new_ones(batch, 1)], 1)
+        lower = bridge_block(k + 1, kv, cols, device)
+        upper = torch.zeros(1, k + 1, kv, dtype=torch.bool, device=device)
+        upper[:, :k, m_len:old_kv] = True  # bridge queries: prompt and each other only
+        ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), token[:, None]], 1)
+        positions = torch.cat([self.bridge_start[:, None] + torch.arange(k, device=device), position[:, None]], 1)
+        logits = self._forward(ids, positions, ForwardPlan(slice(0, k), new_bridge, lower, upper))
+        self.bridge_cols = cols
         self.hooks.captured = self.hooks.captured[:, -1:]
         return logits
 
@@ -327,18 +392,25 @@ class GuidedDecoder:
                 t[:, :, old_cols] = t[:, :, new_cols]
                 setattr(layer, name, torch.cat([t[:, :, : new_cols.start], t[:, :, new_cols.stop :]], dim=2))
 
-    def _exact_refresh(self, generated, lengths, m_len, new_bridge) -> torch.Tensor:
-        """Cut the cache back to the prompt and recompute bridge + all response tokens with the new bridge."""
+    def _exact_refresh(self, generated, lengths, m_len, new_bridge, visible) -> torch.Tensor:
+        """Cut the cache back to the prompt and recompute bridge + all response tokens with the new bridge. A row
+        without a bridge (`visible` False) keeps its columns masked and its response at the positions it had."""
         k, device = self.k, generated.device
         batch, t = generated.shape
         for layer in self.cache.layers:
             layer.keys = layer.keys[:, :, :m_len]
             layer.values = layer.values[:, :, :m_len]
-        self.attn = torch.cat([self.attn[:, :m_len], self.attn.new_ones(batch, k + t)], 1)
+        self.attn = torch.cat([self.attn[:, :m_len], visible.long()[:, None].expand(batch, k),
+                               self.attn.new_ones(batch, t)], 1)
+        self.bridge_cols = slice(m_len, m_len + k)
+        self.bridge_start = lengths.clone()
+        self.offset = visible.long() * k
         kv = m_len + k + t
         ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), generated], 1)
-        positions = lengths[:, None] + torch.arange(k + t, device=device)
-        plan = ForwardPlan(slice(0, k), new_bridge, bridge_block(k + t, kv, slice(m_len, m_len + k), device))
+        steps = torch.arange(t, device=device)
+        positions = torch.cat([lengths[:, None] + torch.arange(k, device=device),
+                               (lengths + self.offset)[:, None] + steps], 1)
+        plan = ForwardPlan(slice(0, k), new_bridge, bridge_block(k + t, kv, self.bridge_cols, device))
         return self._forward(ids, positions, plan)
 
     def _result(self, generated, stops, telemetry, finish_reasons, step_logits, step_bridges) -> GenerationResult:

@@ -48,9 +48,11 @@ def load_guided_model(
     *,
     allow_untrained: bool = True,
     margin: float | None = None,
+    gate_threshold: float | None = None,
 ) -> GuidedModel:
     """Backbone plus value module: `artifact` if given, else the module shipped for this backbone, else (with a
-    warning on stderr) an untrained one. `margin` overrides the module's Newton-step margin (`ValueModuleConfig`)."""
+    warning on stderr) an untrained one. `margin` overrides the module's Newton-step margin and `gate_threshold` its
+    safe-prompt gate (`ValueModuleConfig`; `float("-inf")` turns the gate off)."""
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
     source = Path(artifact) if artifact is not None else packaged_artifact(bb.name)
     if source is not None:
@@ -66,4 +68,6 @@ def load_guided_model(
         guided = GuidedModel(bb, untrained_module(bb), None)
     if margin is not None:
         guided.module.config.set_margin(margin)
+    if gate_threshold is not None:
+        guided.module.config.gate_threshold = float(gate_threshold)
     return guided

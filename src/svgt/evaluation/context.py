@@ -25,11 +25,12 @@ def training_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], list[str
 
 
 def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainConfig | None = None,
-                  corpus: Any = None, margin: float | None = None) -> MethodContext:
+                  corpus: Any = None, margin: float | None = None,
+                  gate_threshold: float | None = None) -> MethodContext:
     """Training prompts, tuning prompts (HarmBench val + the tuning half of held-out benign prompts) and extras.
 
-    Extras: `artifact` and `margin` (for svgt / svgt_inject; margin None: the artifact's), the backbone's answers to
-    the prompts `svgt train` answered (`harmful_answers`, `benign_answers`: DPO's rejected / chosen sides),
+    Extras: `artifact`, `margin` and `gate_threshold` (for svgt / svgt_inject; None: the artifact's), the backbone's
+    answers to the prompts `svgt train` answered (`harmful_answers`, `benign_answers`: DPO's rejected / chosen sides),
     `train_pairs` (RE-Control's value targets) and `heldout_benign` (whose evaluation half the over-refusal suite
     uses).
     """
@@ -46,6 +47,7 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
     extras: dict[str, Any] = {
         "artifact": artifact,
         "margin": margin,
+        "gate_threshold": gate_threshold,
         "harmful_answers": harmful_answers,
         "benign_answers": benign_answers,
         "train_pairs": train_pairs,
@@ -65,7 +67,8 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
 def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: str | Backbone = "smollm2-135m-instruct",
              artifact: str | None = None, limit: int | None = None, max_new_tokens: int = 48, batch_size: int = 8,
              judge_path: str | None = None, judge_kind: str = "llamaguard", reference: str | None = None,
-             margin: float | None = None, sweep_margins: Sequence[float] = ()) -> str:
+             margin: float | None = None, sweep_margins: Sequence[float] = (),
+             gate_threshold: float | None = None) -> str:
     """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report.
 
     sweep_margins: svgt's margins to measure on the tuning set for the report's tuning search (`SVGTMethod`)."""
@@ -76,7 +79,7 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     from .runner import run_evaluation
 
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
-    ctx = build_context(bb, artifact, margin=margin)
+    ctx = build_context(bb, artifact, margin=margin, gate_threshold=gate_threshold)
     judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
     ref = load_backbone(reference) if reference else None
     options: dict[str, dict[str, Any]] = {"svgt": {"sweep_margins": list(sweep_margins)}}

@@ -21,7 +21,7 @@ from .tuning import sweep, tune
 
 def _load_module(ctx: MethodContext) -> tuple[ValueModule, str]:
     guided = load_guided_model(ctx.backbone, ctx.extras.get("artifact"), allow_untrained=False,
-                               margin=ctx.extras.get("margin"))
+                               margin=ctx.extras.get("margin"), gate_threshold=ctx.extras.get("gate_threshold"))
     return guided.module, str(guided.artifact)
 
 

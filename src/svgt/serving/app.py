@@ -277,16 +277,18 @@ def serve(
     batch_window_s: float = 0.015,
     log_level: str = "info",
     margin: float | None = None,
+    gate_threshold: float | None = None,
 ) -> None:
     """Load `backbone` (+ `artifact`, else the packaged or an untrained module) on `device` and serve it on
     `host:port` until interrupted. `api_key` defaults to $SVGT_API_KEY; without either the API is open (a warning
     says so when `host` is not a loopback address). `model_name` defaults to the backbone name; `margin` overrides
-    the module's Newton-step margin."""
+    the module's Newton-step margin and `gate_threshold` its safe-prompt gate."""
     import uvicorn
 
     if api_key is None:
         api_key = os.environ.get("SVGT_API_KEY") or None
-    guided = load_guided_model(load_backbone(backbone, device=device), artifact, margin=margin)
+    guided = load_guided_model(load_backbone(backbone, device=device), artifact, margin=margin,
+                               gate_threshold=gate_threshold)
     app = create_app(guided, api_key=api_key, max_queue=max_queue, max_batch=max_batch, model_name=model_name,
                      batch_window_s=batch_window_s)
     if api_key is None and not _is_loopback(host):

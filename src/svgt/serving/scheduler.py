@@ -46,8 +46,9 @@ class StreamingDecoder(GuidedDecoder):
 
     `on_tokens` returns False when no row needs more tokens; the run then stops before the next forward pass. The
     decoding itself is the base class's, unchanged (tests check the tokens equal `generate()`'s): the hook relies on
-    the loop feeding each step's new token as the last column of exactly one `_forward` after the setup forwards
-    (prompt, then Bridge Tokens when guided), and on the last token reaching `_result` without a forward.
+    the loop feeding each step's new token as the last column of exactly one `_forward` once it is `decoding` (after
+    the prompt's forward and, unless the gate let every prompt through, the first bridge's), and on the last token
+    reaching `_result` without a forward.
     `self.telemetry` is the per-row `RowTelemetry` the loop fills; when token `t` is handed over, entries `0..t` exist.
     """
 
@@ -58,8 +59,6 @@ class StreamingDecoder(GuidedDecoder):
 
     def stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                paragraphs: list[list[list[int]]] | None = None) -> None:
-        self._setup_forwards = 1 + (1 if self.guided and self.k else 0)
-        self._forwards = 0
         self._handed = 0
         try:
             self.run(input_ids, attention_mask, paragraphs=paragraphs)
@@ -76,9 +75,8 @@ class StreamingDecoder(GuidedDecoder):
         return super()._loop(input_ids, lengths, m_len, telemetry, stops, generator, keep_logits)
 
     def _forward(self, ids, positions, plan):
-        if self._forwards >= self._setup_forwards:
+        if self.decoding:
             self._hand(ids[:, -1])
-        self._forwards += 1
         return super()._forward(ids, positions, plan)
 
     def _result(self, generated, stops, telemetry, finish_reasons, step_logits, step_bridges):
