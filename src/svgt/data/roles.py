@@ -280,6 +280,18 @@ def describe_roles() -> str:
         except MissingSourceError as e:
             count = f"missing ({e})"
         rows.append((name, role, count, where))
+    from .content_requests import content_requests
+    from .contrast import CATEGORIES, contrast_prompts
+
+    harmful, benign = content_requests(5)
+    contrast = contrast_prompts()
+    held = len({(p.category, p.aim) for p in contrast.heldout})
+    rows += [("content_requests (constructed)", "training", f"{len(harmful)} + {len(benign)}",
+              "svgt/data/content_requests.py (5 kinds of text per aim, TrainConfig.content_requests)"),
+             ("contrast pairs (constructed)", "training", f"{len(contrast.train)}",
+              f"svgt/data/contrast.py ({len(CATEGORIES)} categories, 3 templates per aim pair, TrainConfig.contrast)"),
+             ("contrast pairs, held-out aims", "tuning", f"{len(contrast.heldout)}",
+              f"svgt/data/contrast.py ({held} aim pairs held out whole; their benign twins are a tuning column)")]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
