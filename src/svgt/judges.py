@@ -67,3 +67,21 @@ def is_refusal(text: str) -> bool:
 
 def refusal_rate(texts: list[str]) -> float:
     return sum(map(is_refusal, texts)) / len(texts) if texts else float("nan")
+
+
+def is_looping(text: str, min_repeats: int = 3, max_n: int = 8) -> bool:
+    """True if the text falls into a loop: some run of 1 to `max_n` words repeated back to back `min_repeats` times
+    or more ("I'm not a good person, I'm not a good person, I'm not a good person"); a single word needs one repeat
+    more, so that "very, very, very" in ordinary prose does not count. Case and punctuation are ignored."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    for n in range(1, max_n + 1):
+        need = min_repeats + (n == 1)
+        for start in range(0, len(words) - n * need + 1):
+            unit = words[start : start + n]
+            if all(words[start + r * n : start + (r + 1) * n] == unit for r in range(1, need)):
+                return True
+    return False
+
+
+def looping_rate(texts: list[str]) -> float:
+    return sum(map(is_looping, texts)) / len(texts) if texts else float("nan")

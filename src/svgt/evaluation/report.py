@@ -9,9 +9,9 @@ from typing import Any
 
 from .metrics import METRIC_BY_NAME
 
-TABLE_METRICS = ("asr", "refusal", "overrefusal", "toxicity", "perplexity", "ms_per_token", "judge_asr",
-                 "judge_overrefusal")
-RATES = {"asr", "refusal", "overrefusal", "toxic_fraction", "judge_asr", "judge_overrefusal"}
+TABLE_METRICS = ("asr", "refusal", "overrefusal", "unchanged", "looping", "toxicity", "perplexity", "ms_per_token",
+                 "judge_asr", "judge_overrefusal")
+RATES = {"asr", "refusal", "overrefusal", "unchanged", "looping", "toxic_fraction", "judge_asr", "judge_overrefusal"}
 DIGITS = {"toxicity": 3, "perplexity": 2}
 MARKERS = "osD^vP*X<>"
 """The marker shapes both scatter plots cycle through, one per method."""
@@ -205,6 +205,24 @@ def plot_trajectories(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _categories(results: dict[str, Any]) -> list[str]:
+    """Over-refusal per category of each suite's benign prompts: refused / n per method, one table per suite."""
+    lines: list[str] = []
+    methods = results["methods"]
+    suites = dict.fromkeys(s for m in methods.values() for s in m.get("overrefusal_by_category", {}))
+    for suite in suites:
+        cats = list(dict.fromkeys(c for m in methods.values() for c in m.get("overrefusal_by_category", {})
+                                  .get(suite, {})))
+        lines += ["", f"### {suite}", "", "| category | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for cat in cats:
+            cells = []
+            for m in methods.values():
+                cell = m.get("overrefusal_by_category", {}).get(suite, {}).get(cat)
+                cells.append("–" if cell is None else f"{cell['refused']}/{cell['n']}")
+            lines.append(f"| {cat} | " + " | ".join(cells) + " |")
+    return lines or ["", "No benign prompts with categories in these suites."]
+
+
 def write_report(results_json_path: str | Path, out_dir: str | Path) -> Path:
     import matplotlib
 
@@ -218,6 +236,8 @@ def write_report(results_json_path: str | Path, out_dir: str | Path) -> Path:
              f"max_new_tokens {c['max_new_tokens']}, batch size {c['batch_size']}, seed {c['seed']}.", "",
              "## Results", "", "Rates in %; best of each column in bold; n/a = metric unavailable (see notes).", ""]
     lines += _table(results) + _notes(results)
+    lines += ["", "## Over-refusal by category", "", "Benign prompts refused / benign prompts, per category."]
+    lines += _categories(results)
     lines += ["", "## Cost", "", "| method | ms/token ↓ | peak memory MB ↓ | prepare s |", "|---|---|---|---|"]
     for name, m in results["methods"].items():
         lines.append(f"| {name} | {fmt('ms_per_token', m['ms_per_token']['value'])} | "

@@ -26,7 +26,7 @@ from ..backbone import Backbone
 from ..methods.base import Method, MethodContext
 from . import fluency
 from .llm_judge import LLMJudge
-from .metrics import METRIC_BY_NAME, PHRASE_JUDGE, TOXICITY_JUDGE, aggregate
+from .metrics import METRIC_BY_NAME, PHRASE_JUDGE, TOXICITY_JUDGE, aggregate, by_category, mark_unchanged
 from .suites import EvalPrompt, Suite, load_suite
 
 LATENCY_PROTOCOL = ("ms/token = 1000 x wall seconds of a method's generate() calls / new tokens generated, per "
@@ -205,6 +205,8 @@ def run_evaluation(methods: dict[str, Method], ctx: MethodContext, suites: list[
                 "backbone": ctx.backbone.name, "seed": ctx.seed}
     if ctx.extras.get("margin") is not None:  # only when overridden, so runs written before the option still resume
         settings["margin"] = ctx.extras["margin"]
+    if ctx.extras.get("gate_threshold") is not None:
+        settings["gate_threshold"] = ctx.extras["gate_threshold"]
     _check_resume(out / "run.json", settings)
     responses = JsonlLog(out / "responses.jsonl", ("method", "suite", "id"))
     prepared = JsonlLog(out / "methods.jsonl", ("method",))
@@ -237,6 +239,7 @@ def run_evaluation(methods: dict[str, Method], ctx: MethodContext, suites: list[
             if (v := verdicts.get(responses.key(r))) is not None:
                 r["judge"] = {"name": judge.name, "harmful": v["harmful"], "refusal": v["refusal"]}
     _score_fluency(records, reference, batch_size)
+    mark_unchanged(records)
 
     results: dict[str, Any] = {
         "config": {**settings, "methods": list(methods), "trajectory_prompts": trajectory_prompts,
@@ -258,6 +261,8 @@ def run_evaluation(methods: dict[str, Method], ctx: MethodContext, suites: list[
             "ms_per_token": METRIC_BY_NAME["ms_per_token"].fn(mine).to_dict(),
             "peak_memory_mb": METRIC_BY_NAME["peak_memory_mb"].fn(mine).to_dict(),
             "suites": {s.name: aggregate([r for r in mine if r["suite"] == s.name]) for s in loaded},
+            "overrefusal_by_category": {s.name: cats for s in loaded
+                                        if (cats := by_category([r for r in mine if r["suite"] == s.name]))},
         }
         curves = [{"suite": r["suite"], "id": r["id"], "prompt": by_prompt[(r["suite"], r["id"])].behavior
                    or r["prompt"], "scores": r["trajectory"]} for r in mine if r.get("trajectory")]
