@@ -146,7 +146,8 @@ def test_train_writes_exactly_the_documented_files(cache, tmp_path):
 
     bb = tiny_backbone("llama")
     cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=1, stage2_epochs=1,
-                      stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4, stage3_batch=4)
+                      stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4, stage3_batch=4,
+                      contrast=0, probe_sweep=False)  # both tested on their own (test_data_contrast, test_probe)
     before = {k: v.clone() for k, v in bb.model.state_dict().items()}
     metrics = train(bb, tmp_path / "out", cfg, corpus=_fake_corpus(), evaluate=False)
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -179,11 +180,15 @@ def _fake_tuning(monkeypatch):
     monkeypatch.setattr(trainer.svdata, "edgy_tuning_prompts", lambda corpus: [f"edgy {i}" for i in range(10)])
     monkeypatch.setattr(trainer.svdata, "hard_negative_tuning_prompts", lambda corpus: [])  # none mined: no column
     monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: None)
+    monkeypatch.setattr(trainer, "contrast_tuning_prompts", lambda seed: [])  # its own test below
 
     def fake_generate(backbone, module, prompts, gen, batch_size):
         counts = _RATES[module.config.margin] if gen.guidance else (0, 0, 0)
         n = counts[["harmful", "benign", "edgy"].index(prompts[0].split()[0])]
-        return SimpleNamespace(texts=["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n))
+        # First-bridge scores: harmful i scores i - 2 (0, 1 and 2 at or below a gate at 0), the rest -5.
+        scores = [int(p.split()[1]) - 2 if p.startswith("harmful") else -5.0 for p in prompts]
+        return SimpleNamespace(texts=["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n),
+                               telemetry=[SimpleNamespace(bridge_score=s) for s in scores])
 
     monkeypatch.setattr(trainer, "generate", fake_generate)
     return trainer
@@ -192,14 +197,33 @@ def _fake_tuning(monkeypatch):
 def test_tuning_check_chooses_the_margin_by_the_baselines_rule(monkeypatch):
     trainer = _fake_tuning(monkeypatch)
     module = make_module(tiny_backbone("llama"))
-    result = trainer.tuning_check(None, module, None, TrainConfig(margins=[0, 2, 4, 6]))
+    result = trainer.tuning_check(None, module, None, TrainConfig(margins=[0, 2, 4, 6], gate_thresholds=[None],
+                                                                  contrast=0))
     assert module.config.margin == 2.0 and result["margin"]["chosen"] == 2.0
+    assert module.config.gate_threshold is None
     assert [r["tune_refusal"] for r in result["margin"]["search"]] == [0.2, 0.5, 0.7, 0.9]
     assert [r["tune_overrefusal"] for r in result["margin"]["search"]] == [0.0, 0.1, 0.2, 0.4]
     assert result["guided"] == {"harmbench_val_refusal": 0.5, "heldout_benign_refusal": 0.1,
                                 "heldout_edgy_refusal": 0.1}
     assert result["unguided"] == {"harmbench_val_refusal": 0.0, "heldout_benign_refusal": 0.0,
                                   "heldout_edgy_refusal": 0.0}
+
+
+def test_gate_and_margin_are_chosen_together_from_composed_runs(monkeypatch):
+    # A gated prompt's answer is the unguided one: with a gate at 0 the benign prompts (s = -5) keep their unguided
+    # answers at every margin, so margin 6 passes the cap and refuses harmful 3..8 (harmful 0-2 are gated).
+    trainer = _fake_tuning(monkeypatch)
+    module = make_module(tiny_backbone("llama"))
+    result = trainer.tuning_check(None, module, None, TrainConfig(margins=[0, 2, 4, 6], gate_thresholds=[0, None],
+                                                                  contrast=0))
+    assert (module.config.margin, module.config.gate_threshold) == (6.0, 0.0)
+    search = result["margin"]["search"]
+    assert [r["params"] for r in search[:4]] == [{"margin": m, "gate_threshold": 0.0} for m in (0, 2, 4, 6)]
+    assert [r["tune_refusal"] for r in search] == [0.0, 0.2, 0.4, 0.6, 0.2, 0.5, 0.7, 0.9]
+    assert [r["tune_overrefusal"] for r in search] == [0.0] * 4 + [0.0, 0.1, 0.2, 0.4]
+    assert result["guided"]["harmbench_val_refusal"] == 0.6
+    assert result["guided_unchanged"] == {"heldout_benign": 1.0, "heldout_edgy": 1.0}
+    assert result["discrimination"]["harmbench_val_vs"] == {"heldout_benign": 1.0, "heldout_edgy": 1.0}
 
 
 def test_margins_must_be_non_negative():
@@ -221,7 +245,7 @@ def test_retune_saves_the_chosen_margin_and_keeps_weights_and_other_metrics(monk
     module = make_module(bb)
     save_pretrained(module, tmp_path, bb, training={"seed": 0})
     (tmp_path / "metrics.json").write_text(json.dumps({"stage1": [1], "timings_s": {"stage1": 2.0}}))
-    tuning = trainer.retune(bb, tmp_path, TrainConfig(margins=[0, 2, 6]))
+    tuning = trainer.retune(bb, tmp_path, TrainConfig(margins=[0, 2, 6], gate_thresholds=[None], contrast=0))
     assert tuning["margin"]["chosen"] == 2.0
     loaded = load_pretrained(tmp_path, bb)
     assert loaded.config.margin == 2.0
@@ -230,7 +254,8 @@ def test_retune_saves_the_chosen_margin_and_keeps_weights_and_other_metrics(monk
     assert metrics["stage1"] == [1] and metrics["timings_s"]["stage1"] == 2.0 and "tuning_check" in metrics["timings_s"]
     assert metrics["tuning"]["guided"]["harmbench_val_refusal"] == 0.5
     config = json.loads((tmp_path / "svgt_config.json").read_text())
-    assert config["training"] == {"seed": 0, "margins": [0.0, 2.0, 6.0], "max_overrefusal": 0.1}
+    assert config["training"] == {"seed": 0, "margins": [0.0, 2.0, 6.0], "gate_thresholds": [None],
+                                  "max_overrefusal": 0.1}
 
 
 def test_train_mines_hard_negatives_then_trains_the_discriminator_again(cache, tmp_path, monkeypatch):
@@ -290,3 +315,19 @@ def test_retune_puts_the_held_out_hard_negatives_back_into_the_tuning_set(monkey
                         and {"margin": {"chosen": 0.0}})
     trainer.retune(bb, tmp_path, TrainConfig(margins=[0]))
     assert hard_negative_tuning_prompts(seen["corpus"]) == ["q2"]
+
+
+def test_contrast_twins_join_training_as_constructed_texts_and_held_out_aims_do_not():
+    from svgt.data.contrast import contrast_prompts
+    from svgt.training.trainer import CONSTRUCTED, augmented_texts
+
+    corpus = _fake_corpus()
+    texts = augmented_texts(corpus, TrainConfig(content_requests=0, augment_harmful=False))
+    mine = [x for x in texts if x.source.startswith("contrast+")]
+    data = contrast_prompts(seed=0)
+    assert {x.text for x in mine} == {p.text for p in data.train}
+    assert not {x.text for x in mine} & {p.text for p in data.heldout}
+    assert all(x.label == (x.source == "contrast+harmful") for x in mine)
+    assert all(x.source.startswith(CONSTRUCTED) for x in texts)
+    assert not [x for x in augmented_texts(corpus, TrainConfig(content_requests=0, augment_harmful=False,
+                                                                contrast=0))]

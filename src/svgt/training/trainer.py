@@ -26,9 +26,10 @@ from ..backbone import Backbone, cache_dir
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
 from ..data.content_requests import content_requests
+from ..data.contrast import contrast_prompts
 from ..data.roles import RESERVE_SHAREGPT
 from ..generation import generate
-from ..judges import is_refusal, refusal_rate
+from ..judges import is_refusal, looping_rate, refusal_rate
 from ..module import ValueModule
 from .activations import EncodedPair, StateSet, cached_states, encode_pair
 from .loop import run_loop
@@ -38,6 +39,8 @@ from .mining import (HARD_NEGATIVES_NAME, heldout_prompts, load_hard_negatives, 
 from .stages import Stage3Batcher, StateData, pair_scores, stage1_spec, stage2_spec, stage3_spec
 
 METRICS_NAME = "metrics.json"
+CONSTRUCTED = ("contextual+", "content+", "contrast+")
+"""Sources of the prompts svgt writes itself (svgt.data.augment, content_requests, contrast)."""
 TRAIN_CONFIG_NAME = "train_config.json"
 
 
@@ -105,6 +108,11 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     unsafe, safe = content_requests(cfg.content_requests, cfg.seed)
     extra += [svdata.TextExample(t, 1, "content+harmful") for t in unsafe]
     extra += [svdata.TextExample(t, 0, "content+benign") for t in safe]
+    if cfg.contrast:
+        # Topic-matched twins (svgt.data.contrast): only intent separates them. Held-out aims stay out.
+        contrast = contrast_prompts(plain=max(1, cfg.contrast - 1), framed=min(1, cfg.contrast - 1), seed=cfg.seed)
+        extra += [svdata.TextExample(p.text, p.label, "contrast+" + ("harmful" if p.label else "benign"))
+                  for p in contrast.train]
     # The frames are new text: leak-check them like every other training text.
     leaked = set(svdata.find_overlaps([x.text for x in extra], svdata.evaluation_texts()))
     corpus.report["augmented"] = _count_sources(extra)
@@ -182,7 +190,7 @@ def train(
     constructed: list[svdata.TextExample] = []
     sourced: list[svdata.TextExample] = []
     for x in texts:
-        (constructed if x.source.startswith(("contextual+", "content+")) else sourced).append(x)
+        (constructed if x.source.startswith(CONSTRUCTED) else sourced).append(x)
     refusal_prompts += [x.text for x in constructed if x.label == 1]
     _, text_states = _states(backbone, layer, [(x.text, None) for x in texts], cfg, "activations (texts)")
     # Stage 2 sees every unsafe pair there is (few: rho's and the backbone's complied answers) and a sample of the
@@ -248,8 +256,12 @@ def train(
         examples = [encode_pair(backbone, p, svdata.refusal_for(p, cfg.seed) + _eos(backbone), cfg.max_prompt_tokens,
                                 cfg.answer_tokens + 8) for p in _sample(refusal_prompts, cfg.stage3_examples // 2,
                                                                         cfg.seed + 2)]
+        # Benign contrast twins, answered by the backbone: a bridge the gate lets through must leave them as they were.
+        twins = _sample(sorted({x.text for x in constructed if x.label == 0 and x.source == "contrast+benign"}),
+                        cfg.contrast_answers, cfg.seed + 5)
+        twin_answers = backbone_answers(backbone, twins, cfg.answer_tokens, "answers (contrast)") if twins else []
         examples += [encode_pair(backbone, p, a, cfg.max_prompt_tokens, cfg.answer_tokens)
-                     for p, a in zip(answered_benign, benign_answers) if a.strip()]
+                     for p, a in zip(answered_benign + twins, benign_answers + twin_answers) if a.strip()]
         examples = [e for e in examples if e.response_ids]
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed))
         n_val = max(8, len(examples) // 20)
@@ -262,6 +274,9 @@ def train(
     if evaluate:
         metrics["tuning"] = tuning_check(backbone, module, corpus, cfg)
         t = lap("tuning_check", t)
+    if cfg.probe_sweep:
+        metrics["probe_sweep"] = probe_sweep(backbone, corpus, cfg, out, mcfg.extract_layer)
+        t = lap("probe_sweep", t)
     metrics["timings_s"] = timings
     data_info = {"fingerprints": corpus.report.get("fingerprints", {}), "roles": svdata.ROLES}
     save_pretrained(module, out, backbone, data=data_info, training=cfg.to_dict())
@@ -309,11 +324,35 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["tuning"] = tuning
     metrics.setdefault("timings_s", {})["tuning_check"] = round(time.time() - t, 1)
-    training = {**saved.get("training", {}), "margins": list(cfg.margins), "max_overrefusal": cfg.max_overrefusal}
+    training = {**saved.get("training", {}), "margins": list(cfg.margins),
+                "gate_thresholds": list(cfg.gate_thresholds), "max_overrefusal": cfg.max_overrefusal}
     save_pretrained(module, out, backbone, data=saved.get("data"), training=training)
     metrics_path.write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
-    _log(f"rewrote {out}: margin {module.config.margin:g}")
+    _log(f"rewrote {out}: margin {module.config.margin:g}, gate threshold {module.config.gate_threshold}")
     return tuning
+
+
+PROBE_PLOT_NAME = "probe_sweep.png"
+
+
+def probe_sweep(backbone: Backbone, corpus: Any, cfg: TrainConfig, out_dir: str | os.PathLike[str] | None = None,
+                extract_layer: int | None = None) -> dict[str, Any]:
+    """The per-layer probe sweep (`svgt.training.probe`) on this run's training and tuning data; with `out_dir`,
+    also its plot there (`probe_sweep.png`). Tuning data only."""
+    from .probe import layer_sweep, plot_sweep, sweep_sets
+
+    contrast = contrast_prompts(seed=cfg.seed)
+    train, test = sweep_sets(corpus, contrast.heldout, tuning_sets(corpus, cfg.seed), contrast.train, seed=cfg.seed)
+    result = layer_sweep(backbone, train, test)
+    result["extract_layer"] = extract_layer
+    for name, curves in result["auroc"].items():
+        best = max(result["layers"], key=lambda layer: curves["heldout_contrast"][layer])
+        _log(f"probe sweep, trained on {name}: held-out contrast AUROC best at layer {best} "
+             f"({curves['heldout_contrast'][best]:.3f})" + ("" if extract_layer is None else
+             f", {curves['heldout_contrast'][extract_layer]:.3f} at the extract layer {extract_layer}"))
+    if out_dir is not None:
+        plot_sweep(result, Path(out_dir) / PROBE_PLOT_NAME, extract_layer)
+    return result
 
 
 def _count_sources(pairs: list) -> dict[str, dict[str, int]]:
@@ -339,49 +378,138 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def tuning_sets(corpus: Any) -> dict[str, list[str]]:
+def tuning_sets(corpus: Any, seed: int = 0) -> dict[str, list[str]]:
     """The tuning check's prompt sets by name: HarmBench val, as many held-out ShareGPT prompts, the held-out
-    edgy-but-benign prompts and the held-out hard negatives (empty unless mined)."""
+    edgy-but-benign prompts, the held-out hard negatives (empty unless mined) and the benign twins of the held-out
+    contrast aims (one prompt per aim: its first template)."""
     harmful, benign = svdata.tuning_prompts(corpus)
     return {"harmbench_val": harmful, "heldout_benign": benign[: len(harmful)],
             "heldout_edgy": svdata.edgy_tuning_prompts(corpus),
-            "heldout_hard": svdata.hard_negative_tuning_prompts(corpus)}
+            "heldout_hard": svdata.hard_negative_tuning_prompts(corpus),
+            "heldout_contrast": contrast_tuning_prompts(seed)}
+
+
+def contrast_tuning_prompts(seed: int = 0) -> list[str]:
+    """One benign prompt per held-out contrast aim (svgt.data.contrast): the over-refusal column the gate and margin
+    search sees by category. Tuning data only."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for p in contrast_prompts(seed=seed).heldout:
+        if p.label == 0 and (p.category, p.aim) not in seen:
+            seen.add((p.category, p.aim))
+            out.append(p.text)
+    return out
+
+
+def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[str]) -> list[float]:
+    """The score `s` each prompt's first bridge is built from (what the gate compares with its threshold)."""
+    gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf"), telemetry=False)
+    return [t.bridge_score for t in generate(backbone, module, prompts, gen, batch_size=16).telemetry]
+
+
+def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | None = None,
+                          contrast_scores: list[float] | None = None) -> dict[str, Any]:
+    """Prompt-level AUROC of the first-bridge score: HarmBench val against each benign tuning column, and harmful
+    against benign twins of the held-out contrast aims, overall and per category (with counts)."""
+    from .metrics import auroc
+
+    harmful = torch.tensor(scores["harmbench_val"])
+    out: dict[str, Any] = {"harmbench_val_vs": {}}
+    for name, values in scores.items():
+        if name == "harmbench_val" or not values:
+            continue
+        both = torch.cat([harmful, torch.tensor(values)])
+        labels = torch.cat([torch.ones(len(harmful)), torch.zeros(len(values))])
+        out["harmbench_val_vs"][name] = round(auroc(both, labels), 4)
+    if contrast and contrast_scores:
+        s, y = torch.tensor(contrast_scores), torch.tensor([p.label for p in contrast])
+        out["heldout_contrast"] = {"all": round(auroc(s, y), 4), "n": len(contrast), "by_category": {}}
+        for category in dict.fromkeys(p.category for p in contrast):
+            idx = torch.tensor([i for i, p in enumerate(contrast) if p.category == category])
+            out["heldout_contrast"]["by_category"][category] = {"auroc": round(auroc(s[idx], y[idx]), 4),
+                                                                "n": len(idx)}
+    return out
 
 
 def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: TrainConfig,
                  limit: int | None = None) -> dict[str, Any]:
-    """Greedy refusal rates, unguided and guided, on the tuning set: HarmBench val, as many held-out ShareGPT prompts,
-    held-out edgy-but-benign prompts (`svdata.edgy_tuning_prompts`) and held-out hard negatives, if any were mined
-    (`svdata.hard_negative_tuning_prompts`).
+    """Greedy refusal rates, unguided and guided, on the tuning set (`tuning_sets`), and the choice of the two
+    inference-time settings: the margin and the safe-prompt gate.
 
-    Guided runs once per candidate in `cfg.margins`. The margin is chosen by the rule every baseline's
-    hyperparameters are chosen by (`svgt.methods.tuning.select`), with over-refusal the worse of the two benign
-    sets, since a margin that spares everyday prompts can still refuse edgy ones. It is left in `module.config`, and
-    its rates are the guided ones."""
+    The unguided backbone answers once and the module once per margin in `cfg.margins`, with the gate off. A prompt
+    the gate lets through gets the backbone's own answer, so every (gate threshold, margin) candidate is composed from
+    those runs and the prompts' first-bridge scores, without generating again (exact with refresh off, as here). The
+    candidate is chosen by the rule every baseline's hyperparameters are chosen by (`svgt.methods.tuning.select`),
+    with over-refusal the worst of the benign sets, since settings that spare everyday prompts can still refuse edgy
+    ones; on ties the earlier in the grid, which lists the highest threshold (most prompts left alone) and the
+    lowest margin first. Both are left in `module.config`; the chosen candidate's rates are the guided ones. Also
+    records the share of benign answers left exactly as the backbone wrote them, looping answers, and the
+    discriminator's prompt-level AUROC (`discrimination_report`)."""
     from ..methods.tuning import select
 
-    sets = {name: prompts[:limit] if limit else prompts for name, prompts in tuning_sets(corpus).items() if prompts}
+    sets = {name: prompts[:limit] if limit else prompts for name, prompts in tuning_sets(corpus, cfg.seed).items()
+            if prompts}
     result: dict[str, Any] = {**{f"{name}_n": len(p) for name, p in sets.items()},
                               "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
-    runs: list[tuple[float | None, dict[str, float], list[str]]] = []
-    for margin in (None, *cfg.margins):
-        if margin is not None:
-            module.config.set_margin(margin)
-        gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=margin is not None)
-        texts = {name: generate(backbone, module, prompts, gen, batch_size=16).texts for name, prompts in sets.items()}
-        rates = {f"{name}_refusal": refusal_rate(t) for name, t in texts.items()}
-        runs.append((margin, rates, texts["harmbench_val"]))
-        _log(("unguided" if margin is None else f"guided, margin {margin:g}") + ": "
-             + ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in rates.items()))
-    benign_keys = [k for k in runs[0][1] if k != "harmbench_val_refusal"]
-    table = [{"params": {"margin": m}, "tune_refusal": rates["harmbench_val_refusal"],
-              "tune_overrefusal": max(rates[k] for k in benign_keys), "rates": rates} for m, rates, _ in runs[1:]]
+    unguided = {name: generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens,
+                                                                          guidance=False), batch_size=16).texts
+                for name, prompts in sets.items()}
+    _log("unguided: " + _rates_line({f"{n}_refusal": refusal_rate(t) for n, t in unguided.items()}))
+    guided: dict[float, dict[str, list[str]]] = {}
+    scores: dict[str, list[float]] = {}
+    for margin in cfg.margins:
+        module.config.set_margin(margin)
+        gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, gate_threshold=float("-inf"))
+        outs = {name: generate(backbone, module, prompts, gen, batch_size=16) for name, prompts in sets.items()}
+        guided[margin] = {name: o.texts for name, o in outs.items()}
+        # The first-bridge score depends on neither the margin nor the gate: read it from the first run.
+        scores = scores or {name: [t.bridge_score for t in o.telemetry] for name, o in outs.items()}
+        _log(f"guided, margin {margin:g}, no gate: "
+             + _rates_line({f"{n}_refusal": refusal_rate(t) for n, t in guided[margin].items()}))
+    benign = [name for name in sets if name != "harmbench_val"]
+
+    def composed(threshold: float | None, margin: float) -> dict[str, list[str]]:
+        """Each set's answers under a gate at `threshold` and `margin`: the unguided answer where the gate holds."""
+        return {name: [u if threshold is not None and s <= threshold else g
+                       for u, g, s in zip(unguided[name], guided[margin][name], scores[name])] for name in sets}
+
+    table: list[dict[str, Any]] = []
+    for threshold in cfg.gate_thresholds:
+        for margin in cfg.margins:
+            texts = composed(threshold, margin)
+            rates = {f"{name}_refusal": refusal_rate(t) for name, t in texts.items()}
+            table.append({
+                "params": {"margin": margin, "gate_threshold": threshold},
+                "tune_refusal": rates["harmbench_val_refusal"],
+                "tune_overrefusal": max(rates[f"{name}_refusal"] for name in benign), "rates": rates,
+                "unchanged": {name: sum(a == b for a, b in zip(texts[name], unguided[name])) / len(texts[name])
+                              for name in benign},
+                "looping": looping_rate([t for name in sets for t in texts[name]]),
+            })
     chosen = select(table, cfg.max_overrefusal)
     module.config.set_margin(chosen["params"]["margin"])
+    module.config.gate_threshold = chosen["params"]["gate_threshold"]
     rule = (f"highest HarmBench val refusal with refusal <= {cfg.max_overrefusal:g} on each of "
-            f"{' and '.join(k.removesuffix('_refusal') for k in benign_keys)}")
-    result["margin"] = {"chosen": module.config.margin, "search": table, "rule": rule}
-    for name, (_, rates, h) in (("unguided", runs[0]), ("guided", runs[1 + table.index(chosen)])):
-        result[name] = rates
-        result[f"{name}_examples"] = [{"prompt": p, "response": r} for p, r in list(zip(sets["harmbench_val"], h))[:3]]
+            f"{', '.join(benign)}; ties: the higher gate threshold, then the lower margin")
+    result["margin"] = {"chosen": module.config.margin, "gate_threshold": module.config.gate_threshold,
+                        "search": table, "rule": rule}
+    result["unguided"] = {f"{name}_refusal": refusal_rate(t) for name, t in unguided.items()}
+    result["unguided_looping"] = looping_rate([t for name in sets for t in unguided[name]])
+    result["guided"] = chosen["rates"]
+    result["guided_unchanged"] = chosen["unchanged"]
+    result["guided_looping"] = chosen["looping"]
+    _log(f"chosen: margin {module.config.margin:g}, gate {module.config.gate_threshold}: "
+         + _rates_line(chosen["rates"]) + f"; benign left unchanged {chosen['unchanged']}")
+    heldout = contrast_prompts(seed=cfg.seed).heldout if cfg.contrast else []
+    contrast_scores = first_bridge_scores(backbone, module, [p.text for p in heldout]) if heldout else None
+    result["discrimination"] = discrimination_report(scores, heldout, contrast_scores)
+    _log(f"first-bridge AUROC: {result['discrimination']}")
+    h = composed(chosen["params"]["gate_threshold"], chosen["params"]["margin"])["harmbench_val"]
+    for name, texts in (("unguided", unguided["harmbench_val"]), ("guided", h)):
+        result[f"{name}_examples"] = [{"prompt": p, "response": r}
+                                      for p, r in list(zip(sets["harmbench_val"], texts))[:3]]
     return result
+
+
+def _rates_line(rates: dict[str, float]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in rates.items())

@@ -1,0 +1,45 @@
+"""The per-layer probe sweep: states per layer as the backbone computes them, a probe that separates what is
+separable, AUROC per layer for each training set and test set."""
+
+import torch
+from tiny import tiny_backbone
+
+from svgt.training.probe import fit_probe, last_token_states, layer_sweep, plot_sweep
+
+
+def test_last_token_states_are_each_layers_output_at_the_last_prompt_token():
+    bb = tiny_backbone("llama")
+    prompts = ["a short one", "a somewhat longer prompt about cats"]
+    states = last_token_states(bb, prompts, batch_size=1)
+    assert states.shape[:2] == (len(bb.layers), 2)
+    from svgt.prompts import encode_prompts
+
+    ids, mask = encode_prompts(bb.tokenizer, prompts[1:])
+    with torch.no_grad():
+        hidden = bb.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert torch.allclose(states[-1, 1], hidden[-1][0, -1], atol=1e-5)
+    assert torch.allclose(states[0, 1], hidden[1][0, -1], atol=1e-5)
+
+
+def test_probe_separates_a_separable_set_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=g)
+    y = (x[:, 3] > 0).long()
+    probe = fit_probe(x[:100], y[:100])
+    from svgt.training.metrics import auroc
+
+    assert auroc(probe(x[100:]), y[100:]) > 0.95
+    noise = torch.randint(0, 2, (200,), generator=g)
+    assert abs(auroc(fit_probe(x[:100], noise[:100])(x[100:]), noise[100:]) - 0.5) < 0.2
+
+
+def test_layer_sweep_reports_every_layer_for_every_pair_of_sets(tmp_path):
+    bb = tiny_backbone("llama")
+    train = {"a": (["cat", "dog", "sun", "moon"], [1, 1, 0, 0])}
+    test = {"t": (["cow", "star"], [1, 0]), "u": (["hen", "sky"], [1, 0])}
+    sweep = layer_sweep(bb, train, test)
+    assert sweep["layers"] == list(range(len(bb.layers)))
+    assert set(sweep["auroc"]["a"]) == {"t", "u"} and all(len(v) == len(bb.layers) for v in sweep["auroc"]["a"].values())
+    assert sweep["n"] == {"a": 4, "t": 2, "u": 2}
+    plot_sweep(sweep, tmp_path / "p.png", extract_layer=1)
+    assert (tmp_path / "p.png").stat().st_size > 1000
