@@ -5,6 +5,7 @@ import pytest
 from svgt.config import TrainConfig
 from svgt.data import MissingSourceError, build_corpus, evaluation_texts, find_overlaps
 from svgt.data.content_requests import content_requests
+from svgt.data.contrast import contrast_prompts
 from svgt.evaluation.context import training_prompts
 
 
@@ -23,5 +24,9 @@ def test_baselines_see_the_constructed_prompts_svgt_trains_on():
     assert len(harmful) > len(corpus.stage3_harmful) + len(constructed_harmful)  # imperative frames too
     assert find_overlaps(harmful + benign, evaluation_texts()) == []
 
-    plain, _ = training_prompts(corpus, TrainConfig(content_requests=0, augment_harmful=False))
+    contrast = contrast_prompts(seed=cfg.seed).train
+    assert {p.text for p in contrast if p.label} <= set(harmful)
+    assert {p.text for p in contrast if not p.label} <= set(benign)
+
+    plain, _ = training_prompts(corpus, TrainConfig(content_requests=0, augment_harmful=False, contrast=0))
     assert plain == [p.prompt for p in corpus.stage3_harmful]

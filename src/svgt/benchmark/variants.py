@@ -57,7 +57,7 @@ class Variant:
         parts.append(f"refresh every {self.refresh_every} ({self.refresh_mode})" if self.refresh_every
                      else "bridge inserted once, no refresh")
         if self.gate_threshold is not None:
-            parts.append(f"gated: refresh skipped while s <= {self.gate_threshold:g}")
+            parts.append(f"gated: no bridge while s <= {self.gate_threshold:g}")
         parts.append("telemetry on" if self.telemetry else "telemetry off")
         return ", ".join(parts)
 
@@ -114,8 +114,11 @@ def _hf(backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor, new: int) -> 
 
 def _svgt(backbone: Backbone, module: ValueModule, v: Variant, ids: torch.Tensor, mask: torch.Tensor,
           new: int) -> Outcome:
+    # Only `svgt_gated` gates; every other variant bridges every row, whatever gate the module carries, so that
+    # the ratios measure what the bridge costs.
+    gate = v.gate_threshold if v.gate_threshold is not None else float("-inf")
     cfg = GenerationConfig(max_new_tokens=new, do_sample=False, guidance=v.guidance, refresh_every=v.refresh_every,
-                           refresh_mode=v.refresh_mode, momentum=MOMENTUM, gate_threshold=v.gate_threshold,
+                           refresh_mode=v.refresh_mode, momentum=MOMENTUM, gate_threshold=gate,
                            stop_at_eos=False, telemetry=v.telemetry)
     # GuidedDecoder.run is what svgt.generate runs per batch, minus the tokenisation of prompt strings (which
     # could not guarantee an exact token length, and which hf_generate does not pay either).
