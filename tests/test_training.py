@@ -331,3 +331,33 @@ def test_contrast_twins_join_training_as_constructed_texts_and_held_out_aims_do_
     assert all(x.source.startswith(CONSTRUCTED) for x in texts)
     assert not [x for x in augmented_texts(corpus, TrainConfig(content_requests=0, augment_harmful=False,
                                                                 contrast=0))]
+
+
+def test_gate_candidates_never_undercut_the_margin():
+    from svgt.training.trainer import candidates
+
+    cfg = TrainConfig(margins=[0, 4], gate_thresholds=[2, -2, -4, None])
+    assert candidates(cfg) == [(2.0, 0.0), (2.0, 4.0), (-2.0, 4.0), (-4.0, 4.0), (None, 0.0), (None, 4.0)]
+    assert None not in TrainConfig().gate_thresholds  # the gate is on by default
+
+
+def test_reselect_applies_the_rule_to_the_stored_search_without_generating(monkeypatch, tmp_path):
+    import json
+
+    from svgt import load_pretrained, save_pretrained
+
+    trainer = _fake_tuning(monkeypatch)
+    bb = tiny_backbone("llama")
+    module = make_module(bb)
+    wide = TrainConfig(margins=[0, 2, 4, 6], gate_thresholds=[0, None], contrast=0)
+    metrics = {"tuning": trainer.tuning_check(None, module, None, wide)}
+    save_pretrained(module, tmp_path, bb, training={"seed": 0})
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setattr(trainer, "generate", None)  # nothing may be generated
+    chosen = trainer.reselect(tmp_path, bb, TrainConfig(margins=[0, 2, 4, 6], gate_thresholds=[None], contrast=0))
+    assert chosen["params"] == {"margin": 2.0, "gate_threshold": None}
+    loaded = load_pretrained(tmp_path, bb)
+    assert (loaded.config.margin, loaded.config.gate_threshold) == (2.0, None)
+    saved = json.loads((tmp_path / "metrics.json").read_text())["tuning"]
+    assert saved["margin"]["reselected"]["before"]["chosen"] == 6.0 and saved["guided"]["harmbench_val_refusal"] == 0.5
+    assert len(saved["margin"]["search"]) == 8  # the stored search is kept whole

@@ -162,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .backbone import load_backbone
     from .config import TrainConfig
-    from .training.trainer import retune, train
+    from .training.trainer import reselect, retune, train
 
     overrides: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -178,6 +178,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     backbone = load_backbone(args.backbone)
     if args.retune:
         print(json.dumps({"tuning": retune(backbone, args.out, cfg)}, indent=2))
+        return 0
+    if args.reselect:
+        chosen = reselect(args.out, backbone, cfg)
+        print(json.dumps({"chosen": chosen["params"], "rates": chosen["rates"]}, indent=2))
         return 0
     stages = (1, 2, 3) if args.stage is None else (args.stage,)
     metrics = train(backbone, args.out, cfg, stages=stages, resume=args.resume, evaluate=not args.no_eval)
@@ -315,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="skip the tuning-set check at the end")
     t.add_argument("--retune", action="store_true",
                    help="no training: rerun the tuning-set check and margin search on the artifact in --out")
+    t.add_argument("--reselect", action="store_true",
+                   help="no training, no generation: apply the current margin/gate rule to the search stored in "
+                        "--out's metrics.json")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a TrainConfig field (repeatable)")
     t.set_defaults(func=cmd_train)
 

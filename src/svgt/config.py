@@ -237,10 +237,12 @@ class TrainConfig:
     """Candidate `ValueModuleConfig.margin`s tried on the tuning set after stage 3. The one chosen by the baselines'
     rule (`svgt.methods.tuning.select`: highest refusal with over-refusal <= max_overrefusal, here on both the
     held-out ShareGPT and the held-out edgy-but-benign prompts) is saved in the artifact. One value: no search."""
-    gate_thresholds: tuple[float | None, ...] = (2.0, 0.0, -2.0, -4.0, -6.0, None)
-    """Candidate `ValueModuleConfig.gate_threshold`s, each tried with every margin (None: no gate). A gated prompt's
-    answer is the unguided one, so the search composes the unguided and per-margin runs instead of generating again
-    (exact with refresh off, as in the check)."""
+    gate_thresholds: tuple[float | None, ...] = (2.0, 0.0, -2.0, -4.0, -6.0)
+    """Candidate `ValueModuleConfig.gate_threshold`s, each tried with every margin it does not undercut (a threshold
+    below -margin would bridge prompts with nothing to correct; see `svgt.training.trainer.candidates`). None (no
+    gate) is not a default candidate: safe prompts are left alone (DESIGN.md, invariant 7). A gated prompt's answer
+    is the unguided one, so the search composes the unguided and per-margin runs instead of generating again (exact
+    with refresh off, as in the check)."""
     max_overrefusal: float = 0.10
     probe_sweep: bool = True
     """After training, a linear probe per backbone layer on the last prompt token's state (svgt.training.probe):

@@ -431,6 +431,56 @@ def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | 
     return out
 
 
+def candidates(cfg: TrainConfig) -> list[tuple[float | None, float]]:
+    """The (gate threshold, margin) grid, highest threshold and lowest margin first. A threshold below -margin is
+    left out: prompts scored between the two would get a bridge built from a zero correction (the Newton step aims at
+    s = -margin), a bridge with nothing to correct, which the gate exists to avoid (DESIGN.md, invariant 7). None (no
+    gate) is tried only where `cfg.gate_thresholds` lists it."""
+    return [(t, m) for t in cfg.gate_thresholds for m in cfg.margins if t is None or t >= -m]
+
+
+def selection_rule(cfg: TrainConfig, benign: list[str]) -> str:
+    return (f"highest HarmBench val refusal with refusal <= {cfg.max_overrefusal:g} on each of {', '.join(benign)} "
+            f"(if none, the lowest worst-column refusal); gate thresholds >= -margin only; ties: the higher gate "
+            f"threshold, then the lower margin")
+
+
+def reselect(out_dir: str | os.PathLike[str], backbone: Backbone, cfg: TrainConfig | None = None) -> dict[str, Any]:
+    """Apply the current selection rule (`candidates`, `svgt.methods.tuning.select`) to the tuning search stored in
+    `out_dir`'s metrics.json, without generating anything: the rates of a candidate do not depend on the rule. The
+    choice goes into the artifact and into metrics.json (`tuning.margin`, with `reselected` naming the rule's
+    change), the guided rates with it. Returns the chosen row."""
+    from ..artifact import load_pretrained, read_config
+    from ..methods.tuning import select
+
+    cfg = cfg or TrainConfig()
+    out = Path(out_dir)
+    metrics = json.loads((out / METRICS_NAME).read_text())
+    tuning = metrics["tuning"]
+    allowed = set(candidates(cfg))
+    table = [r for r in tuning["margin"]["search"]
+             if (r["params"].get("gate_threshold"), r["params"]["margin"]) in allowed]
+    if not table:
+        raise ValueError(f"{out / METRICS_NAME}: no stored candidate is in the grid {sorted(allowed, key=str)}")
+    chosen = select(table, cfg.max_overrefusal)
+    module = load_pretrained(out, backbone).eval()
+    module.config.set_margin(chosen["params"]["margin"])
+    module.config.gate_threshold = chosen["params"]["gate_threshold"]
+    benign = [k for k in chosen["unchanged"]]
+    previous = {k: tuning["margin"][k] for k in ("chosen", "gate_threshold", "rule")}
+    tuning["margin"].update(chosen=module.config.margin, gate_threshold=module.config.gate_threshold,
+                            rule=selection_rule(cfg, benign), reselected={"before": previous})
+    tuning.update(guided=chosen["rates"], guided_unchanged=chosen["unchanged"], guided_looping=chosen["looping"])
+    saved = read_config(out)
+    save_pretrained(module, out, backbone, data=saved.get("data"), training={
+        **saved.get("training", {}), "margins": list(cfg.margins), "gate_thresholds": list(cfg.gate_thresholds),
+        "max_overrefusal": cfg.max_overrefusal})
+    (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    _log(f"rewrote {out}: margin {module.config.margin:g}, gate threshold {module.config.gate_threshold} "
+         f"(was {previous['chosen']:g}, {previous['gate_threshold']})")
+    return chosen
+
+
 def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: TrainConfig,
                  limit: int | None = None) -> dict[str, Any]:
     """Greedy refusal rates, unguided and guided, on the tuning set (`tuning_sets`), and the choice of the two
@@ -474,25 +524,22 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
                        for u, g, s in zip(unguided[name], guided[margin][name], scores[name])] for name in sets}
 
     table: list[dict[str, Any]] = []
-    for threshold in cfg.gate_thresholds:
-        for margin in cfg.margins:
-            texts = composed(threshold, margin)
-            rates = {f"{name}_refusal": refusal_rate(t) for name, t in texts.items()}
-            table.append({
-                "params": {"margin": margin, "gate_threshold": threshold},
-                "tune_refusal": rates["harmbench_val_refusal"],
-                "tune_overrefusal": max(rates[f"{name}_refusal"] for name in benign), "rates": rates,
-                "unchanged": {name: sum(a == b for a, b in zip(texts[name], unguided[name])) / len(texts[name])
-                              for name in benign},
-                "looping": looping_rate([t for name in sets for t in texts[name]]),
-            })
+    for threshold, margin in candidates(cfg):
+        texts = composed(threshold, margin)
+        rates = {f"{name}_refusal": refusal_rate(t) for name, t in texts.items()}
+        table.append({
+            "params": {"margin": margin, "gate_threshold": threshold},
+            "tune_refusal": rates["harmbench_val_refusal"],
+            "tune_overrefusal": max(rates[f"{name}_refusal"] for name in benign), "rates": rates,
+            "unchanged": {name: sum(a == b for a, b in zip(texts[name], unguided[name])) / len(texts[name])
+                          for name in benign},
+            "looping": looping_rate([t for name in sets for t in texts[name]]),
+        })
     chosen = select(table, cfg.max_overrefusal)
     module.config.set_margin(chosen["params"]["margin"])
     module.config.gate_threshold = chosen["params"]["gate_threshold"]
-    rule = (f"highest HarmBench val refusal with refusal <= {cfg.max_overrefusal:g} on each of "
-            f"{', '.join(benign)}; ties: the higher gate threshold, then the lower margin")
     result["margin"] = {"chosen": module.config.margin, "gate_threshold": module.config.gate_threshold,
-                        "search": table, "rule": rule}
+                        "search": table, "rule": selection_rule(cfg, benign)}
     result["unguided"] = {f"{name}_refusal": refusal_rate(t) for name, t in unguided.items()}
     result["unguided_looping"] = looping_rate([t for name in sets for t in unguided[name]])
     result["guided"] = chosen["rates"]
