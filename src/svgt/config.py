@@ -247,7 +247,7 @@ class TrainConfig:
     probe_sweep: bool = True
     """After training, a linear probe per backbone layer on the last prompt token's state (svgt.training.probe):
     which layers separate the held-out contrast twins and the tuning columns; recorded in metrics.json with a plot
-    (`probe_sweep.png`). About two minutes on 2 CPU cores for the default backbone."""
+    (`probe_sweep.png`). One full forward per prompt (about 2,100 for the default data), so it can be turned off."""
 
     def __post_init__(self) -> None:
         for name in ("stage1_epochs", "stage2_epochs", "stage3_epochs"):
