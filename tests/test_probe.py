@@ -39,7 +39,8 @@ def test_layer_sweep_reports_every_layer_for_every_pair_of_sets(tmp_path):
     test = {"t": (["cow", "star"], [1, 0]), "u": (["hen", "sky"], [1, 0])}
     sweep = layer_sweep(bb, train, test)
     assert sweep["layers"] == list(range(len(bb.layers)))
-    assert set(sweep["auroc"]["a"]) == {"t", "u"} and all(len(v) == len(bb.layers) for v in sweep["auroc"]["a"].values())
+    assert set(sweep["auroc"]["a"]) == {"t", "u"}
+    assert all(len(v) == len(bb.layers) for v in sweep["auroc"]["a"].values())
     assert sweep["n"] == {"a": 4, "t": 2, "u": 2}
     plot_sweep(sweep, tmp_path / "p.png", extract_layer=1)
     assert (tmp_path / "p.png").stat().st_size > 1000

@@ -220,7 +220,6 @@ class GuidedDecoder:
 
     def _loop(self, input_ids, lengths, m_len, telemetry, stops, generator, keep_logits) -> GenerationResult:
         cfg, k, batch, device = self.cfg, self.k, input_ids.shape[0], input_ids.device
-        self.m_len = m_len
         self.decoding = False  # True once the setup forwards (prompt, first bridge if any) are done
         # Cache columns of the Bridge Tokens: [M, M+K) once any row has a first bridge; None while no row has one.
         self.bridge_cols: slice | None = None
@@ -337,24 +336,18 @@ class GuidedDecoder:
         A row that had no bridge (`inserted`: the gate let its prompt through, and now its response looks unsafe)
         gets its Bridge Tokens at the positions after its response so far, and its token after them: it is inserted
         where it is, not back-dated to the prompt."""
-        k, batch, device = self.k, token.shape[0], token.device
+        k, device = self.k, token.device
         self.bridge_start = torch.where(inserted, position, self.bridge_start)
         self.offset = self.offset + inserted.long() * k
         position = position + inserted.long() * k
         visible = (has_bridge | inserted).long()[:, None]
         if self.bridge_cols is None:
             return self._first_bridge_columns(token, position, m_len, new_bridge, visible)
-        old_kv = self.attn.shape[1]
-        kv = old_kv + k + 1
-        self.attn = torch.cat([self.attn, visible.expand(batch, k), self.attn.new_ones(batch, 1)], 1)
+        old_kv, ids, positions, upper = self._bridge_and_token(token, position, m_len, visible)
         old_cols, new_cols = self.bridge_cols, slice(old_kv, old_kv + k)
         lower = torch.zeros(1, 1, old_kv + 1, dtype=torch.bool, device=device)
         lower[..., old_cols] = True
-        upper = torch.zeros(1, k + 1, kv, dtype=torch.bool, device=device)
         upper[..., old_cols] = True
-        upper[:, :k, m_len:old_kv] = True  # bridge queries: prompt and each other only, as at their positions
-        ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), token[:, None]], 1)
-        positions = torch.cat([self.bridge_start[:, None] + torch.arange(k, device=device), position[:, None]], 1)
         plan = ForwardPlan(slice(0, k), new_bridge, lower, upper, lower_skip=new_cols)
         logits = self._forward(ids, positions, plan)
         self._move_bridge_columns(self.cache.layers[self.module.config.insert_layer :], old_cols, new_cols)
@@ -368,20 +361,28 @@ class GuidedDecoder:
         """The first Bridge Tokens of a batch whose every prompt the gate let through: the cache has no bridge
         columns yet, so they are appended in every layer (below the insert layer as masked placeholders, so that
         all layers keep the same columns) and stay where they are."""
-        k, batch, device = self.k, token.shape[0], token.device
-        old_kv = self.attn.shape[1]
-        kv = old_kv + k + 1
+        k = self.k
+        old_kv, ids, positions, upper = self._bridge_and_token(token, position, m_len, visible)
         cols = slice(old_kv, old_kv + k)
-        self.attn = torch.cat([self.attn, visible.expand(batch, k), self.attn.new_ones(batch, 1)], 1)
-        lower = bridge_block(k + 1, kv, cols, device)
-        upper = torch.zeros(1, k + 1, kv, dtype=torch.bool, device=device)
-        upper[:, :k, m_len:old_kv] = True  # bridge queries: prompt and each other only
-        ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), token[:, None]], 1)
-        positions = torch.cat([self.bridge_start[:, None] + torch.arange(k, device=device), position[:, None]], 1)
+        lower = bridge_block(k + 1, old_kv + k + 1, cols, token.device)
         logits = self._forward(ids, positions, ForwardPlan(slice(0, k), new_bridge, lower, upper))
         self.bridge_cols = cols
         self.hooks.captured = self.hooks.captured[:, -1:]
         return logits
+
+    def _bridge_and_token(self, token, position, m_len, visible):
+        """The inputs of a forward that computes K new Bridge Tokens and the next token together: the attention mask
+        grown by the K new columns (`visible` per row) and the token's, `(old_kv, ids, positions, upper)` with
+        `upper` the `(1, K + 1, kv)` block for layers from the insert layer up, in which the bridge queries see only
+        the prompt and each other, as at their positions (`self.bridge_start`)."""
+        k, batch, device = self.k, token.shape[0], token.device
+        old_kv = self.attn.shape[1]
+        self.attn = torch.cat([self.attn, visible.expand(batch, k), self.attn.new_ones(batch, 1)], 1)
+        upper = torch.zeros(1, k + 1, old_kv + k + 1, dtype=torch.bool, device=device)
+        upper[:, :k, m_len:old_kv] = True
+        ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), token[:, None]], 1)
+        positions = torch.cat([self.bridge_start[:, None] + torch.arange(k, device=device), position[:, None]], 1)
+        return old_kv, ids, positions, upper
 
     @staticmethod
     def _move_bridge_columns(layers: list[Any], old_cols: slice, new_cols: slice) -> None:

@@ -5,7 +5,8 @@ Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`
 
 - Guidance options per request in an extra body field `svgt`: `{"enabled": bool, "refresh_every": int,
   "momentum": float, "gate_threshold": float | null, "refresh_mode": "fast" | "exact"}` (with the OpenAI client:
-  `extra_body={"svgt": {...}}`; `gate_threshold` null uses the module's own gate). Every response (and the final chunk of a stream) carries `svgt`: `guided`,
+  `extra_body={"svgt": {...}}`; `gate_threshold` null uses the module's own gate). Every response (and the final
+  chunk of a stream) carries `svgt`: `guided`,
   `trained` (False for an untrained value module), `max_score` / `mean_score` (the discriminator score of the
   states the returned tokens were predicted from; higher is less safe), `bridge_score`, `refreshes`,
   `scored_tokens` and the guidance settings used.

@@ -324,9 +324,7 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["tuning"] = tuning
     metrics.setdefault("timings_s", {})["tuning_check"] = round(time.time() - t, 1)
-    training = {**saved.get("training", {}), "margins": list(cfg.margins),
-                "gate_thresholds": list(cfg.gate_thresholds), "max_overrefusal": cfg.max_overrefusal}
-    save_pretrained(module, out, backbone, data=saved.get("data"), training=training)
+    save_pretrained(module, out, backbone, data=saved.get("data"), training=_with_search_settings(saved, cfg))
     metrics_path.write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
     _log(f"rewrote {out}: margin {module.config.margin:g}, gate threshold {module.config.gate_threshold}")
     return tuning
@@ -353,6 +351,12 @@ def probe_sweep(backbone: Backbone, corpus: Any, cfg: TrainConfig, out_dir: str 
     if out_dir is not None:
         plot_sweep(result, Path(out_dir) / PROBE_PLOT_NAME, extract_layer)
     return result
+
+
+def _with_search_settings(saved: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """A saved artifact's training record with the settings of the search that chose its margin and gate now."""
+    return {**saved.get("training", {}), "margins": list(cfg.margins), "gate_thresholds": list(cfg.gate_thresholds),
+            "max_overrefusal": cfg.max_overrefusal}
 
 
 def _count_sources(pairs: list) -> dict[str, dict[str, int]]:
@@ -466,15 +470,13 @@ def reselect(out_dir: str | os.PathLike[str], backbone: Backbone, cfg: TrainConf
     module = load_pretrained(out, backbone).eval()
     module.config.set_margin(chosen["params"]["margin"])
     module.config.gate_threshold = chosen["params"]["gate_threshold"]
-    benign = [k for k in chosen["unchanged"]]
+    benign = list(chosen["unchanged"])
     previous = {k: tuning["margin"][k] for k in ("chosen", "gate_threshold", "rule")}
     tuning["margin"].update(chosen=module.config.margin, gate_threshold=module.config.gate_threshold,
                             rule=selection_rule(cfg, benign), reselected={"before": previous})
     tuning.update(guided=chosen["rates"], guided_unchanged=chosen["unchanged"], guided_looping=chosen["looping"])
     saved = read_config(out)
-    save_pretrained(module, out, backbone, data=saved.get("data"), training={
-        **saved.get("training", {}), "margins": list(cfg.margins), "gate_thresholds": list(cfg.gate_thresholds),
-        "max_overrefusal": cfg.max_overrefusal})
+    save_pretrained(module, out, backbone, data=saved.get("data"), training=_with_search_settings(saved, cfg))
     (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
     _log(f"rewrote {out}: margin {module.config.margin:g}, gate threshold {module.config.gate_threshold} "
          f"(was {previous['chosen']:g}, {previous['gate_threshold']})")
