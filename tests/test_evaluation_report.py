@@ -75,3 +75,17 @@ def test_tuning_search_shows_benign_ppl_when_measured(tmp_path):
     assert "| candidate | tuning refusal ↑ | tuning over-refusal ↓ | benign PPL ↓ | |" in text
     assert "| alpha=0.1 | 0.0 | 0.0 | 2.25 | chosen |" in text and "| alpha=4 | 0.0 | 0.0 | 31.50 ✗ |  |" in text
     assert "✗: the candidate breaks the text" in text
+
+
+def test_overrefusal_by_category_table_and_plot_for_every_method(tmp_path):
+    results = json.loads(FIXTURE.read_text())
+    cats = {"none": {"history": (0, 10), "medical": (1, 31)}, "svgt": {"history": (9, 10), "sharegpt": (2, 187)}}
+    for name, m in results["methods"].items():
+        m["overrefusal_by_category"] = {"overrefusal": {c: {"refused": r, "n": n} for c, (r, n) in cats[name].items()}}
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    text = write_report(tmp_path / "r.json", tmp_path / "out").read_text()
+    assert "| history | 0/10 | 9/10 |" in text and "| sharegpt | – | 2/187 |" in text
+    assert (tmp_path / "out" / "overrefusal_by_category.png").stat().st_size > 1000
+    assert "](overrefusal_by_category.png)" in text
+    plain = write_report(FIXTURE, tmp_path / "plain").read_text()
+    assert "- overrefusal_by_category.png: no data for this plot." in plain

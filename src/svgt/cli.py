@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="compare methods on real benchmarks and write a report")
     e.add_argument("--methods", default="none,system_prompt,svgt",
-                   help="comma-separated: none, system_prompt, svgt, svgt_inject, caa, iti, re_control, dpo_lora")
+                   help="comma-separated: none, system_prompt, svgt, svgt_inject, caa, cast, iti, re_control, dpo_lora")
     e.add_argument("--suites", default="harmbench,overrefusal", help="comma-separated: harmbench, jailbreak, overrefusal")
     e.add_argument("--prompts", help="a user suite: JSONL/CSV with a 'prompt' column and optional 'label'")
     e.add_argument("--out", default="runs/eval", help="output directory; an interrupted run resumes from it")

@@ -223,6 +223,42 @@ def _categories(results: dict[str, Any]) -> list[str]:
     return lines or ["", "No benign prompts with categories in these suites."]
 
 
+def plot_overrefusal_by_category(results: dict[str, Any], path: Path) -> bool:
+    """Heat map of over-refusal: one row per method, one column per category of each suite's benign prompts, each
+    cell the share refused with its count. False (and no file) when no benign prompt has a category."""
+    methods = results["methods"]
+    columns = [(suite, cat) for suite in dict.fromkeys(s for m in methods.values()
+                                                       for s in m.get("overrefusal_by_category", {}))
+               for cat in dict.fromkeys(c for m in methods.values()
+                                        for c in m.get("overrefusal_by_category", {}).get(suite, {}))]
+    if not columns:
+        return False
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cells = [[methods[name].get("overrefusal_by_category", {}).get(suite, {}).get(cat) for suite, cat in columns]
+             for name in methods]
+    share = np.array([[np.nan if c is None or not c["n"] else 100 * c["refused"] / c["n"] for c in row]
+                      for row in cells])
+    fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(columns), 1.0 + 0.45 * len(methods)))
+    image = ax.imshow(np.ma.masked_invalid(share), cmap="Reds", vmin=0, vmax=100, aspect="auto")
+    for i, row in enumerate(cells):
+        for j, c in enumerate(row):
+            text = "–" if c is None else f"{c['refused']}/{c['n']}"
+            dark = not np.isnan(share[i, j]) and share[i, j] > 60
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    one_suite = len({suite for suite, _ in columns}) == 1
+    ax.set_xticks(range(len(columns)), [cat if one_suite else f"{suite}: {cat}" for suite, cat in columns],
+                  rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(len(methods)), list(methods), fontsize=8)
+    fig.colorbar(image, ax=ax, label="refused (%) ↓", fraction=0.03)
+    ax.set_title("Over-refusal by category (benign prompts refused / n)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def write_report(results_json_path: str | Path, out_dir: str | Path) -> Path:
     import matplotlib
 
@@ -254,8 +290,9 @@ def write_report(results_json_path: str | Path, out_dir: str | Path) -> Path:
                                            or ["- (none)"])
     lines += ["", "## Tuning search"] + _search(results)
     lines += ["", "## Plots", ""]
-    for fname, plot in (("asr_vs_overrefusal.png", plot_asr_vs_overrefusal), ("trajectory.png", plot_trajectories),
-                        ("tuning_search.png", plot_tuning_search)):
+    for fname, plot in (("asr_vs_overrefusal.png", plot_asr_vs_overrefusal),
+                        ("overrefusal_by_category.png", plot_overrefusal_by_category),
+                        ("trajectory.png", plot_trajectories), ("tuning_search.png", plot_tuning_search)):
         lines.append(f"![{fname}]({fname})" if plot(results, out / fname) else f"- {fname}: no data for this plot.")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -13,6 +13,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "svgt": (".svgt_methods", "SVGTMethod"),
     "svgt_inject": (".svgt_methods", "SVGTInjectMethod"),
     "caa": (".caa", "CAAMethod"),
+    "cast": (".cast", "CASTMethod"),
     "iti": (".iti", "ITIMethod"),
     "re_control": (".re_control", "REControlMethod"),
     "dpo_lora": (".dpo", "DPOLoRAMethod"),

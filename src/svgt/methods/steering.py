@@ -99,6 +99,21 @@ def last_token_activations(backbone: Backbone, prompts: list[str], modules: Sequ
     return [torch.cat(p) for p in parts]
 
 
+def mean_prompt_activations(backbone: Backbone, prompts: list[str], modules: Sequence[nn.Module],
+                            batch_size: int = 16) -> list[torch.Tensor]:
+    """Per module, `(N, dim)` float32 (on CPU): each chat-templated prompt's output averaged over all its tokens
+    (padding left out)."""
+    if not prompts:
+        raise ValueError("no prompts to collect activations from")
+    parts: list[list[torch.Tensor]] = [[] for _ in modules]
+    for start in range(0, len(prompts), batch_size):
+        ids, mask = encode_prompts(backbone.tokenizer, prompts[start : start + batch_size], device=backbone.device)
+        weights = (mask / mask.sum(1, keepdim=True)).float()
+        for store, acts in zip(parts, module_activations(backbone, ids, mask, modules)):
+            store.append(torch.einsum("btd,bt->bd", acts.float(), weights).cpu())
+    return [torch.cat(p) for p in parts]
+
+
 def response_activations(backbone: Backbone, prompts: list[str], responses: list[str], modules: Sequence[nn.Module],
                          reduce: str = "mean", inputs: bool = False, max_response_tokens: int = 32,
                          batch_size: int = 16) -> list[torch.Tensor]:

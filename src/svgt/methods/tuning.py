@@ -85,6 +85,13 @@ def tune(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, limi
     """`sweep`, then leave the rule's choice in `method.params`; returns the params and the table (the chosen row
     marked `chosen`, with the rule it was chosen by; every row marked `fluent` or not by the guard)."""
     table = sweep(method, grid, ctx, limit=limit, max_new_tokens=max_new_tokens)
+    return conclude(method, table, max_overrefusal, max_ppl_ratio)
+
+
+def conclude(method: Method, table: list[dict[str, Any]], max_overrefusal: float = 0.10,
+             max_ppl_ratio: float = MAX_PPL_RATIO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The rule's choice from a finished search `table` (`sweep` rows, or rows a method composed itself) left in
+    `method.params`; returns the params and the table, marked as `tune` documents."""
     chosen = select(table, max_overrefusal, max_ppl_ratio)
     for row in table:
         row["fluent"] = fluent(row, max_ppl_ratio)
