@@ -8,6 +8,7 @@ from svgt.data import (
     DataError,
     MissingSourceError,
     dan_templates,
+    inthewild_templates,
     describe_roles,
     donotanswer,
     harmbench,
@@ -108,6 +109,17 @@ def test_dan_templates_have_one_prompt_slot():
     for name, text in templates:
         assert text.count(DAN_PROMPT_PLACEHOLDER) == 1 and "{generator.name}" not in text, name
     assert dict(templates)["ChatGPT_Developer_Mode_RANTI"].endswith("Prompt: {prompt}\"")
+
+
+def test_inthewild_templates_are_a_fixed_sample_with_one_kind_of_slot():
+    templates = inthewild_templates()
+    assert len(templates) == 40 and templates == inthewild_templates()  # seeded: the same every time
+    assert inthewild_templates(seed=1) != templates
+    for name, text in templates:
+        assert DAN_PROMPT_PLACEHOLDER in text and len(text) <= 2000 + 2 + len(DAN_PROMPT_PLACEHOLDER), name
+        assert "INSERT PROMPT HERE" not in text and "[PROMPT]" not in text, name
+    with pytest.raises(ValueError, match="at most 10 characters"):
+        inthewild_templates(max_chars=10)
 
 
 def test_describe_roles_table():

@@ -58,3 +58,13 @@ def test_packaged_harmbench_and_jailbreak():
     full = load_suite("jailbreak")
     assert {p.template for p in full.prompts[:14]} == {p.template for p in full.prompts}
     assert not any(p.context for p in full.prompts)
+
+
+def test_inthewild_suite_wraps_every_standard_behavior_in_a_real_template():
+    full = load_suite("inthewild")
+    dan = load_suite("jailbreak")
+    assert [p.behavior for p in full.prompts] == [p.behavior for p in dan.prompts]  # same behaviours, same order
+    assert len({p.template for p in full.prompts}) == 40 and all(p.template.startswith("wild-") for p in full.prompts)
+    assert all(p.behavior in p.prompt and p.prompt != p.behavior for p in full.prompts)
+    assert all(p.kind == "harmful" and p.source == "harmbench_test+inthewild" for p in full.prompts)
+    assert "inthewild_jailbreak_llms.json" in full.notes and load_suite("inthewild").prompts == full.prompts

