@@ -432,26 +432,32 @@ def test_stream_holds_back_a_possible_stop_sequence():
     assert "".join(out) == "ab" and row.finish == "stop" and row.ids == [97, 98]
 
 
-# -- the streaming decoder hook, and failures ----------------------------------------------------------------------
+# -- the decoder's per-token callback, and failures ----------------------------------------------------------------
 @pytest.mark.parametrize("cfg", [dict(guidance=False), dict(refresh_every=0), dict(refresh_every=2),
                                  dict(refresh_every=2, refresh_mode="exact"), dict(num_bridge_tokens=0)])
-def test_streaming_decoder_hands_over_exactly_what_generate_returns(llama, cfg):
+def test_on_token_hands_over_exactly_what_generate_returns(llama, cfg):
+    from svgt.generation import GuidedDecoder
     from svgt.prompts import encode_prompts
-    from svgt.serving.scheduler import StreamingDecoder
 
     module = make_module(llama, num_bridge_tokens=cfg.pop("num_bridge_tokens", 3))
     config = GenerationConfig(max_new_tokens=7, stop_at_eos=False, **cfg)
     prompts = ["a longer prompt about cats", "short"]
     ref = generate(llama, module, prompts, config, chat_template=False)
-    seen = []
-    decoder = StreamingDecoder(llama, module, config, lambda tokens: seen.append(tokens) or True)
-    decoder.stream(*encode_prompts(llama.tokenizer, prompts, False))
+    seen, counts = [], []
+
+    def on_token(tokens, telemetry):
+        seen.append(tokens.tolist())
+        counts.append([len(t.score) for t in telemetry])
+        return True
+
+    GuidedDecoder(llama, module, config, on_token=on_token).run(*encode_prompts(llama.tokenizer, prompts, False))
     assert [list(col) for col in zip(*seen)] == ref.token_ids
-    if config.guidance:
-        assert [t.score for t in decoder.telemetry] == [pytest.approx(t.score, abs=1e-5) for t in ref.telemetry]
+    if config.guidance and module.config.num_bridge_tokens:
+        # When token t is handed over, the telemetry of every token up to t is there.
+        assert counts == [[t + 1, t + 1] for t in range(len(seen))]
     # Returning False stops the run before the next forward pass.
     calls = []
-    StreamingDecoder(llama, module, config, lambda tokens: calls.append(tokens) and False).stream(
+    GuidedDecoder(llama, module, config, on_token=lambda tokens, tel: calls.append(tokens) and False).run(
         *encode_prompts(llama.tokenizer, prompts, False))
     assert len(calls) == 1
 
@@ -459,12 +465,12 @@ def test_streaming_decoder_hands_over_exactly_what_generate_returns(llama, cfg):
 def test_a_failing_batch_answers_500_and_the_server_goes_on(guided, monkeypatch):
     import svgt.serving.scheduler as scheduler_module
 
-    def boom(self, ids, mask, paragraphs=None):
+    def boom(self, ids, mask, keep_logits=False, paragraphs=None):
         raise RuntimeError("simulated out of memory")
 
     with BackgroundServer(_app(guided)) as srv:
         client = _client(srv)
-        monkeypatch.setattr(scheduler_module.StreamingDecoder, "stream", boom)
+        monkeypatch.setattr(scheduler_module.GuidedDecoder, "run", boom)
         with pytest.raises(openai.InternalServerError) as exc:
             client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=3)
         assert exc.value.status_code == 500 and exc.value.body["type"] == "server_error"

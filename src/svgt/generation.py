@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from transformers import DynamicCache
@@ -140,11 +140,21 @@ def prompt_value(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModu
     return h_v, z
 
 
-class GuidedDecoder:
-    """One batch of guided generation. Use `generate()` unless you need the pieces."""
+OnToken = Callable[[torch.Tensor, list[RowTelemetry]], bool]
+"""Called with each step's picked tokens `(B,)` (finished rows get the pad id) and the rows' telemetry, which by then
+holds entries for every token up to this one; return False to stop decoding after this token."""
 
-    def __init__(self, backbone: Backbone, module: ValueModule | None, cfg: GenerationConfig) -> None:
+
+class GuidedDecoder:
+    """One batch of guided generation. Use `generate()` (or `svgt.SVGTModel`) unless you need the pieces.
+
+    `on_token` (optional, see `OnToken`) sees every token as soon as it is picked, before the forward that feeds it
+    back: what streaming (`svgt.streaming`, the server) is built on."""
+
+    def __init__(self, backbone: Backbone, module: ValueModule | None, cfg: GenerationConfig,
+                 on_token: OnToken | None = None) -> None:
         self.backbone = backbone
+        self.on_token = on_token
         self.model = backbone.model
         self.module = module
         self.cfg = cfg
@@ -278,6 +288,8 @@ class GuidedDecoder:
                     finish_reasons[row] = "stop"
                 finished |= hit
             generated = torch.cat([generated, token[:, None]], 1)
+            if self.on_token is not None and not self.on_token(token, telemetry):
+                break
             if bool(finished.all()) or step == cfg.max_new_tokens - 1:
                 break
             refresh = (

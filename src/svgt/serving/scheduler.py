@@ -11,7 +11,8 @@ Design (batch-level, with per-row release; not continuous batching):
   for grouping. Prompt lengths and `max_tokens` may differ: prompts are left-padded and the batch decodes up to the
   largest `max_tokens`.
 - The batch is one `GuidedDecoder` run: every forward pass serves all its rows. Tokens reach each request as they
-  are picked (a per-step callback), so streams are incremental, and a row that finishes (EOS, a stop sequence, its
+  are picked (the decoder's public `on_token` callback, as for `svgt.streaming.TextStream`), so streams are
+  incremental, and a row that finishes (EOS, a stop sequence, its
   own `max_tokens`, or a client that went away) gets its response at once; its slot in the batch is only freed when
   the whole batch ends, and the batch ends as soon as every row is finished.
 
@@ -27,62 +28,15 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from ..generation import GuidedDecoder, RowTelemetry, stop_token_ids
 from ..pipeline import GuidedModel
 from ..prompts import left_pad
+from ..streaming import IncrementalText
 from .protocol import APIError, Completion, ParsedRequest
-
-
-class _BatchDone(Exception):
-    """Raised from the per-step callback to end a batch whose rows are all finished."""
-
-
-class StreamingDecoder(GuidedDecoder):
-    """`GuidedDecoder` that hands every picked token of every row to `on_tokens(tokens)` as soon as it is picked.
-
-    `on_tokens` returns False when no row needs more tokens; the run then stops before the next forward pass. The
-    decoding itself is the base class's, unchanged (tests check the tokens equal `generate()`'s): the hook relies on
-    the loop feeding each step's new token as the last column of exactly one `_forward` once it is `decoding` (after
-    the prompt's forward and, unless the gate let every prompt through, the first bridge's), and on the last token
-    reaching `_result` without a forward.
-    `self.telemetry` is the per-row `RowTelemetry` the loop fills; when token `t` is handed over, entries `0..t` exist.
-    """
-
-    def __init__(self, backbone, module, cfg, on_tokens: Callable[[list[int]], bool]) -> None:
-        super().__init__(backbone, module, cfg)
-        self.on_tokens = on_tokens
-        self.telemetry: list[RowTelemetry] = []
-
-    def stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               paragraphs: list[list[list[int]]] | None = None) -> None:
-        self._handed = 0
-        try:
-            self.run(input_ids, attention_mask, paragraphs=paragraphs)
-        except _BatchDone:
-            pass
-
-    def _hand(self, tokens: torch.Tensor) -> None:
-        self._handed += 1
-        if not self.on_tokens(tokens.tolist()):
-            raise _BatchDone
-
-    def _loop(self, input_ids, lengths, m_len, telemetry, stops, generator, keep_logits):
-        self.telemetry = telemetry
-        return super()._loop(input_ids, lengths, m_len, telemetry, stops, generator, keep_logits)
-
-    def _forward(self, ids, positions, plan):
-        if self.decoding:
-            self._hand(ids[:, -1])
-        return super()._forward(ids, positions, plan)
-
-    def _result(self, generated, stops, telemetry, finish_reasons, step_logits, step_bridges):
-        for col in range(self._handed, generated.shape[1]):
-            self._hand(generated[:, col])
-        return None  # the rows were decoded and delivered as they went
 
 
 def context_window(guided: GuidedModel) -> int | None:
@@ -136,46 +90,12 @@ class Job:
             self.cancelled = True
 
 
-class _Row:
-    """One request inside a running batch: its tokens, its text, stop sequences and what has been streamed."""
+class _Row(IncrementalText):
+    """One request inside a running batch: its job, and its text as `IncrementalText` streams it."""
 
     def __init__(self, job: Job, tokenizer: Any, eos: set[int], lock: threading.Lock) -> None:
-        self.job, self.tokenizer, self.eos, self.lock = job, tokenizer, eos, lock
-        self.stops = job.req.stop
-        self.ids: list[int] = []
-        self.text = ""
-        self.sent = ""
-        self.finish: str | None = None
-
-    def push(self, token: int) -> str:
-        """Take one token; return the text that may be streamed now (possibly empty)."""
-        if token in self.eos:
-            self.finish = "stop"
-            return self._release(self.text)
-        self.ids.append(token)
-        with self.lock:
-            text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.text, self.finish = text[:cut], "stop"
-            return self._release(self.text)
-        self.text = text
-        if len(self.ids) >= self.job.max_tokens:
-            self.finish = "length"
-            return self._release(text)
-        # Hold back a tail that may still become a stop sequence, and an incomplete UTF-8 character.
-        safe = len(text) - max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
-        while safe > 0 and text[safe - 1] == "\ufffd":
-            safe -= 1
-        return self._release(text[:safe])
-
-    def _release(self, upto: str) -> str:
-        # Streamed text is never taken back: release only what extends what was sent (it always does for
-        # byte-level and SentencePiece tokenizers once incomplete characters are held back).
-        if len(upto) > len(self.sent) and upto.startswith(self.sent):
-            delta, self.sent = upto[len(self.sent):], upto
-            return delta
-        return ""
+        super().__init__(tokenizer, eos, job.max_tokens, job.req.stop, lock)
+        self.job = job
 
 
 def telemetry_summary(tel: RowTelemetry | None, n: int, guided: bool, trained: bool, req: ParsedRequest) -> dict:
@@ -331,11 +251,11 @@ class Scheduler:
         cfg = req.generation_config(max(j.max_tokens for j in jobs), guided=module is not None)
         eos = stop_token_ids(bb, cfg.extra_stop_token_ids)
         rows = [_Row(job, bb.tokenizer, eos, self.tokenizer_lock) for job in jobs]
-        decoder: StreamingDecoder
+        telemetry: list[RowTelemetry] = []
 
         def finish(row: _Row, delta: str) -> None:
             n = len(row.ids)
-            tel = decoder.telemetry[rows.index(row)] if decoder.telemetry else None
+            tel = telemetry[rows.index(row)] if telemetry else None
             svgt = telemetry_summary(tel, n, decoder.guided, self.guided.trained, row.job.req)
             row.job.send("done", (delta, Completion(row.text, row.finish or "length", len(row.job.prompt_ids), n,
                                                     svgt)))
@@ -343,9 +263,11 @@ class Scheduler:
                 self.completed += 1
                 self.tokens += n
 
-        def on_tokens(tokens: list[int]) -> bool:
+        def on_token(tokens: torch.Tensor, rows_telemetry: list[RowTelemetry]) -> bool:
+            """Hand each row its token as soon as it is picked; False (stop decoding) once no row needs more."""
+            telemetry[:] = rows_telemetry
             alive = False
-            for row, token in zip(rows, tokens):
+            for row, token in zip(rows, tokens.tolist()):
                 if row.finish is not None:
                     continue
                 if row.job.cancelled or self._closed:
@@ -366,9 +288,9 @@ class Scheduler:
             return alive
 
         ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
-        decoder = StreamingDecoder(bb, module, cfg, on_tokens)
-        decoder.stream(ids, mask, [j.paragraphs for j in jobs])
+        decoder = GuidedDecoder(bb, module, cfg, on_token=on_token)
+        decoder.run(ids, mask, paragraphs=[j.paragraphs for j in jobs])
         for row in rows:  # the decoder ended (all rows at EOS) before a row saw its own end
             if row.finish is None and not row.job.cancelled:
                 row.finish = "stop"
-                finish(row, row._release(row.text))
+                finish(row, row.release(row.text))
