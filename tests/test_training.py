@@ -1,3 +1,4 @@
+import math
 import os
 import random
 
@@ -361,3 +362,34 @@ def test_reselect_applies_the_rule_to_the_stored_search_without_generating(monke
     saved = json.loads((tmp_path / "metrics.json").read_text())["tuning"]
     assert saved["margin"]["reselected"]["before"]["chosen"] == 6.0 and saved["guided"]["harmbench_val_refusal"] == 0.5
     assert len(saved["margin"]["search"]) == 8  # the stored search is kept whole
+
+
+def test_training_on_a_bfloat16_backbone_keeps_the_module_in_float32(cache, tmp_path):
+    """Where dtypes meet: states leave the backbone in its dtype and are cached fp16, the module trains in float32,
+    and its Bridge Tokens enter the bfloat16 backbone cast down; stage 3's gradient flows back through that cast."""
+    from svgt.artifact import load_pretrained
+    from svgt.training.trainer import train
+
+    bb = tiny_backbone("llama")
+    bb.model.to(torch.bfloat16)
+    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=1, stage2_epochs=1,
+                      stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4, stage3_batch=4,
+                      contrast=0, probe_sweep=False)
+    metrics = train(bb, tmp_path / "out", cfg, corpus=_fake_corpus(), evaluate=False)
+    assert all(math.isfinite(r["loss"]) for r in metrics["stage1"] + metrics["stage2"])
+    module = load_pretrained(tmp_path / "out", bb)
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+    # Stage 3 steps on the bfloat16 backbone: the float32 bridge learns and the loss falls.
+    examples = [encode_pair(bb, t, "fixed target words here", 64, 8) for t, _ in _texts(16)]
+    batcher = Stage3Batcher(bb, module, examples, _tiny_cfg())
+    idx = torch.arange(len(examples))
+    before = {k: v.clone() for k, v in module.bridge.state_dict().items()}
+    hist = run_loop(module, stage3_spec(batcher, idx[:4], idx[4:], _tiny_cfg()), progress=False)
+    assert hist[-1]["ce"] < hist[0]["ce"] and all(math.isfinite(r["loss"]) for r in hist)
+    assert any(not torch.equal(before[k], v) for k, v in module.bridge.state_dict().items())
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+    # bfloat16 states are other states: they never share a cache entry with float32 ones.
+    pairs = [encode_pair(bb, "hello there", "general kenobi", 64, 16)]
+    key_bf16 = activations._cache_key(bb, 2, pairs)
+    bb.model.to(torch.float32)
+    assert activations._cache_key(bb, 2, pairs) != key_bf16

@@ -207,6 +207,54 @@ class Backbone:
         return next(self.model.parameters()).dtype
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+DTYPES: dict[str, torch.dtype | None] = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
+                                         "float16": torch.float16}
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple's MPS, then the CPU; anything else (cpu, cuda, cuda:N, mps) must be available
+    here, else a BackboneError says what is."""
+    text = str(spec).strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise BackboneError(f"device {spec!r} is not one of {', '.join(DEVICES)}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackboneError(f"device {spec!r}: this PyTorch ({torch.__version__}) sees no CUDA GPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BackboneError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA GPU(s) here")
+    elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BackboneError(f"device {spec!r}: MPS is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise BackboneError(f"device {spec!r} is not one of {', '.join(DEVICES)}")
+    return device
+
+
+def resolve_dtype(spec: str | torch.dtype | None, device: str | torch.device = "cpu") -> torch.dtype:
+    """The backbone's dtype: `auto` (or None) is bfloat16 on a GPU that supports it, else float16 on CUDA and MPS,
+    else float32; `float32`, `bfloat16` and `float16` are taken as given. The value module stays float32 whatever
+    this is (see `svgt.generation`: states are cast up before it reads them, its Bridge Tokens down to this dtype
+    where they enter the backbone)."""
+    if isinstance(spec, torch.dtype):
+        return spec
+    key = "auto" if spec is None else str(spec).strip().lower()
+    if key not in DTYPES:
+        raise BackboneError(f"dtype {spec!r} is not one of {', '.join(DTYPES)}")
+    if DTYPES[key] is not None:
+        return DTYPES[key]
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if kind == "mps" else torch.float32
+
+
 def freeze(model: nn.Module) -> nn.Module:
     model.eval()
     for param in model.parameters():
@@ -229,12 +277,16 @@ def load_backbone(
     name_or_path: str = DEFAULT_BACKBONE,
     *,
     revision: str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype | None = torch.float32,
     device: str | torch.device = "cpu",
     attn_implementation: str = "sdpa",
     layers_path: str | None = None,
 ) -> Backbone:
-    """Load a causal LM frozen (eval mode, no gradients) by built-in name, hub id or local path."""
+    """Load a causal LM frozen (eval mode, no gradients) by built-in name, hub id or local path, on `device`
+    (`resolve_device`: cpu, cuda, cuda:N, mps or auto) in `dtype` (`resolve_dtype`: a torch dtype, or float32,
+    bfloat16, float16 or auto)."""
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from transformers.utils import logging as hf_logging

@@ -78,7 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not prompts:
         raise UsageError("no prompts: give them as arguments or with --prompts-file FILE")
     config = _generation_config(args)
-    guided = load_guided_model(args.backbone, args.artifact, margin=args.margin, gate_threshold=args.gate_threshold)
+    guided = load_guided_model(_backbone(args), args.artifact, margin=args.margin, gate_threshold=args.gate_threshold)
     module = guided.module if config.guidance else None
     result = generate(
         guided.backbone, module, prompts, config, chat_template=not args.no_chat_template, batch_size=args.batch_size
@@ -106,10 +106,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .backbone import load_backbone
     from .pipeline import packaged_artifact
 
-    bb = load_backbone(args.backbone)
+    bb = _backbone(args)
     artifact = args.artifact or packaged_artifact(bb.name)
     info: dict[str, Any] = {
         "svgt_version": __version__,
@@ -119,6 +118,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "model_type": getattr(bb.model.config, "model_type", None),
         "num_layers": bb.num_layers,
         "hidden_size": bb.hidden_size,
+        "device": str(bb.device),
+        "dtype": str(bb.dtype).removeprefix("torch."),
         "chat_template": bool(getattr(bb.tokenizer, "chat_template", None)),
         "artifact": str(artifact) if artifact else None,
         "artifact_config": read_config(artifact) if artifact else None,
@@ -139,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .generation import generate
     from .pipeline import load_guided_model
 
-    guided = load_guided_model(args.backbone, args.artifact, margin=args.margin, gate_threshold=args.gate_threshold)
+    guided = load_guided_model(_backbone(args), args.artifact, margin=args.margin, gate_threshold=args.gate_threshold)
     status = f"trained module {guided.artifact}" if guided.trained else "UNTRAINED module (no real guidance)"
     print(f"svgt demo: backbone {guided.backbone.name}, {status}\n")
     prompts = [p for _, p in DEMO_PROMPTS]
@@ -160,7 +161,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .backbone import load_backbone
     from .config import TrainConfig
     from .training.trainer import reselect, retune, train
 
@@ -175,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             overrides[key] = raw
     cfg = TrainConfig(seed=args.seed, **overrides)
-    backbone = load_backbone(args.backbone)
+    backbone = _backbone(args)
     if args.retune:
         print(json.dumps({"tuning": retune(backbone, args.out, cfg)}, indent=2))
         return 0
@@ -205,7 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         suites.append(f"file:{args.prompts}")
     if not suites:
         raise UsageError("no suites: give --suites harmbench,jailbreak,inthewild,overrefusal and/or --prompts FILE")
-    report = evaluate(methods, suites, args.out, backbone=args.backbone, artifact=args.artifact, limit=args.limit,
+    report = evaluate(methods, suites, args.out, backbone=_backbone(args), artifact=args.artifact, limit=args.limit,
                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
                       judge_kind=args.judge_kind, reference=args.reference, margin=args.margin,
                       sweep_margins=args.sweep_margins, gate_threshold=args.gate_threshold)
@@ -218,7 +218,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.backbone, args.artifact, host=args.host, port=args.port, api_key=args.api_key,
           max_queue=args.max_queue, max_batch=args.max_batch, margin=args.margin,
-          gate_threshold=args.gate_threshold)
+          gate_threshold=args.gate_threshold, device=args.device, dtype=args.dtype)
     return 0
 
 
@@ -226,8 +226,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import format_markdown, run_benchmark
 
     spec = f"random:{args.random_config}" if args.random_config else args.backbone
-    result = run_benchmark(spec, quick=args.quick, repeats=args.repeats, device=args.device, out_dir=args.out,
-                           progress=not args.json)
+    from .backbone import resolve_device, resolve_dtype
+
+    device = resolve_device(args.device)
+    dtype = None if args.dtype == "auto" else resolve_dtype(args.dtype, device)
+    result = run_benchmark(spec, quick=args.quick, repeats=args.repeats, device=str(device), dtype=dtype,
+                           out_dir=args.out, progress=not args.json)
     print(json.dumps(result, indent=1) if args.json else format_markdown(result))
     return 0
 
@@ -239,10 +243,28 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_backbone_args(p: argparse.ArgumentParser) -> None:
+def _add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="cpu, cuda, cuda:N, mps or auto (default: auto, the first of CUDA, MPS and the CPU)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="the backbone's dtype (default: auto, bfloat16 on a GPU that has it, float32 on the CPU); "
+                        "the value module always runs in float32")
+
+
+def _add_backbone_args(p: argparse.ArgumentParser, artifact: bool = True) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE,
                    help=f"built-in name ({', '.join(BUILTIN_BACKBONES)}), hub id or local path")
-    p.add_argument("--artifact", default=None, help="value-module directory (default: the one shipped for the backbone)")
+    if artifact:
+        p.add_argument("--artifact", default=None,
+                       help="value-module directory (default: the one shipped for the backbone)")
+    _add_device_args(p)
+
+
+def _backbone(args: argparse.Namespace):
+    """The backbone named by --backbone, on --device in --dtype."""
+    from .backbone import load_backbone
+
+    return load_backbone(args.backbone, device=args.device, dtype=args.dtype)
 
 
 def _margin_list(text: str) -> list[float]:
@@ -311,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--refresh-every", type=int, default=0)
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser("train", help="train a value module: three stages on the packaged safety data")
-    t.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    _add_backbone_args(t, artifact=False)
     t.add_argument("--out", default="runs/value-module", help="artifact directory to write (default: %(default)s)")
     t.add_argument("--stage", type=int, choices=[1, 2, 3], default=None, help="run one stage only (default: all)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
@@ -328,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="compare methods on real benchmarks and write a report")
     e.add_argument("--methods", default="none,system_prompt,svgt",
                    help="comma-separated: none, system_prompt, svgt, svgt_inject, caa, cast, iti, re_control, dpo_lora")
-    e.add_argument("--suites", default="harmbench,overrefusal", help="comma-separated: harmbench, jailbreak (DAN templates), inthewild (real jailbreak prompts), "
+    e.add_argument("--suites", default="harmbench,overrefusal",
+                   help="comma-separated: harmbench, jailbreak (DAN templates), inthewild (real jailbreak prompts), "
                         "overrefusal")
     e.add_argument("--prompts", help="a user suite: JSONL/CSV with a 'prompt' column and optional 'label'")
     e.add_argument("--out", default="runs/eval", help="output directory; an interrupted run resumes from it")
@@ -363,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--quick", action="store_true", help="batch 1, prompt 64, 64 new tokens, 4 variants (< 5 min)")
     bn.add_argument("--json", action="store_true")
     bn.add_argument("--out", default=None, help="write JSON, Markdown and the time-per-token plot here")
-    bn.add_argument("--device", default="cpu")
+    _add_device_args(bn)
     bn.add_argument("--repeats", type=int, default=None)
     bn.set_defaults(func=cmd_bench)
 

@@ -82,7 +82,9 @@ class ByteTokenizer:
 
 
 def default_dtype(device: str) -> torch.dtype:
-    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    from ..backbone import resolve_dtype
+
+    return resolve_dtype("auto", device)
 
 
 def random_backbone(name: str, device: str = "cpu", dtype: torch.dtype | None = None, seed: int = 0) -> Backbone:

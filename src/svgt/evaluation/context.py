@@ -81,7 +81,7 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
     ctx = build_context(bb, artifact, margin=margin, gate_threshold=gate_threshold)
     judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
-    ref = load_backbone(reference) if reference else None
+    ref = load_backbone(reference, device=bb.device, dtype=bb.dtype) if reference else None
     options: dict[str, dict[str, Any]] = {"svgt": {"sweep_margins": list(sweep_margins)}}
     run_evaluation({name: make_method(name, **options.get(name, {})) for name in methods}, ctx, suites, out_dir,
                    limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge, reference=ref)

@@ -275,12 +275,14 @@ def serve(
     *,
     model_name: str | None = None,
     device: str = "cpu",
+    dtype: str = "float32",
     batch_window_s: float = 0.015,
     log_level: str = "info",
     margin: float | None = None,
     gate_threshold: float | None = None,
 ) -> None:
-    """Load `backbone` (+ `artifact`, else the packaged or an untrained module) on `device` and serve it on
+    """Load `backbone` (+ `artifact`, else the packaged or an untrained module) on `device` in `dtype`
+    (`svgt.load_backbone`) and serve it on
     `host:port` until interrupted. `api_key` defaults to $SVGT_API_KEY; without either the API is open (a warning
     says so when `host` is not a loopback address). `model_name` defaults to the backbone name; `margin` overrides
     the module's Newton-step margin and `gate_threshold` its safe-prompt gate."""
@@ -288,7 +290,7 @@ def serve(
 
     if api_key is None:
         api_key = os.environ.get("SVGT_API_KEY") or None
-    guided = load_guided_model(load_backbone(backbone, device=device), artifact, margin=margin,
+    guided = load_guided_model(load_backbone(backbone, device=device, dtype=dtype), artifact, margin=margin,
                                gate_threshold=gate_threshold)
     app = create_app(guided, api_key=api_key, max_queue=max_queue, max_batch=max_batch, model_name=model_name,
                      batch_window_s=batch_window_s)

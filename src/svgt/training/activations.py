@@ -58,7 +58,10 @@ def encode_pair(backbone: Backbone, prompt: str, response: str | None, max_promp
 
 def _cache_key(backbone: Backbone, layer: int, pairs: list[EncodedPair]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([backbone.name, backbone.revision, backbone.num_layers, layer]).encode())
+    key: list = [backbone.name, backbone.revision, backbone.num_layers, layer]
+    if backbone.dtype != torch.float32:  # float32 keys stay as they were, so existing caches still match
+        key.append(str(backbone.dtype))
+    h.update(json.dumps(key).encode())
     for p in pairs:
         h.update(json.dumps([p.prompt_ids, p.response_ids]).encode())
     return h.hexdigest()[:20]
@@ -93,8 +96,10 @@ def compute_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], bat
                 m = p_ids.shape[1]
                 for row, i in enumerate(idx):
                     mp, n = len(pairs[i].prompt_ids), len(pairs[i].response_ids)
-                    prompt_states[i] = states[row, m - mp : m].half().clone()
-                    response_states[i] = states[row, m : m + n].half().clone()
+                    # fp16 on the CPU whatever the backbone's device: what the disk cache holds, and what the
+                    # stages move to the module's device batch by batch.
+                    prompt_states[i] = states[row, m - mp : m].to("cpu", torch.float16, copy=True)
+                    response_states[i] = states[row, m : m + n].to("cpu", torch.float16, copy=True)
         finally:
             handle.remove()
     return StateSet(prompt_states, response_states)  # type: ignore[arg-type]

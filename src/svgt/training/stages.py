@@ -47,13 +47,19 @@ class StateData:
     states: StateSet
     labels: torch.Tensor
 
-    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Padded fp32 states of items `idx` on `device` (the cache keeps them fp16 on the CPU)."""
         p, pm = _pad([self.states.prompt_states[i] for i in idx], left=True)
         # A standalone text is scored at its last token, like a prompt at bridge time.
         resp = [self.states.response_states[i] if self.states.response_states[i].shape[0]
                 else self.states.prompt_states[i][-1:] for i in idx]
         r, rm = _pad(resp, left=False)
-        return {"prompt": p, "prompt_mask": pm, "response": r, "response_mask": rm, "label": self.labels[idx].float()}
+        out = {"prompt": p, "prompt_mask": pm, "response": r, "response_mask": rm, "label": self.labels[idx].float()}
+        return {k: v.to(device) for k, v in out.items()}
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def _pos_weight(labels: torch.Tensor) -> torch.Tensor:
@@ -66,19 +72,19 @@ def pair_scores(module: ValueModule, data: StateData, conditional: bool, batch_s
     out = []
     with torch.no_grad():
         for start in range(0, len(data.labels), batch_size):
-            b = data.batch(torch.arange(start, min(start + batch_size, len(data.labels))))
+            b = data.batch(torch.arange(start, min(start + batch_size, len(data.labels))), _device(module))
             s = module.score(b["response"], b["prompt"], b["prompt_mask"], conditional=conditional)
             m = b["response_mask"].float()
             out.append((s * m).sum(1) / m.sum(1))
-    return torch.cat(out)
+    return torch.cat(out).cpu()
 
 
 def stage1_spec(module: ValueModule, texts: StateData, heldout: StateData, cfg: TrainConfig) -> LoopSpec:
     vs = module.value_space
-    pos_weight = _pos_weight(texts.labels)
+    pos_weight = _pos_weight(texts.labels).to(_device(module))
 
     def loss(idx: torch.Tensor):
-        b = texts.batch(idx)
+        b = texts.batch(idx, _device(module))
         s = module.score_sequence(b["prompt"], b["prompt_mask"])
         return F.binary_cross_entropy_with_logits(s, b["label"], pos_weight=pos_weight), {}
 
@@ -95,10 +101,10 @@ def stage1_spec(module: ValueModule, texts: StateData, heldout: StateData, cfg: 
 
 def stage2_spec(module: ValueModule, pairs: StateData, heldout: StateData, cfg: TrainConfig) -> LoopSpec:
     vs = module.value_space
-    pos_weight = _pos_weight(pairs.labels)
+    pos_weight = _pos_weight(pairs.labels).to(_device(module))
 
     def loss(idx: torch.Tensor):
-        b = pairs.batch(idx)
+        b = pairs.batch(idx, _device(module))
         s = module.score(b["response"], b["prompt"], b["prompt_mask"])
         m = b["response_mask"].float()
         target = b["label"][:, None].expand_as(s)

@@ -152,7 +152,9 @@ def train(
     mcfg = ValueModuleConfig.for_backbone(backbone.hidden_size, backbone.num_layers, value_dim=cfg.value_dim,
                                           num_bridge_tokens=cfg.num_bridge_tokens, **overrides)
     torch.manual_seed(cfg.seed)
-    module = ValueModule(mcfg)
+    # The module trains in float32 on the backbone's device, whatever the backbone's dtype (states are cast up as
+    # they are batched; Bridge Tokens are cast to the backbone's dtype where they enter it).
+    module = ValueModule(mcfg).to(backbone.device)
     if resume and (out / "value_module.safetensors").exists() and 1 not in stages:
         from ..artifact import load_pretrained
 
