@@ -113,8 +113,10 @@ class CASTMethod(Method):
                  tune_max_new_tokens: int = 24, batch_size: int = 16):
         """`condition_layers`: where the condition may be checked (default: 1/6, 1/3, 1/2, 2/3 of depth).
         Thresholds per layer: the one that best separates the training prompts (`best_split`, the paper's grid
-        search) and, in both directions, the given `quantiles` of the training prompts' similarities. `windows`: candidate behavior layer ranges as fractions of depth `[start, end)`.
-        `strengths`: candidate alphas. The grid is their product."""
+        search) and, in both directions, the given `quantiles` of the training prompts' similarities.
+        `windows`: candidate behavior layer ranges as fractions of depth `[start, end)`. `strengths`: candidate
+        alphas. The grid is conditions x windows x strengths (352 candidates by default, composed from 8 steered
+        runs)."""
         super().__init__()
         self.condition_layers = list(condition_layers) if condition_layers is not None else None
         self.quantiles = list(quantiles)
