@@ -2,8 +2,10 @@
 
 A plain decoding step pushes 1 row through every decoder layer; a fused fast refresh pushes K + 1 (the new Bridge
 Tokens ride along with the next token). Below the insert layer the K bridge rows are masked for every query and
-overwritten at the insert layer, so their work there is wasted. This script times each linear layer of one decoder
-layer at both row counts and scales by the layer count, so the waste can be read off directly.
+overwritten at the insert layer, so the decoder drops them there (`ForwardPlan.lower_skip`). This script times each
+linear layer of one decoder layer at both row counts and scales by the layer count, so the waste that was removed and
+the work that remains (the floor `svgt bench --quick` prints beside the r=1 ratio) can be read off directly. The
+measurement itself is `svgt.benchmark.floor.row_cost`.
 
     .venv/bin/python benchmarks/row_cost.py            # default backbone, K from the shipped module
 """
@@ -11,46 +13,34 @@ layer at both row counts and scales by the layer count, so the waste can be read
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from svgt.benchmark.floor import row_cost
 from svgt.pipeline import load_guided_model
-
-
-def _ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="smollm2-135m-instruct")
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args()
     gm = load_guided_model(args.backbone)
     bb, cfg = gm.backbone, gm.module.config
     k = cfg.num_bridge_tokens
-    linears = [m for m in bb.layers[0].modules() if isinstance(m, torch.nn.Linear)]
-    with torch.inference_mode():
-        per_layer = {}
-        for rows in (1, k + 1):
-            x = {m.in_features: torch.randn(1, rows, m.in_features) for m in linears}
-            per_layer[rows] = sum(_ms(lambda m=m: m(x[m.in_features]), args.repeats) for m in linears)
+    cost = row_cost(bb, k, cfg.insert_layer, batch=args.batch, repeats=args.repeats)
     n, ins = bb.num_layers, cfg.insert_layer
-    one, many = per_layer[1], per_layer[k + 1]
-    print(f"backbone {bb.name}: {n} layers, insert layer {ins}, K = {k}, {torch.get_num_threads()} threads")
-    print(f"linear layers of one decoder layer: {one:.3f} ms at 1 row, {many:.3f} ms at {k + 1} rows "
+    one, many = cost.one_ms, cost.many_ms
+    rows = args.batch * (k + 1)
+    print(f"backbone {bb.name}: {n} layers, insert layer {ins}, K = {k}, batch {args.batch}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"linear layers of one decoder layer: {one:.3f} ms at {args.batch} row(s), {many:.3f} ms at {rows} rows "
           f"({many / one:.2f}x)")
     print(f"whole stack, plain step:            {n * one:.2f} ms")
-    print(f"whole stack, fused refresh now:     {n * many:.2f} ms")
-    print(f"  with no bridge rows below layer {ins}: {ins * one + (n - ins) * many:.2f} ms")
+    print(f"whole stack, all rows in every layer: {n * many:.2f} ms")
+    print(f"  with no bridge rows below layer {ins} (today's fast refresh; the floor): "
+          f"{ins * one + (n - ins) * many:.2f} ms (+{cost.extra_ms:.2f} ms over a plain step)")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
 """The speed benchmark on tiny random backbones: structure, interleaving, equal lengths, outputs. Never timings."""
 
 import json
+import math
+import random
+import statistics
 
 import pytest
 import torch
 from tiny import tiny_backbone
 
 from svgt.benchmark import QUICK_VARIANTS, RANDOM_CONFIGS, format_markdown, run_benchmark
+from svgt.benchmark import runner as bench_runner
+from svgt.benchmark.floor import RowCost, bridge_passes, floor_ratio, row_cost
 from svgt.benchmark.measure import RssSampler
 from svgt.benchmark.models import prompt_batch, random_backbone
+from svgt.benchmark.stats import RatioInterval, bootstrap_ratio, converged, paired_ratios
 from svgt.benchmark.variants import parse_variant, token_forwards
 
 VARIANTS = ["hf_generate", "svgt_off", "svgt_r0", "svgt_r1_fast", "svgt_r2_exact", "svgt_r2_fast_tel",
@@ -102,7 +108,7 @@ def test_outputs_markdown_json_plot(result):
 
 def test_quick_mode_on_a_backbone_object(tmp_path):
     backbone = tiny_backbone("llama")
-    r = run_benchmark(backbone, quick=True, repeats=2, new_tokens=[8], prompt_lens=[8], memory=False)
+    r = run_benchmark(backbone, quick=True, repeats=2, new_tokens=[8], prompt_lens=[8], memory=False, max_seconds=0)
     assert list(r["ratios"]) == QUICK_VARIANTS
     assert r["ratios"]["hf_generate"] == 1.0
     assert r["settings"]["batch_sizes"] == [1] and len(r["cells"]) == 1
@@ -167,3 +173,227 @@ def test_rss_sampler_sees_an_allocation():
         big = torch.ones(64 * 1024 * 1024 // 4 * 3)  # 192 MiB, touched
         del big
     assert sampler.peak - sampler.baseline > 100 * 1024 * 1024
+
+
+# --- statistics: paired ratios, bootstrap intervals, the stopping rule --------------------------------------------
+
+
+def test_constant_paired_ratios_give_a_zero_width_interval_whatever_the_drift():
+    base = [1.0, 2.0, 4.0, 8.0, 3.0]  # the machine's speed drifts 8x between rounds...
+    iv = bootstrap_ratio([([1.25 * b for b in base], base)])  # ...but within a round the ratio holds
+    assert (iv.median, iv.lo, iv.hi, iv.rounds) == (pytest.approx(1.25), pytest.approx(1.25), pytest.approx(1.25), 5)
+    assert iv.rel_halfwidth == pytest.approx(0.0, abs=1e-12)
+    assert bootstrap_ratio([(base, base)]).as_list() == [1.0, 1.0]
+
+
+def test_skewed_sample_gives_its_median_and_ignores_the_outlier():
+    ratios = [1.00, 1.01, 1.02, 1.02, 1.03, 1.04, 5.0]  # one round hit by someone else's job
+    iv = bootstrap_ratio([(ratios, [1.0] * len(ratios))])
+    assert iv.median == pytest.approx(1.02)
+    assert iv.lo <= iv.median <= iv.hi < 1.1
+    even = bootstrap_ratio([([1.0, 2.0, 3.0, 100.0], [1.0] * 4)])
+    assert even.median == pytest.approx(2.5)  # the middle two averaged, as statistics.median does
+
+
+def test_interval_contains_the_median_narrows_with_rounds_and_is_seeded():
+    rng = random.Random(1)
+    ratios = [1.2 * math.exp(rng.gauss(0.0, 0.05)) for _ in range(400)]
+    widths = []
+    for n in (10, 40, 400):
+        iv = bootstrap_ratio([(ratios[:n], [1.0] * n)])
+        assert iv.lo <= iv.median <= iv.hi and iv.rounds == n
+        widths.append(iv.hi - iv.lo)
+    assert widths[0] > widths[1] > widths[2] and widths[2] < widths[0] / 3
+    assert widths[2] / 1.2 == pytest.approx(2 * 1.96 * 1.2533 * 0.05 / math.sqrt(400), rel=0.35)  # median's s.e.
+    again = bootstrap_ratio([(ratios[:40], [1.0] * 40)])
+    assert again == bootstrap_ratio([(ratios[:40], [1.0] * 40)])  # seeded: the same timings, the same interval
+
+
+def test_several_cells_combine_as_a_geometric_mean():
+    iv = bootstrap_ratio([([2.0] * 3, [1.0] * 3), ([0.5] * 6, [1.0] * 6)])
+    assert iv.as_list() == pytest.approx([1.0, 1.0]) and iv.median == pytest.approx(1.0)
+    assert iv.rounds == 3  # the fewest of any cell
+
+
+def test_paired_ratios_and_convergence_rule():
+    assert paired_ratios([2.0, 3.0], [1.0, 2.0]) == [2.0, 1.5]
+    with pytest.raises(ValueError, match="one baseline time per round"):
+        paired_ratios([1.0, 2.0], [1.0])
+    tight, loose = RatioInterval(1.0, 0.99, 1.015, 5), RatioInterval(1.0, 0.97, 1.01, 5)
+    assert tight.rel_halfwidth == pytest.approx(0.015) and loose.rel_halfwidth == pytest.approx(0.03)  # farther end
+    assert converged([tight]) and not converged([tight, loose]) and converged([tight, loose], target=0.031)
+
+
+def test_stop_rule_converged_before_time_cap():
+    ok, wide = RatioInterval(1.2, 1.19, 1.21, 5), RatioInterval(1.2, 1.0, 1.4, 5)
+    base = RatioInterval(1.0, 1.0, 1.0, 5)
+    assert bench_runner._stop({"hf_generate": base, "v": ok}, 100.0, 10.0, 60.0, 0.02) == "converged"
+    assert bench_runner._stop({"hf_generate": base, "v": wide}, 55.0, 10.0, 60.0, 0.02) == "time cap"
+    assert bench_runner._stop({"hf_generate": base, "v": wide}, 40.0, 10.0, 60.0, 0.02) is None
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """Replace each timed generation's seconds with a seeded synthetic timing: the baseline drifts from round to
+    round, each variant is a fixed multiple of it with 3% noise (svgt_off 1.0, r1 1.2, r5 1.05)."""
+    truth = {"hf_generate": 1.0, "svgt_off": 1.0, "svgt_r1_fast": 1.2, "svgt_r5_fast": 1.05}
+    rng, calls, real = random.Random(3), [], bench_runner._timed_run
+
+    def timed(runner, clock, device, new):
+        record, outcome = real(runner, clock, device, new)
+        name = QUICK_VARIANTS[len(calls) % len(QUICK_VARIANTS)]
+        drift = 1.0 + 0.5 * math.sin(len(calls) // len(QUICK_VARIANTS))
+        noise = 1.0 if name == "hf_generate" else math.exp(rng.gauss(0.0, 0.03))
+        record["seconds"] = drift * truth[name] * noise
+        calls.append(name)
+        return record, outcome
+
+    monkeypatch.setattr(bench_runner, "_timed_run", timed)
+    return truth
+
+
+def test_quick_adds_rounds_until_every_interval_is_within_two_percent(fake_clock):
+    r = run_benchmark(tiny_backbone("llama"), quick=True, repeats=3, warmup=0, new_tokens=[4], prompt_lens=[4],
+                      memory=False, max_seconds=120, floor=False)
+    cell = r["cells"][0]
+    assert r["stopped"] == cell["stopped"] == "converged"
+    assert r["rounds"] == cell["rounds"] > 3 and r["settings"]["adaptive"]
+    base = cell["variants"]["hf_generate"]["times_s"]
+
+    def interval(name: str, n: int) -> RatioInterval:
+        return bootstrap_ratio([(cell["variants"][name]["times_s"][:n], base[:n])])
+
+    others = [n for n in QUICK_VARIANTS if n != "hf_generate"]
+    # it stopped at the first round (from the third on) where every interval was within ±2%, not before, not after
+    assert converged([interval(n, cell["rounds"]) for n in others])
+    for n in range(3, cell["rounds"]):
+        assert not converged([interval(name, n) for name in others])
+    for name in others:
+        lo, hi = r["ratio_ci"][name]
+        assert lo <= r["ratios"][name] <= hi and (hi - lo) / 2 <= 0.02 * r["ratios"][name]
+        assert r["ratios"][name] == pytest.approx(fake_clock[name], rel=0.05)
+
+
+def test_quick_stops_at_the_time_cap_and_says_so():
+    r = run_benchmark("random:tiny-llama", quick=True, repeats=2, new_tokens=[4], prompt_lens=[4], memory=False,
+                      max_seconds=0.0, target=0.0)
+    assert r["stopped"] == r["cells"][0]["stopped"] == "time cap" and r["rounds"] == 2
+    assert "stopped: time cap (0 s of timed rounds per cell)" in format_markdown(r)
+
+
+def test_fixed_rounds_still_get_paired_ratios_and_intervals(result):
+    assert result["stopped"] == "fixed" and result["rounds"] == 3 and not result["settings"]["adaptive"]
+    assert "floor" not in result and "floor_ratios" not in result  # measured with quick (or floor=True) only
+    for cell in result["cells"]:
+        assert (cell["rounds"], cell["stopped"]) == (3, "fixed")
+        base = cell["variants"]["hf_generate"]["times_s"]
+        for name, s in cell["variants"].items():
+            assert s["ratio"] == s["paired_ratio"] == pytest.approx(statistics.median(
+                t / b for t, b in zip(s["times_s"], base)))
+            assert s["ratio_ci"][0] <= s["ratio"] <= s["ratio_ci"][1]
+            assert s["ratio_of_medians"] == pytest.approx(s["median_s"] / cell["variants"]["hf_generate"]["median_s"])
+    for name in VARIANTS:
+        lo, hi = result["ratio_ci"][name]
+        assert lo <= result["ratios"][name] <= hi
+    assert result["ratio_ci"]["hf_generate"] == [1.0, 1.0]
+
+
+# --- the floor: the bridge rows' cost above the insert layer ------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])  # nn.Linear, and GPT-2's transposed Conv1D
+def test_row_cost_on_a_tiny_model(family):
+    backbone = tiny_backbone(family)
+    cost = row_cost(backbone, 8, 1, batch=2, repeats=3)
+    assert cost.one_ms > 0 and cost.many_ms > 0 and cost.extra_ms >= 0
+    assert (cost.layers, cost.insert_layer, cost.upper_layers, cost.k, cost.batch) == (4, 1, 3, 8, 2)
+    assert json.loads(json.dumps(cost.to_json()))["extra_ms"] == cost.extra_ms
+    with pytest.raises(ValueError, match="k >= 1"):
+        row_cost(backbone, 0, 1)
+
+
+def test_floor_ratio_counts_the_first_bridge_and_every_refresh():
+    # steps 1..62 of a 64-token generation can refresh; the first bridge is one more pass
+    assert [bridge_passes(r, 64) for r in (0, 1, 5, 10)] == [1, 63, 13, 7]
+    cost = RowCost(one_ms=0.3, many_ms=1.0, batch=1, k=8, layers=30, insert_layer=17, threads=2)
+    assert cost.extra_ms == pytest.approx(13 * 0.7)
+    assert floor_ratio(cost, 1, 64, baseline_s=4.0) == pytest.approx(1 + 63 * 0.0091 / 4.0)
+    assert floor_ratio(cost, 5, 64, baseline_s=4.0) == pytest.approx(1 + 13 * 0.0091 / 4.0)
+    assert RowCost(1.0, 0.9, 1, 8, 30, 17, 2).extra_ms == 0.0  # timing noise never makes rows free
+
+
+def test_quick_reports_the_floor_beside_the_guided_ratios():
+    r = run_benchmark("random:tiny-llama", quick=True, repeats=2, new_tokens=[6], prompt_lens=[4], memory=False,
+                      max_seconds=0.0)
+    (cost,) = r["floor"]["row_cost"]
+    assert (cost["k"], cost["insert_layer"], cost["layers"]) == (8, 1, 4)
+    assert set(r["floor_ratios"]) == {"svgt_r1_fast", "svgt_r5_fast"}  # only the fused-refresh variants
+    stats = r["cells"][0]["variants"]
+    for name in ("svgt_r1_fast", "svgt_r5_fast"):
+        assert r["floor_ratios"][name] >= 1.0
+        assert r["gaps_to_floor"][name] == pytest.approx(r["ratios"][name] - r["floor_ratios"][name])
+        assert stats[name]["gap_to_floor"] == pytest.approx(stats[name]["ratio"] - stats[name]["floor_ratio"])
+    assert "floor_ratio" not in stats["svgt_off"]
+    json.dumps(r, allow_nan=False)
+
+
+# --- the report -----------------------------------------------------------------------------------------------------
+
+
+def _fixed_report(r: dict) -> dict:
+    """A quick result with known numbers written over the measured ones."""
+    r["ratios"] = {"hf_generate": 1.0, "svgt_off": 0.98, "svgt_r1_fast": 1.19, "svgt_r5_fast": 1.05}
+    r["ratio_ci"] = {"hf_generate": [1.0, 1.0], "svgt_off": [0.97, 0.99], "svgt_r1_fast": [1.172, 1.205],
+                     "svgt_r5_fast": [1.04, 1.06]}
+    r["floor_ratios"] = {"svgt_r1_fast": 1.17, "svgt_r5_fast": 1.034}
+    r["gaps_to_floor"] = {"svgt_r1_fast": 0.02, "svgt_r5_fast": 0.016}
+    r["stopped"], r["rounds"] = "converged", 14
+    r["cells"][0].update(rounds=14, stopped="converged")
+    return r
+
+
+def test_report_shows_intervals_floor_rounds_and_stopping():
+    r = run_benchmark("random:tiny-llama", quick=True, repeats=2, new_tokens=[4], prompt_lens=[4], memory=False,
+                      max_seconds=0.0)
+    md = format_markdown(_fixed_report(r))
+    assert "| variant | ratio [95% CI] | ratio vs svgt_off [95% CI] | floor | gap to floor |" in md
+    assert _rows(md, "svgt_r1_fast")[0].startswith("| svgt_r1_fast | 1.190 [1.172, 1.205] | ")
+    assert _rows(md, "svgt_r1_fast")[0].endswith(" | 1.170 | +0.020 |")
+    assert _rows(md, "svgt_off")[0].endswith(" | – | – |")
+    assert "1 warm-up and 14 timed rounds per cell" in md
+    assert "stopped: converged (every interval within ±2% of its median ratio)" in md
+    assert "### batch 1, prompt 4, 4 new tokens — 14 rounds, converged" in md
+    assert "- floor: the lowest ratio a guided variant can reach on this machine" in md
+    assert "ms at 9 rows, × 3 layers = " in md
+    cell_row = _rows(md, "svgt_r1_fast")[1]
+    assert "floor " in cell_row and "(gap " in cell_row
+
+
+def test_report_without_a_floor_has_no_floor_columns(result):
+    md = format_markdown(result)
+    assert "| variant | ratio [95% CI] | ratio vs svgt_off [95% CI] |\n" in md
+    assert "fixed number of rounds" in md and "- floor" not in md
+    r1 = result["cells"][0]["variants"]["svgt_r1_fast"]
+    lo, hi = r1["ratio_ci"]
+    assert f"| {r1['ratio']:.3f} [{lo:.3f}, {hi:.3f}] | {r1['ratio_of_medians']:.3f} |" in _rows(md, "svgt_r1_fast")[1]
+
+
+def test_cli_bench_max_seconds(monkeypatch, capsys):
+    import svgt.benchmark
+    from svgt.cli import build_parser, main
+
+    assert build_parser().parse_args(["bench", "--quick", "--max-seconds", "30"]).max_seconds == 30.0
+    assert build_parser().parse_args(["bench"]).max_seconds is None
+    seen = {}
+
+    def small(spec, **kwargs):  # the CLI's settings, on small axes so the test stays fast
+        seen.update(kwargs)
+        return run_benchmark(spec, **kwargs, new_tokens=[4], prompt_lens=[4])
+
+    monkeypatch.setattr(svgt.benchmark, "run_benchmark", small)
+    assert main(["bench", "--backbone", "random:tiny-llama", "--quick", "--repeats", "2", "--max-seconds", "0",
+                 "--json", "--device", "cpu"]) == 0
+    assert (seen["quick"], seen["max_seconds"], seen["repeats"]) == (True, 0.0, 2)
+    out = json.loads(capsys.readouterr().out)
+    assert out["stopped"] in {"time cap", "converged"} and out["rounds"] == 2
+    assert out["settings"]["max_seconds"] == 0.0 and "floor_ratios" in out and "ratio_ci" in out

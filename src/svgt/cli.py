@@ -231,7 +231,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     dtype = None if args.dtype == "auto" else resolve_dtype(args.dtype, device)
     result = run_benchmark(spec, quick=args.quick, repeats=args.repeats, device=str(device), dtype=dtype,
-                           out_dir=args.out, progress=not args.json)
+                           out_dir=args.out, progress=not args.json, max_seconds=args.max_seconds)
     print(json.dumps(result, indent=1) if args.json else format_markdown(result))
     return 0
 
@@ -383,11 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--backbone", default=DEFAULT_BACKBONE)
     src.add_argument("--random-config", choices=["llama-3.2-3b", "mistral-7b", "smollm2-135m"],
                      help="randomly initialised backbone of a real model's shape (for GPUs where weights can't travel)")
-    bn.add_argument("--quick", action="store_true", help="batch 1, prompt 64, 64 new tokens, 4 variants (< 5 min)")
+    bn.add_argument("--quick", action="store_true",
+                    help="batch 1, prompt 64, 64 new tokens, 4 variants; rounds until every ratio's 95%% interval is "
+                         "within ±2%% or the time cap")
     bn.add_argument("--json", action="store_true")
     bn.add_argument("--out", default=None, help="write JSON, Markdown and the time-per-token plot here")
     _add_device_args(bn)
-    bn.add_argument("--repeats", type=int, default=None)
+    bn.add_argument("--repeats", type=int, default=None, help="timed rounds (with --quick: the fewest)")
+    bn.add_argument("--max-seconds", type=float, default=None,
+                    help="with --quick: cap on each cell's timed rounds, wall clock (default 240)")
     bn.set_defaults(func=cmd_bench)
 
     dt = sub.add_parser("data", help="list the data sources, their roles (training/tuning/evaluation) and sizes")

@@ -2,7 +2,8 @@
 
     from svgt.benchmark import run_benchmark, format_markdown
     result = run_benchmark("smollm2-135m-instruct", quick=True, out_dir="bench-out")
-    print(result["ratios"])          # variant -> median time / hf_generate's median, same run
+    print(result["ratios"])          # variant -> median over rounds of its time / hf_generate's in that round
+    print(result["ratio_ci"])        # variant -> [lo, hi], seeded bootstrap 95% interval of that median
 
 See benchmarks/README.md for what each variant and number means.
 """

@@ -20,11 +20,53 @@ def _memory(stats: dict[str, Any]) -> str:
     return f"{mem['peak_mib']:.0f} (+{mem['delta_mib']:.0f})"
 
 
+def _ratio_ci(ratio: float | None, ci: list[float] | None) -> str:
+    """`1.190 [1.172, 1.205]`: the median paired ratio and its 95% interval."""
+    if ratio is None:
+        return "–"
+    return f"{ratio:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _stopping(result: dict[str, Any]) -> str:
+    """How the timed rounds ended: as asked, converged, or at the time cap."""
+    st = result["settings"]
+    target = f"±{100 * st.get('target', 0.02):g}%"
+    stopped = result.get("stopped", "fixed")
+    if stopped == "converged":
+        return f"stopped: converged (every interval within {target} of its median ratio)"
+    if stopped == "time cap":
+        return (f"stopped: time cap ({st.get('max_seconds'):g} s of timed rounds per cell) before every interval was "
+                f"within {target}")
+    return "fixed number of rounds"
+
+
+def _rounds(result: dict[str, Any]) -> str:
+    counts = sorted({c.get("rounds", result["settings"]["repeats"]) for c in result["cells"]})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+
+
+def _floor_line(result: dict[str, Any]) -> list[str]:
+    """What the floor column means and the row cost it was computed from."""
+    if "floor" not in result:
+        return []
+    parts = []
+    for c in result["floor"]["row_cost"]:
+        one = f"{c['batch']} row" + ("s" if c["batch"] > 1 else "")
+        parts.append(f"batch {c['batch']}: {c['one_ms']:.3f} ms at {one}, {c['many_ms']:.3f} ms at "
+                     f"{c['batch'] * (c['k'] + 1)} rows, × {c['upper_layers']} layers = {c['extra_ms']:.2f} ms")
+    return ["- floor: the lowest ratio a guided variant can reach on this machine = 1 + (first bridge + refreshes) × "
+            "one bridge pass / hf_generate's median time, where a bridge pass is the K bridge rows' linear-layer work "
+            f"from the insert layer up (linear layers of one decoder layer, {'; '.join(parts)}); gap = ratio − floor"]
+
+
 def _cell_table(cell: dict[str, Any]) -> list[str]:
+    rounds = f" — {cell['rounds']} rounds" if "rounds" in cell else ""
+    if cell.get("stopped", "fixed") != "fixed":
+        rounds += f", {cell['stopped']}"
     lines = [
-        f"### batch {cell['batch']}, prompt {cell['prompt_len']}, {cell['new_tokens']} new tokens",
+        f"### batch {cell['batch']}, prompt {cell['prompt_len']}, {cell['new_tokens']} new tokens{rounds}",
         "",
-        "| variant | median s | tokens/s | TTFT ms | ms/token | ratio vs hf_generate | paired ratio "
+        "| variant | median s | tokens/s | TTFT ms | ms/token | ratio [95% CI] | ratio of medians "
         "| ratio vs svgt_off | peak MiB (+Δ) | notes |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -37,12 +79,15 @@ def _cell_table(cell: dict[str, Any]) -> list[str]:
             notes.append(f"LENGTH MISMATCH: {s['tokens_generated']}")
         if s.get("refresh_step_ms") is not None and s.get("plain_step_ms") is not None:
             notes.append(f"median step {s['plain_step_ms']:.1f} ms, refresh step {s['refresh_step_ms']:.1f} ms")
+        if s.get("floor_ratio") is not None:
+            notes.append(f"floor {s['floor_ratio']:.3f} (gap {s['gap_to_floor']:+.3f})")
         if "refresh_fraction" in s:
             notes.append(f"gate let {s['refreshes']}/{s['refresh_chances']} refreshes through "
                          f"(mean s {s['mean_score']:+.3f})")
         lines.append(
             f"| {name} | {s['median_s']:.3f} | {s['tokens_per_s']:.1f} | {1000 * s['ttft_s']:.1f} "
-            f"| {_f(s.get('ms_per_token'), '.2f')} | {_f(s.get('ratio'), '.3f')} | {_f(s.get('paired_ratio'), '.3f')} "
+            f"| {_f(s.get('ms_per_token'), '.2f')} | {_ratio_ci(s.get('ratio'), s.get('ratio_ci'))} "
+            f"| {_f(s.get('ratio_of_medians'), '.3f')} "
             f"| {_f(s.get('ratio_vs_svgt_off'), '.3f')} | {_memory(s)} | {'; '.join(notes)} |"
         )
     return lines
@@ -69,22 +114,34 @@ def format_markdown(result: dict[str, Any]) -> str:
         if env["load_average_at_start"][0] >= 1.0:  # measured before the benchmark itself ran: someone else's work
             loads += " — other work was running: timings taken UNDER LOAD"
         lines.append(loads)
+    boot = st.get("bootstrap", {"resamples": 2000, "level": 0.95})
     lines += [
         f"- started {result['started']}, finished {result.get('finished', '?')}; {st['warmup']} warm-up and "
-        f"{st['repeats']} timed rounds per cell, variants interleaved (A B C … A B C …)",
+        f"{_rounds(result)} timed rounds per cell, variants interleaved (A B C … A B C …); {_stopping(result)}",
         f"- telemetry: {st['telemetry']}",
-        "- ratio = median time / hf_generate's median in the same cell; paired ratio = median over rounds of the "
-        "per-round ratio; tokens/s counts batch × new tokens; peak memory from a separate untimed run "
-        f"({_memory_method(result)})",
+        "- ratio = median over rounds of the variant's time / hf_generate's time in the same round, "
+        f"[{100 * boot['level']:g}% percentile-bootstrap interval, {boot['resamples']} resamples of the rounds, "
+        "seeded]; ratio of medians = median time / hf_generate's median; tokens/s counts batch × new tokens; peak "
+        f"memory from a separate untimed run ({_memory_method(result)})",
+        *_floor_line(result),
         "",
         "## Ratios to hf_generate" + (" (geometric mean over cells)" if len(result["cells"]) > 1 else ""),
         "",
-        "| variant | ratio | ratio vs svgt_off |",
-        "|---|---:|---:|",
     ]
+    floors = result.get("floor_ratios")
+    if floors is not None:
+        lines += ["| variant | ratio [95% CI] | ratio vs svgt_off [95% CI] | floor | gap to floor |",
+                  "|---|---:|---:|---:|---:|"]
+    else:
+        lines += ["| variant | ratio [95% CI] | ratio vs svgt_off [95% CI] |", "|---|---:|---:|"]
     for name in st["variants"]:
-        lines.append(f"| {name} | {_f(result['ratios'].get(name), '.3f')} "
-                     f"| {_f(result['ratios_vs_svgt_off'].get(name), '.3f')} |")
+        vs_hf = _ratio_ci(result["ratios"].get(name), result.get("ratio_ci", {}).get(name))
+        vs_off = _ratio_ci(result["ratios_vs_svgt_off"].get(name), result.get("ratio_vs_svgt_off_ci", {}).get(name))
+        row = f"| {name} | {vs_hf} | {vs_off} |"
+        if floors is not None:
+            gap = result["gaps_to_floor"].get(name)
+            row += f" {_f(floors.get(name), '.3f')} | {_f(gap, '+.3f')} |"
+        lines.append(row)
     lines.append("")
     for cell in result["cells"]:
         lines += _cell_table(cell) + [""]

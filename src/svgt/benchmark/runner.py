@@ -1,4 +1,4 @@
-"""`run_benchmark`: guided vs unguided decoding speed, interleaved in one process, medians and ratios."""
+"""`run_benchmark`: guided vs unguided decoding speed, interleaved in one process, paired ratios with intervals."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..backbone import DEFAULT_BACKBONE, Backbone
+from .floor import RowCost, floor_ratio, row_cost
 from .measure import ForwardClock, environment, median, peak_memory, synchronize, token_times
 from .models import bench_backbone, bench_module, parameter_count, prompt_batch
+from .stats import LEVEL, RESAMPLES, SEED, TARGET, RatioInterval, bootstrap_ratio, converged
 from .variants import (
     ALL_VARIANTS, BASELINE, QUICK_VARIANTS, Outcome, Variant, make_runner, parse_variant, token_forwards,
     with_telemetry,
@@ -23,6 +25,9 @@ from .variants import (
 SCHEMA = "svgt-bench/1"
 FULL_AXES = dict(batch_sizes=[1, 8], prompt_lens=[64, 512], new_tokens=[64, 512])
 QUICK_AXES = dict(batch_sizes=[1], prompt_lens=[64], new_tokens=[64])
+MAX_SECONDS = 240.0
+"""`--quick`'s default cap on a cell's timed rounds (wall clock): on a 2-core CPU about 13 rounds of the default
+backbone's quick cell (~18 s a round), which reaches ±2% when a per-round ratio scatters by about 3%."""
 
 
 def _log(enabled: bool, msg: str) -> None:
@@ -77,21 +82,40 @@ def _summarise(v: Variant, runs: list[dict[str, Any]], batch: int, new: int) -> 
 
 
 def _ratios(stats: dict[str, dict[str, Any]], base: str) -> None:
+    """Per variant, its median paired ratio to `base` with the bootstrap interval, written into `stats` (`ratio`,
+    `ratio_ci`, or `ratio_vs_<base>`, `ratio_vs_<base>_ci`); `ratio_of_medians` keeps the unpaired figure."""
     if base not in stats or "median_s" not in stats[base]:
         return
     b = stats[base]
+    key = "ratio" if base == BASELINE else f"ratio_vs_{base}"
     for s in stats.values():
         if "median_s" not in s:
             continue
-        key = "ratio" if base == BASELINE else f"ratio_vs_{base}"
-        s[key] = s["median_s"] / b["median_s"]
+        iv = bootstrap_ratio([(s["times_s"], b["times_s"])])
+        s[key], s[f"{key}_ci"] = iv.median, iv.as_list()
         if base == BASELINE:
-            s["paired_ratio"] = statistics.median(t / u for t, u in zip(s["times_s"], b["times_s"]))
+            s["paired_ratio"] = iv.median  # the same figure, under the name earlier results used for it
+            s["ratio_of_medians"] = s["median_s"] / b["median_s"]
+
+
+def _stop(intervals: dict[str, RatioInterval], elapsed: float, round_s: float, max_seconds: float,
+          target: float) -> str | None:
+    """Why to stop adding rounds, or None to go on: every interval (the baseline's own aside) within ±target, else
+    the time cap, when one more round of the length seen so far would pass it."""
+    if converged([iv for name, iv in intervals.items() if name != BASELINE], target):
+        return "converged"
+    if elapsed + round_s > max_seconds:
+        return "time cap"
+    return None
 
 
 def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, prompt: int, new: int, *,
               repeats: int, warmup: int, device: str, memory: bool, time_limit_s: float | None,
-              progress: bool) -> dict[str, Any]:
+              progress: bool, adaptive: bool = False, max_seconds: float = MAX_SECONDS,
+              target: float = TARGET) -> dict[str, Any]:
+    """Warm-up rounds, then timed rounds: `repeats` of them, or with `adaptive` at least `repeats` and then more
+    until every variant's interval is within ±`target` of its median ratio or the timed rounds would pass
+    `max_seconds`; then the untimed passes (memory, gate telemetry)."""
     ids, mask = prompt_batch(backbone, batch, prompt)
     k = module.config.num_bridge_tokens
     runners = {v.name: make_runner(v, backbone, module, ids, mask, new) for v in variants}
@@ -112,18 +136,40 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
                 return False
         return True
 
-    for phase, rounds in (("warmup", warmup), ("timed", repeats)):
-        for _ in range(rounds):
-            for v in variants:  # A B C ... A B C ...: every round runs each variant once, in the same order
-                if not allowed(v):
-                    continue
-                record, _ = _timed_run(runners[v.name], clock, device, new)
-                order.append([phase, v.name])
-                if v.name == BASELINE and rate is None:
-                    rate = record["ttft_s"] / (batch * prompt)
-                if phase == "timed":
-                    runs[v.name].append(record)
-                _log(progress, f"b={batch} p={prompt} n={new} {phase:6s} {v.name:18s} {record['seconds']:.3f} s")
+    def run_round(phase: str) -> None:
+        nonlocal rate
+        for v in variants:  # A B C ... A B C ...: every round runs each variant once, in the same order
+            if not allowed(v):
+                continue
+            record, _ = _timed_run(runners[v.name], clock, device, new)
+            order.append([phase, v.name])
+            if v.name == BASELINE and rate is None:
+                rate = record["ttft_s"] / (batch * prompt)
+            if phase == "timed":
+                runs[v.name].append(record)
+            _log(progress, f"b={batch} p={prompt} n={new} {phase:6s} {v.name:18s} {record['seconds']:.3f} s")
+
+    for _ in range(warmup):
+        run_round("warmup")
+    rounds, stopped, started = 0, "fixed", time.perf_counter()
+    while True:
+        run_round("timed")
+        rounds += 1
+        if rounds < repeats:
+            continue
+        if not adaptive:
+            break
+        elapsed = time.perf_counter() - started
+        base = [r["seconds"] for r in runs[BASELINE]]
+        intervals = {name: bootstrap_ratio([([r["seconds"] for r in rs], base)]) for name, rs in runs.items() if rs}
+        reason = _stop(intervals, elapsed, elapsed / rounds, max_seconds, target)
+        _log(progress, f"b={batch} p={prompt} n={new} round {rounds}: "
+             + ", ".join(f"{n} {iv.median:.3f} ±{100 * iv.rel_halfwidth:.1f}%" for n, iv in intervals.items()
+                         if n != BASELINE))
+        if reason is not None:
+            stopped = reason
+            break
+    timed_s = time.perf_counter() - started
 
     stats: dict[str, dict[str, Any]] = {}
     for v in variants:
@@ -145,17 +191,65 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
             tel = make_runner(with_telemetry(v), backbone, module, ids, mask, new)()
             stats[v.name].update(tel.info)
             order.append(["telemetry", v.name])
-    return {"batch": batch, "prompt_len": prompt, "new_tokens": new, "order": order, "variants": stats}
+    return {"batch": batch, "prompt_len": prompt, "new_tokens": new, "rounds": rounds, "stopped": stopped,
+            "timed_s": timed_s, "order": order, "variants": stats}
 
 
 def _overall_ratios(cells: list[dict[str, Any]], names: list[str], key: str) -> dict[str, float]:
-    """Per variant: the cell's ratio when there is one cell, else the geometric mean over the cells it ran in."""
+    """Per variant: the cell's `key` when there is one cell, else the geometric mean over the cells it ran in."""
     out = {}
     for name in names:
         values = [c["variants"][name][key] for c in cells if key in c["variants"].get(name, {})]
         if values:
             out[name] = math.exp(sum(math.log(x) for x in values) / len(values))
     return out
+
+
+def _overall_intervals(cells: list[dict[str, Any]], names: list[str], base: str) -> dict[str, list[float]]:
+    """Per variant: its interval against `base` (the cell's own with one cell; over several, the bootstrap of the
+    geometric mean of the cells' median paired ratios, each cell resampled on its own)."""
+    out = {}
+    for name in names:
+        samples = [(c["variants"][name]["times_s"], c["variants"][base]["times_s"]) for c in cells
+                   if "times_s" in c["variants"].get(name, {}) and "times_s" in c["variants"].get(base, {})]
+        if samples:
+            out[name] = bootstrap_ratio(samples).as_list()
+    return out
+
+
+def _has_floor(v: Variant) -> bool:
+    """Guided variants whose every bridge pass is the fused kind the floor prices: fast refresh (or none), no gate
+    (a gate may skip bridges, so it can run under the floor)."""
+    return v.kind == "svgt" and v.guidance and v.gate_threshold is None and (
+        v.refresh_mode == "fast" or v.refresh_every == 0)
+
+
+def _floors(backbone: Backbone, module, cells: list[dict[str, Any]], variants: list[Variant],
+            progress: bool) -> dict[int, RowCost]:
+    """Measure the bridge rows' cost once per batch size and write each guided fast variant's `floor_ratio` and
+    `gap_to_floor` (its ratio minus the floor) into the cells."""
+    k, insert = module.config.num_bridge_tokens, module.config.insert_layer
+    costs: dict[int, RowCost] = {}
+    for cell in cells:
+        batch = cell["batch"]
+        if batch not in costs:
+            costs[batch] = row_cost(backbone, k, insert, batch=batch)
+            c = costs[batch]
+            _log(progress, f"row cost, batch {batch}: {c.one_ms:.3f} ms at {batch} rows, {c.many_ms:.3f} ms at "
+                 f"{batch * (k + 1)} rows per layer; {c.extra_ms:.2f} ms per bridge pass")
+        base = cell["variants"][BASELINE]
+        for v in variants:
+            s = cell["variants"][v.name]
+            if _has_floor(v) and "ratio" in s:
+                s["floor_ratio"] = floor_ratio(costs[batch], v.refresh_every, cell["new_tokens"], base["median_s"])
+                s["gap_to_floor"] = s["ratio"] - s["floor_ratio"]
+    return costs
+
+
+def _stopped(cells: list[dict[str, Any]]) -> str:
+    """The run's stopping reason: `fixed` (repeats as given), `converged` (every cell), else `time cap`."""
+    reasons = {c["stopped"] for c in cells}
+    return reasons.pop() if len(reasons) == 1 else "time cap" if "time cap" in reasons else "fixed"
 
 
 def run_benchmark(
@@ -176,18 +270,31 @@ def run_benchmark(
     training: bool | None = None,
     time_limit_s: float | None = 60.0,
     progress: bool = False,
+    adaptive: bool | None = None,
+    max_seconds: float | None = None,
+    target: float = TARGET,
+    floor: bool | None = None,
 ) -> dict[str, Any]:
     """Benchmark guided decoding against the backbone's own `generate`, in one process, variants interleaved.
 
     `backbone_spec`: a built-in name, hub id or path; `random:<name>` for random weights in a real model's shape
     (see `RANDOM_CONFIGS`); or a Backbone. `quick` fills every axis left as None with the quick setting (batch 1,
-    prompt 64, 64 new tokens, hf_generate/svgt_off/svgt_r1_fast/svgt_r5_fast, 5 repeats, no training section).
+    prompt 64, 64 new tokens, hf_generate/svgt_off/svgt_r1_fast/svgt_r5_fast, at least 5 rounds, no training
+    section).
     Every round runs each variant once, hf_generate first, in the order given; `result["cells"][i]["order"]`
     records what ran, phase by phase.
     Variants whose work grows with the square of the length (recompute, exact refresh) are skipped in a cell when
     their estimated time per generation passes `time_limit_s` (None: never). Writes JSON, Markdown and a plot to
-    `out_dir` when given. Returns a JSON-able dict; `ratios[v]` is v's median time over hf_generate's (one cell),
-    or the geometric mean of those per-cell ratios over the cells v ran in.
+    `out_dir` when given.
+
+    Ratios are paired: per round, v's time over hf_generate's time in that round; `ratios[v]` is the median of those
+    (one cell), or the geometric mean of the cells' medians over the cells v ran in, and `ratio_ci[v]` its seeded
+    percentile-bootstrap 95% interval. `adaptive` (default: on with `quick`) treats `repeats` as a minimum and adds
+    rounds until every interval is within ±`target` of its median or a cell's timed rounds would pass
+    `max_seconds` (default 240 s of wall clock per cell); `stopped` says which (`fixed` without `adaptive`), `rounds`
+    the fewest rounds of any cell. `floor` (default: on with `quick`) times the Bridge Tokens' extra rows above the
+    insert layer on this machine and reports, per guided fast variant, the lowest ratio it could reach
+    (`floor_ratios`) and its gap to it.
     """
     axes = QUICK_AXES if quick else FULL_AXES
     batch_sizes = list(batch_sizes or axes["batch_sizes"])
@@ -197,6 +304,9 @@ def run_benchmark(
     repeats = repeats if repeats is not None else (5 if quick else 3)
     warmup = warmup if warmup is not None else 1
     training = (not quick) if training is None else training
+    adaptive = quick if adaptive is None else adaptive
+    max_seconds = MAX_SECONDS if max_seconds is None else max_seconds
+    floor = quick if floor is None else floor
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if BASELINE not in names:
@@ -217,7 +327,9 @@ def run_benchmark(
     cells = []
     for batch, prompt, new in itertools.product(batch_sizes, prompt_lens, new_tokens):
         cells.append(_run_cell(backbone, module, parsed, batch, prompt, new, repeats=repeats, warmup=warmup,
-                               device=device, memory=memory, time_limit_s=time_limit_s, progress=progress))
+                               device=device, memory=memory, time_limit_s=time_limit_s, progress=progress,
+                               adaptive=adaptive, max_seconds=max_seconds, target=target))
+    costs = _floors(backbone, module, cells, parsed, progress) if floor and module.config.num_bridge_tokens else {}
 
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -239,14 +351,27 @@ def run_benchmark(
         "settings": {
             "batch_sizes": batch_sizes, "prompt_lens": prompt_lens, "new_tokens": new_tokens, "variants": names,
             "repeats": repeats, "warmup": warmup, "gate_threshold": gate_threshold, "momentum": 0.5,
-            "time_limit_s": time_limit_s, "memory": memory,
+            "time_limit_s": time_limit_s, "memory": memory, "adaptive": adaptive, "target": target,
+            "max_seconds": max_seconds if adaptive else None,
+            "bootstrap": {"resamples": RESAMPLES, "level": LEVEL, "seed": SEED},
             "telemetry": "off in every svgt variant except those ending in _tel (and the untimed gate pass)",
         },
         "variant_descriptions": {v.name: v.describe() for v in parsed},
         "cells": cells,
+        "stopped": _stopped(cells),
+        "rounds": min(c["rounds"] for c in cells),
         "ratios": _overall_ratios(cells, names, "ratio"),
+        "ratio_ci": _overall_intervals(cells, names, BASELINE),
         "ratios_vs_svgt_off": _overall_ratios(cells, names, "ratio_vs_svgt_off"),
+        "ratio_vs_svgt_off_ci": _overall_intervals(cells, names, "svgt_off"),
     }
+    if costs:
+        result["floor"] = {"row_cost": [c.to_json() for c in costs.values()], "what": (
+            "lowest ratio a guided variant can reach here: hf_generate's median time plus, per bridge pass (the "
+            "first bridge and every refresh), the K bridge rows' linear-layer work in the layers from the insert "
+            "layer up")}
+        result["floor_ratios"] = _overall_ratios(cells, names, "floor_ratio")
+        result["gaps_to_floor"] = {n: result["ratios"][n] - f for n, f in result["floor_ratios"].items()}
     if training:
         from .training import training_throughput
 
