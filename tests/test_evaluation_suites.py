@@ -68,3 +68,12 @@ def test_inthewild_suite_wraps_every_standard_behavior_in_a_real_template():
     assert all(p.behavior in p.prompt and p.prompt != p.behavior for p in full.prompts)
     assert all(p.kind == "harmful" and p.source == "harmbench_test+inthewild" for p in full.prompts)
     assert "inthewild_jailbreak_llms.json" in full.notes and load_suite("inthewild").prompts == full.prompts
+
+
+def test_a_suite_can_carry_its_own_limit():
+    four = load_suite("jailbreak:4", limit=100)
+    assert four.name == "jailbreak" and len(four.prompts) == 4
+    assert [p.id for p in four.prompts] == [p.id for p in load_suite("jailbreak", limit=4).prompts]
+    for bad in ("jailbreak:0", "jailbreak:x"):
+        with pytest.raises(ValueError, match="whole number"):
+            load_suite(bad)

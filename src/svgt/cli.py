@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: none, system_prompt, svgt, svgt_inject, caa, cast, iti, re_control, dpo_lora")
     e.add_argument("--suites", default="harmbench,overrefusal",
                    help="comma-separated: harmbench, jailbreak (DAN templates), inthewild (real jailbreak prompts), "
-                        "overrefusal")
+                        "overrefusal; NAME:N takes the first N of that suite (e.g. jailbreak:40)")
     e.add_argument("--prompts", help="a user suite: JSONL/CSV with a 'prompt' column and optional 'label'")
     e.add_argument("--out", default="runs/eval", help="output directory; an interrupted run resumes from it")
     _add_backbone_args(e)

@@ -143,8 +143,15 @@ def _limit(rows: list[EvalPrompt], limit: int | None) -> list[EvalPrompt]:
 
 
 def load_suite(name: str, limit: int | None = None, *, heldout_benign: list[str] | None = None) -> Suite:
-    """`harmbench`, `jailbreak` (DAN), `inthewild`, `overrefusal` or `file:PATH`. `heldout_benign`: the corpus' held-out benign prompts
-    (default: `build_corpus()` with default arguments); only their evaluation half is used."""
+    """`harmbench`, `jailbreak` (DAN), `inthewild`, `overrefusal` or `file:PATH`; a packaged suite may carry its own
+    limit as `NAME:N` (e.g. `jailbreak:40`), which wins over `limit`, so one run can take whole test sets and a
+    subset of the slow ones. `heldout_benign`: the corpus' held-out benign prompts (default: `build_corpus()` with
+    default arguments); only their evaluation half is used."""
+    if not name.startswith("file:") and ":" in name:
+        name, _, own = name.partition(":")
+        if not own.isdigit() or int(own) < 1:
+            raise ValueError(f"suite {name}:{own}: the limit after ':' must be a whole number >= 1")
+        limit = int(own)
     if name == "harmbench":
         rows, notes = _harmbench()
     elif name == "jailbreak":
