@@ -1,4 +1,8 @@
-"""The `svgt` command: a thin layer of argument parsing over the library. `main(argv) -> int` runs in-process."""
+"""svgt: attach a trained value module to a frozen causal LM and steer it away from harmful output.
+
+Verbs: generate, demo, info (one model), train (a value module), eval (compare methods on benchmarks), serve (an
+OpenAI-compatible server), bench (speed), data (the data sources and their roles). `svgt VERB --help` for each.
+"""
 
 from __future__ import annotations
 
@@ -247,8 +251,8 @@ def _add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help="cpu, cuda, cuda:N, mps or auto (default: auto, the first of CUDA, MPS and the CPU)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="the backbone's dtype (default: auto, bfloat16 on a GPU that has it, float32 on the CPU); "
-                        "the value module always runs in float32")
+                   help="the backbone's dtype (default: auto: bfloat16 on a CUDA GPU that has it, else float16 on "
+                        "CUDA and MPS, float32 on the CPU); the value module always runs in float32")
 
 
 def _add_backbone_args(p: argparse.ArgumentParser, artifact: bool = True) -> None:
@@ -308,29 +312,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_margin_arg(g)
     g.add_argument("--no-guidance", action="store_true", help="plain backbone, no value module")
     g.add_argument("--refresh-every", type=int, default=0, help="recompute the bridge every N tokens (0: never)")
-    g.add_argument("--refresh-mode", choices=["fast", "exact"], default="fast")
+    g.add_argument("--refresh-mode", choices=["fast", "exact"], default="fast",
+                   help="fast: rewrite only the bridge's cache entries; exact: recompute what the new bridge changes")
     g.add_argument("--momentum", type=float, default=0.5, help="bridge blend on refresh (1.0 keeps it fixed)")
-    g.add_argument("--max-new-tokens", type=int, default=64)
-    g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=0)
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--max-new-tokens", type=int, default=64, help="stop after this many new tokens")
+    g.add_argument("--sample", "--do-sample", dest="sample", action="store_true",
+                   help="sample instead of greedy decoding (do_sample in Python)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0: off)")
+    g.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0: off)")
+    g.add_argument("--seed", type=int, default=None, help="seed of the sampling generator")
+    g.add_argument("--batch-size", type=int, default=8, help="prompts decoded together")
     g.add_argument("--no-chat-template", action="store_true", help="feed prompts raw, without the chat template")
     g.add_argument("--json", action="store_true", help="one JSON object per prompt, in order")
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("info", help="show the resolved backbone and value module")
     _add_backbone_args(i)
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="one JSON object")
     i.set_defaults(func=cmd_info)
 
     d = sub.add_parser("demo", help="unguided vs guided answers to a few harmful and benign prompts")
     _add_backbone_args(d)
     _add_margin_arg(d)
-    d.add_argument("--max-new-tokens", type=int, default=48)
-    d.add_argument("--refresh-every", type=int, default=0)
+    d.add_argument("--max-new-tokens", type=int, default=48, help="new tokens per answer")
+    d.add_argument("--refresh-every", type=int, default=0, help="recompute the bridge every N tokens (0: never)")
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser("train", help="train a value module: three stages on the packaged safety data")
     _add_backbone_args(t, artifact=False)
@@ -340,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-eval", action="store_true", help="skip the tuning-set check at the end")
     t.add_argument("--retune", action="store_true",
-                   help="no training: rerun the tuning-set check and margin search on the artifact in --out")
+                   help="no training: rerun the tuning-set check and the margin and gate search on the artifact in "
+                        "--out")
     t.add_argument("--reselect", action="store_true",
                    help="no training, no generation: apply the current margin/gate rule to the search stored in "
                         "--out's metrics.json")
@@ -358,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backbone_args(e)
     _add_margin_arg(e)
     e.add_argument("--limit", type=int, default=None, help="first N prompts per suite (quick runs)")
-    e.add_argument("--max-new-tokens", type=int, default=48)
-    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--max-new-tokens", type=int, default=48, help="new tokens per answer")
+    e.add_argument("--batch-size", type=int, default=8, help="prompts decoded together")
     e.add_argument("--judge", help="local path of an LLM judge (Llama Guard / WildGuard / HarmBench classifier)")
     e.add_argument("--judge-kind", choices=["llamaguard", "wildguard", "harmbench"], default="llamaguard")
     e.add_argument("--reference", help="reference LM for perplexity (default: the unguided backbone)")
@@ -371,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server with value guidance (loopback by default)")
     _add_backbone_args(sv)
     _add_margin_arg(sv)
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on")
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $SVGT_API_KEY)")
     sv.add_argument("--max-queue", type=int, default=64, help="waiting requests beyond this get 429")
     sv.add_argument("--max-batch", type=int, default=8, help="requests decoded together in one batch")
@@ -380,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="speed and memory of guided vs unguided decoding (ratios from one run)")
     src = bn.add_mutually_exclusive_group()
-    src.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    src.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                     help=f"built-in name ({', '.join(BUILTIN_BACKBONES)}), hub id or local path")
     src.add_argument("--random-config", choices=["llama-3.2-3b", "mistral-7b", "smollm2-135m"],
                      help="randomly initialised backbone of a real model's shape (for GPUs where weights can't travel)")
     bn.add_argument("--quick", action="store_true",

@@ -188,16 +188,16 @@ class TrainConfig:
     """Also train on instruction-style rewrites of harmful training prompts (see svgt.data.augment)."""
     contextual_examples: int = 0
     """Harmful and benign prompts each, written as a request after a benign context (see svgt.data.augment); 0, the
-    default, adds none. Measured with 400 and max_prompt_tokens=256 (README, "Augmentation"): it did not help."""
+    default, adds none. Measured with 400 and max_prompt_tokens=256 (docs/data.md and docs/training.md): it did not help."""
     content_requests: int = 5
     """Kinds of text each constructed aim is written into, harmful and benign alike (see
-    svgt.data.content_requests); 0 adds none. Measured before the Do-Not-Answer label fix (README, "Trained
+    svgt.data.content_requests); 0 adds none. Measured before the Do-Not-Answer label fix (docs/results.md, "Trained
     module"): guided HarmBench val refusal 68.3% without them, 85.0% with the default 5, both at margin 4."""
     hard_negatives: int = 0
     """If > 0: after stages 1-2, this many ShareGPT reserve prompts that the discriminator scores most unsafe (and
     ChatGPT answered) join the benign data, and stages 1-2 run again from scratch (see svgt.training.mining). Off by
     default: with 400 (`runs/v7`) guided HarmBench val refusal fell to 41.7-51.7% (78.3% without), and with 100
-    (`runs/v8`) to 48.3-55.0% while edgy refusal rose (README, "Data")."""
+    (`runs/v8`) to 48.3-55.0% while edgy refusal rose (docs/data.md)."""
     answer_tokens: int = 40
     # Stage 1: unconditional encoder + discriminator, BCE on standalone texts.
     stage1_epochs: int = 12
@@ -240,7 +240,7 @@ class TrainConfig:
     gate_thresholds: tuple[float | None, ...] = (2.0, 0.0, -2.0, -4.0, -6.0)
     """Candidate `ValueModuleConfig.gate_threshold`s, each tried with every margin it does not undercut (a threshold
     below -margin would bridge prompts with nothing to correct; see `svgt.training.trainer.candidates`). None (no
-    gate) is not a default candidate: safe prompts are left alone (DESIGN.md, invariant 7). A gated prompt's answer
+    gate) is not a default candidate: safe prompts are left alone (docs/design.md, "Invariants"). A gated prompt's answer
     is the unguided one, so the search composes the unguided and per-margin runs instead of generating again (exact
     with refresh off, as in the check)."""
     max_overrefusal: float = 0.10

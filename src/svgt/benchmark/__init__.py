@@ -5,7 +5,7 @@
     print(result["ratios"])          # variant -> median over rounds of its time / hf_generate's in that round
     print(result["ratio_ci"])        # variant -> [lo, hi], seeded bootstrap 95% interval of that median
 
-See benchmarks/README.md for what each variant and number means.
+See docs/speed.md for what each variant and number means.
 """
 
 from .models import RANDOM_CONFIGS, RANDOM_PREFIX

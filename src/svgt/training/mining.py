@@ -12,7 +12,7 @@ training text, and the picks depend only on training data and the seed.
 
 Opt-in (`TrainConfig.hard_negatives`): measured on the default backbone, the picks were mostly everyday requests
 phrased like harmful ones, and training on them cost more HarmBench val refusal than it saved in over-refusal
-(README, "Data").
+(docs/data.md).
 """
 
 from __future__ import annotations

@@ -440,7 +440,7 @@ def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | 
 def candidates(cfg: TrainConfig) -> list[tuple[float | None, float]]:
     """The (gate threshold, margin) grid, highest threshold and lowest margin first. A threshold below -margin is
     left out: prompts scored between the two would get a bridge built from a zero correction (the Newton step aims at
-    s = -margin), a bridge with nothing to correct, which the gate exists to avoid (DESIGN.md, invariant 7). None (no
+    s = -margin), a bridge with nothing to correct, which the gate exists to avoid (docs/design.md, "Invariants"). None (no
     gate) is tried only where `cfg.gate_thresholds` lists it."""
     return [(t, m) for t in cfg.gate_thresholds for m in cfg.margins if t is None or t >= -m]
 
