@@ -330,3 +330,29 @@ def test_first_bridge_comes_from_the_most_unsafe_paragraph(llama):
     # A one-paragraph prompt in the same batch is untouched.
     single = generate(llama, module, ["no paragraphs"], GenerationConfig(**cfg))
     assert scored.telemetry[1].bridge_score == pytest.approx(single.telemetry[0].bridge_score, abs=1e-5)
+
+
+class _ScriptedScores(GuidedDecoder):
+    """Every observed response state scores `self.scores` (one per row)."""
+
+    scores = (0.0, 0.0)
+
+    def _observe(self, state):
+        z, _, state = super()._observe(state)
+        return z, torch.tensor(self.scores), state
+
+
+def test_a_refresh_bridges_a_gated_row_only_past_the_insertion_threshold(llama):
+    module = make_module(llama)
+    ids, mask = left_pad(PROMPTS, 0)
+    _, _, free = _run(llama, module, max_new_tokens=1, gate_threshold=float("-inf"))
+    gate = max(t.bridge_score for t in free.telemetry) + 1.0  # both prompts gated
+    _ScriptedScores.scores = (gate + 0.5, gate - 10.0)  # row 0's response scores above the gate, row 1's below
+    for insert, expected in ((gate + 1.0, [None, None]), (gate, [4, None])):
+        cfg = GenerationConfig(stop_at_eos=False, max_new_tokens=7, refresh_every=3, gate_threshold=gate,
+                               refresh_insert_threshold=insert)
+        res = _ScriptedScores(llama, module, cfg).run(ids, mask)
+        assert [t.bridged_at for t in res.telemetry] == expected
+    # By default a gated row waits until its response reads unsafe (s > 0), whatever a lower gate says.
+    default = GuidedDecoder(llama, module, GenerationConfig(refresh_every=3))
+    assert default._insert_threshold(-4.0) == 0.0 and default._insert_threshold(2.0) == 2.0

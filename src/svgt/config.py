@@ -144,6 +144,11 @@ class GenerationConfig:
     """The safe-prompt gate for this run (see `ValueModuleConfig.gate_threshold`): rows scoring s <= threshold get
     no first bridge, and a refresh leaves a row as it is while its newest s <= threshold. None uses the module's own
     threshold; `float("-inf")` turns the gate off."""
+    refresh_insert_threshold: float | None = None
+    """A refresh inserts Bridge Tokens into a row the gate let through only once its newest `s` passes this; None:
+    the larger of the gate threshold and 0, i.e. once the response reads unsafe. Prompt-level and per-token scores
+    are not on one scale: with the shipped module's gate (-4) as the insertion bar, a refresh every 4 tokens bridged
+    every held-out edgy answer and doubled over-refusal on the tuning set (docs/value-judgment.md)."""
     score_paragraphs: bool = True
     """Also score each paragraph of a multi-paragraph prompt on its own, and build the first bridge from whichever of
     the whole prompt and its paragraphs scores most unsafe. A long document around a request pulls the whole

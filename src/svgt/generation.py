@@ -228,6 +228,10 @@ class GuidedDecoder:
             return self.cfg.gate_threshold
         return None if self.module is None else self.module.config.gate_threshold
 
+    def _insert_threshold(self, gate: float) -> float:
+        t = self.cfg.refresh_insert_threshold
+        return max(gate, 0.0) if t is None else t
+
     def _loop(self, input_ids, lengths, m_len, telemetry, stops, generator, keep_logits) -> GenerationResult:
         cfg, k, batch, device = self.cfg, self.k, input_ids.shape[0], input_ids.device
         self.decoding = False  # True once the setup forwards (prompt, first bridge if any) are done
@@ -299,7 +303,10 @@ class GuidedDecoder:
             changed = [False] * batch  # per row: did this row's bridge change (the gate keeps some as they are)
             if refresh:
                 z_new, s_new, state_new = observed
-                renew = torch.ones_like(has_bridge) if threshold is None else s_new > threshold
+                # A bridged row is renewed while its response is not clearly safe; a gated row gets its first
+                # bridge only once its response reads unsafe (`GenerationConfig.refresh_insert_threshold`).
+                renew = torch.ones_like(has_bridge) if threshold is None else torch.where(
+                    has_bridge, s_new > threshold, s_new > self._insert_threshold(threshold))
                 refresh = bool(renew.any())  # else the gate keeps every row as it is: a plain step
             if refresh:
                 dz_new, _ = self.module.value_space.correction(z_new)
