@@ -2,6 +2,7 @@
 
 Stages 1 and 2 only read states at the extract layer, so the backbone runs once per dataset (stopping at that layer)
 and never again: a second `svgt train` finds the file keyed by backbone, layer, template and data fingerprint.
+Several processes (`svgt.training.distributed`) split the batches and write the same file under the same key.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from ..backbone import Backbone, cache_dir
 from ..hooks import BackboneHooks, _StopForward, bridged_forward
 from ..prompts import format_prompt, left_pad, right_pad
+from . import distributed
 
 
 @dataclass
@@ -68,12 +70,12 @@ def _cache_key(backbone: Backbone, layer: int, pairs: list[EncodedPair]) -> str:
 
 
 @torch.inference_mode()
-def compute_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int = 16,
-                   desc: str = "activations") -> StateSet:
-    """Run the backbone up to `layer` on every pair (length-sorted batches) and return the states, in input order."""
+def _compute_batches(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int, desc: str,
+                     batches: range | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """States of the pairs in `batches` (indices into the length-sorted batches; default all), by pair index."""
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].prompt_ids) + len(pairs[i].response_ids))
-    prompt_states: list[torch.Tensor | None] = [None] * len(pairs)
-    response_states: list[torch.Tensor | None] = [None] * len(pairs)
+    starts = list(range(0, len(order), batch_size))
+    out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     pad = backbone.tokenizer.pad_token_id or 0
     hooks = BackboneHooks(backbone.layers, layer, layer, None)
 
@@ -84,8 +86,9 @@ def compute_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], bat
     with hooks:
         handle = backbone.layers[layer].register_forward_hook(stop)
         try:
-            for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
-                idx = order[start : start + batch_size]
+            for j in tqdm(range(len(starts)) if batches is None else batches, desc=desc, unit="batch", leave=False,
+                          disable=not distributed.is_main()):
+                idx = order[starts[j] : starts[j] + batch_size]
                 p_ids, p_mask = left_pad([pairs[i].prompt_ids for i in idx], pad, backbone.device)
                 r_ids, r_mask = right_pad([pairs[i].response_ids for i in idx], pad, backbone.device)
                 try:
@@ -98,32 +101,82 @@ def compute_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], bat
                     mp, n = len(pairs[i].prompt_ids), len(pairs[i].response_ids)
                     # fp16 on the CPU whatever the backbone's device: what the disk cache holds, and what the
                     # stages move to the module's device batch by batch.
-                    prompt_states[i] = states[row, m - mp : m].to("cpu", torch.float16, copy=True)
-                    response_states[i] = states[row, m : m + n].to("cpu", torch.float16, copy=True)
+                    out[i] = (states[row, m - mp : m].to("cpu", torch.float16, copy=True),
+                              states[row, m : m + n].to("cpu", torch.float16, copy=True))
         finally:
             handle.remove()
-    return StateSet(prompt_states, response_states)  # type: ignore[arg-type]
+    return out
 
 
-def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int = 16,
-                  desc: str = "activations", root: Path | None = None) -> StateSet:
-    """`compute_states`, memoised on disk (fp16 safetensors) under the svgt cache."""
-    folder = (root or cache_dir() / "activations")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{_cache_key(backbone, layer, pairs)}.safetensors"
-    if path.exists():
-        data = load_file(str(path))
-        p_len, r_len = data["prompt_lengths"].tolist(), data["response_lengths"].tolist()
-        return StateSet(list(torch.split(data["prompt"], p_len)), list(torch.split(data["response"], r_len)))
-    states = compute_states(backbone, layer, pairs, batch_size, desc)
-    d = backbone.hidden_size
-    tensors = {
+def compute_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int = 16,
+                   desc: str = "activations") -> StateSet:
+    """Run the backbone up to `layer` on every pair (length-sorted batches) and return the states, in input order."""
+    done = _compute_batches(backbone, layer, pairs, batch_size, desc)
+    return StateSet([done[i][0] for i in range(len(pairs))], [done[i][1] for i in range(len(pairs))])
+
+
+def _tensors(states: StateSet, d: int) -> dict[str, torch.Tensor]:
+    """What a cache file holds: the states concatenated, with each item's lengths."""
+    return {
         "prompt": torch.cat(states.prompt_states) if states.prompt_states else torch.zeros(0, d),
         "response": torch.cat(states.response_states) if states.response_states else torch.zeros(0, d),
         "prompt_lengths": torch.tensor([s.shape[0] for s in states.prompt_states], dtype=torch.long),
         "response_lengths": torch.tensor([s.shape[0] for s in states.response_states], dtype=torch.long),
     }
-    tmp = path.with_suffix(".tmp")
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tmp = path.with_suffix(".tmp")  # written whole, then renamed: a reader never sees half a file
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
     tmp.replace(path)
-    return states
+
+
+def _states_of(data: dict[str, torch.Tensor]) -> StateSet:
+    p_len, r_len = data["prompt_lengths"].tolist(), data["response_lengths"].tolist()
+    return StateSet(list(torch.split(data["prompt"], p_len)), list(torch.split(data["response"], r_len)))
+
+
+def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int = 16,
+                  desc: str = "activations", root: Path | None = None) -> StateSet:
+    """`compute_states`, memoised on disk (fp16 safetensors) under the svgt cache.
+
+    Under several processes each computes every `world_size()`-th batch and writes it to a part file beside the
+    cache file; the main process joins the parts into the cache file a single process would have written (same
+    key, same batches), and every process reads that file. The cache folder must be one all processes see (one
+    machine, or a shared file system)."""
+    folder = (root or cache_dir() / "activations")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{_cache_key(backbone, layer, pairs)}.safetensors"
+    if distributed.from_main(path.exists()):
+        return _states_of(load_file(str(path)))
+    if distributed.world_size() == 1:
+        states = compute_states(backbone, layer, pairs, batch_size, desc)
+        _save(path, _tensors(states, backbone.hidden_size))
+        return states
+    n_batches = -(-len(pairs) // batch_size)
+    done = _compute_batches(backbone, layer, pairs, batch_size, desc, distributed.my_batches(n_batches))
+    part = path.with_name(f"{path.stem}.part{distributed.rank()}.safetensors")
+    _write_part(part, done, backbone.hidden_size)
+    distributed.barrier()
+    if distributed.is_main():
+        for r in range(distributed.world_size()):
+            other = path.with_name(f"{path.stem}.part{r}.safetensors")
+            done.update(_read_part(other))
+            other.unlink()
+        merged = StateSet([done[i][0] for i in range(len(pairs))], [done[i][1] for i in range(len(pairs))])
+        _save(path, _tensors(merged, backbone.hidden_size))
+    distributed.barrier()
+    return _states_of(load_file(str(path)))
+
+
+def _write_part(path: Path, done: dict[int, tuple[torch.Tensor, torch.Tensor]], d: int) -> None:
+    """One process's share of a cache file: its items' states, and which items they are."""
+    index = sorted(done)
+    part = StateSet([done[i][0] for i in index], [done[i][1] for i in index])
+    _save(path, {**_tensors(part, d), "index": torch.tensor(index, dtype=torch.long)})
+
+
+def _read_part(path: Path) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    data = load_file(str(path))
+    states = _states_of(data)
+    return {i: (p, r) for i, p, r in zip(data["index"].tolist(), states.prompt_states, states.response_states)}

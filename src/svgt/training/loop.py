@@ -2,6 +2,10 @@
 
 Checkpoints are written atomically at the end of each epoch (module weights, optimizer moments, RNG state, history)
 as safetensors + JSON, so `resume=True` continues an interrupted run to the same result as an uninterrupted one.
+
+Under several processes (`svgt.training.distributed`) every process runs this loop on the same global batches; the
+stage's loss takes this process's slice and returns its share, gradients and shares are summed across processes
+before the step, and the main process alone writes checkpoints (every process reads them on resume).
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
+
 Batch = Any
-LossFn = Callable[[Batch], tuple[torch.Tensor, dict[str, float]]]
+LossFn = Callable[[Batch], tuple[torch.Tensor | None, dict[str, float]]]
+"""This process's share of a global batch's loss and metrics (the whole of them in a single process); None for the
+loss where this process's slice of the batch is empty (then every metric is 0)."""
 
 
 @dataclass
@@ -86,6 +94,10 @@ def _load_checkpoint(folder: Path, name: str, module: nn.Module, opt: torch.opti
     return int(info["epoch"]), list(info["history"])
 
 
+def _process_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1000 + epoch) * 1009 + rank + 1
+
+
 def run_loop(module: nn.Module, spec: LoopSpec, checkpoint_dir: str | os.PathLike[str] | None = None,
              resume: bool = False, progress: bool = True,
              stop_after_epochs: int | None = None) -> list[dict[str, float]]:
@@ -93,6 +105,7 @@ def run_loop(module: nn.Module, spec: LoopSpec, checkpoint_dir: str | os.PathLik
 
     `stop_after_epochs` ends the call early, as an interruption would (tests use it to prove resume).
     """
+    progress = progress and distributed.is_main()
     _set_trainable(module, spec.param_groups)
     opt = torch.optim.AdamW(spec.param_groups, weight_decay=spec.weight_decay)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -103,6 +116,7 @@ def run_loop(module: nn.Module, spec: LoopSpec, checkpoint_dir: str | os.PathLik
             start, history = _load_checkpoint(folder, spec.name, module, opt)
     if start == 0:
         torch.manual_seed(spec.seed)
+    distributed.broadcast_module(module)
     params = [p for g in spec.param_groups for p in g["params"]]
     for epoch in range(start, spec.epochs):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
@@ -110,21 +124,27 @@ def run_loop(module: nn.Module, spec: LoopSpec, checkpoint_dir: str | os.PathLik
         module.train()
         # The data order depends only on (seed, epoch), so a resumed run sees the same batches.
         gen = torch.Generator().manual_seed(spec.seed * 1000 + epoch)
+        if distributed.world_size() > 1:
+            # Dropout masks from a stream of their own per process and epoch: processes draw different masks for
+            # their slices, and a resumed run draws the masks an uninterrupted one would have.
+            torch.manual_seed(_process_seed(spec.seed, epoch, distributed.rank()))
         totals: dict[str, float] = {}
         steps = 0
         bar = tqdm(spec.batches(gen), desc=f"{spec.name} epoch {epoch + 1}/{spec.epochs}", disable=not progress,
                    leave=False)
         for batch in bar:
             loss, metrics = spec.loss(batch)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{spec.name}: loss became {loss.item()} at epoch {epoch + 1}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if loss is not None:
+                loss.backward()
+            values = distributed.sync_gradients(params, {"loss": 0.0 if loss is None else loss.item(), **metrics})
+            if not math.isfinite(values["loss"]):
+                raise FloatingPointError(f"{spec.name}: loss became {values['loss']} at epoch {epoch + 1}")
             if spec.grad_clip:
                 nn.utils.clip_grad_norm_(params, spec.grad_clip)
             opt.step()
             steps += 1
-            for key, value in {"loss": loss.item(), **metrics}.items():
+            for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix(loss=f"{totals['loss'] / steps:.4f}")
         record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in totals.items()}}
@@ -137,7 +157,9 @@ def run_loop(module: nn.Module, spec: LoopSpec, checkpoint_dir: str | os.PathLik
             shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
             tqdm.write(f"{spec.name} epoch {epoch + 1}/{spec.epochs}: {shown}")
         if folder is not None:
-            _save_checkpoint(folder, spec.name, module, opt, epoch + 1, history)
+            if distributed.is_main():
+                _save_checkpoint(folder, spec.name, module, opt, epoch + 1, history)
+            distributed.barrier()  # no process moves on (or resumes) before the checkpoint is whole
     module.eval()
     for p in module.parameters():
         p.requires_grad_(True)

@@ -1,4 +1,8 @@
-"""The three stages as data + trainable parameters + loss, each handed to the one loop in `loop.py`."""
+"""The three stages as data + trainable parameters + loss, each handed to the one loop in `loop.py`.
+
+Each loss takes a global batch of item indices and computes on this process's slice of it
+(`svgt.training.distributed.shard`: the whole batch in a single process), returning that slice's share of the
+global batch's loss, so the shares of all processes sum to the single-process loss."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from ..hooks import BackboneHooks, bridged_forward
 from ..hooks import prompt_states as prompt_states_of
 from ..module import ValueModule
 from ..prompts import left_pad
+from . import distributed
 from .activations import EncodedPair, StateSet
 from .loop import LoopSpec
 from .metrics import binary_metrics
@@ -84,9 +89,13 @@ def stage1_spec(module: ValueModule, texts: StateData, heldout: StateData, cfg: 
     pos_weight = _pos_weight(texts.labels).to(_device(module))
 
     def loss(idx: torch.Tensor):
-        b = texts.batch(idx, _device(module))
+        mine = distributed.shard(idx)
+        if not len(mine):
+            return None, {}
+        b = texts.batch(mine, _device(module))
         s = module.score_sequence(b["prompt"], b["prompt_mask"])
-        return F.binary_cross_entropy_with_logits(s, b["label"], pos_weight=pos_weight), {}
+        bce = F.binary_cross_entropy_with_logits(s, b["label"], pos_weight=pos_weight)
+        return distributed.share(bce, len(mine), len(idx)), {}
 
     return LoopSpec(
         name="stage1",
@@ -104,12 +113,15 @@ def stage2_spec(module: ValueModule, pairs: StateData, heldout: StateData, cfg: 
     pos_weight = _pos_weight(pairs.labels).to(_device(module))
 
     def loss(idx: torch.Tensor):
-        b = pairs.batch(idx, _device(module))
+        mine = distributed.shard(idx)
+        if not len(mine):
+            return None, {}
+        b = pairs.batch(mine, _device(module))
         s = module.score(b["response"], b["prompt"], b["prompt_mask"])
         m = b["response_mask"].float()
         target = b["label"][:, None].expand_as(s)
         per_token = F.binary_cross_entropy_with_logits(s, target, pos_weight=pos_weight, reduction="none")
-        return ((per_token * m).sum(1) / m.sum(1)).mean(), {}
+        return distributed.share(((per_token * m).sum(1) / m.sum(1)).mean(), len(mine), len(idx)), {}
 
     return LoopSpec(
         name="stage2",
@@ -145,9 +157,17 @@ class Stage3Batcher:
             t_mask[row, : len(e.response_ids)] = 1
         return p_ids, p_mask, t_ids, t_mask
 
-    def loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    METRICS = ("ce", "safe", "reg", "s_mean")
+
+    def loss(self, idx: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """This process's share of the batch's loss: CE, the safety term and `s_mean` are means over the batch's
+        target tokens, the regulariser a mean over its items."""
         cfg, module, hooks = self.cfg, self.module, self.hooks
-        p_ids, p_mask, t_ids, t_mask = self.tensors(idx)
+        mine = distributed.shard(idx)
+        if not len(mine):
+            return None, dict.fromkeys(self.METRICS, 0.0)
+        tokens = sum(len(self.examples[i].response_ids) for i in idx)
+        p_ids, p_mask, t_ids, t_mask = self.tensors(mine)
         with hooks:
             # Pass 1 (no grad, stops at the extract layer): the prompt's states and the trigger state.
             prompt_states = prompt_states_of(self.backbone.model, hooks, p_ids, p_mask)
@@ -160,14 +180,16 @@ class Stage3Batcher:
             states = hooks.captured[:, -t:].float()
         logits = out.logits[:, -(t + 1) : -1].float()
         mask = t_mask.bool()
-        ce = F.cross_entropy(logits[mask], t_ids[mask])
+        n_tokens = int(mask.sum())
+        ce = distributed.share(F.cross_entropy(logits[mask], t_ids[mask]), n_tokens, tokens)
         s = module.score(states, prompt_states, p_mask.bool())
         safe_terms = F.softplus(s) + cfg.safe_relu_weight * F.relu(s)
-        safe = (safe_terms * mask).sum() / mask.sum()
+        safe = distributed.share((safe_terms * mask).sum() / mask.sum(), n_tokens, tokens)
         ratio = bridge.norm(dim=-1) / h.norm(dim=-1, keepdim=True)
-        reg = F.relu((ratio - 1).abs() - cfg.reg_tau).mean()
+        reg = distributed.share(F.relu((ratio - 1).abs() - cfg.reg_tau).mean(), len(mine), len(idx))
         loss = cfg.lambda_ce * ce + cfg.lambda_safe * safe + cfg.lambda_reg * reg
-        return loss, {"ce": ce.item(), "safe": safe.item(), "reg": reg.item(), "s_mean": s[mask].mean().item()}
+        s_mean = distributed.share(s[mask].mean(), n_tokens, tokens)
+        return loss, {"ce": ce.item(), "safe": safe.item(), "reg": reg.item(), "s_mean": s_mean.item()}
 
 
 def stage3_spec(batcher: Stage3Batcher, heldout_idx: torch.Tensor, train_idx: torch.Tensor,
@@ -180,8 +202,8 @@ def stage3_spec(batcher: Stage3Batcher, heldout_idx: torch.Tensor, train_idx: to
             yield order[start : start + cfg.stage3_batch]
 
     def validate() -> dict[str, float]:
-        losses = [batcher.loss(heldout_idx[i : i + cfg.stage3_batch])[1] for i in range(0, len(heldout_idx),
-                                                                                       cfg.stage3_batch)]
+        losses = [distributed.sum_values(batcher.loss(heldout_idx[i : i + cfg.stage3_batch])[1], _device(module))
+                  for i in range(0, len(heldout_idx), cfg.stage3_batch)]
         return {k: sum(d[k] for d in losses) / len(losses) for k in losses[0]} if losses else {}
 
     return LoopSpec(

@@ -4,6 +4,10 @@ Order of work: build the training corpus (leak-checked against the evaluation an
 backbone answer some training prompts (its complying answers to harmful prompts become stage-2 unsafe pairs; its
 answers to benign prompts become stage-3 targets, so guidance is trained to leave benign behaviour as it was), cache
 extract-layer states, then stages 1-3, then a check on the tuning set (HarmBench val) and held-out benign prompts.
+
+Under `accelerate launch` (several processes, `svgt.training.distributed`) the backbone's answers, the activations
+and the tuning check's generation are split between processes by whole batches, stages 1-3 train data-parallel, and
+the main process alone writes the caches, checkpoints and the artifact, the same files a single process writes.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from ..data.augment import contextual_examples, imperative_variant
 from ..data.content_requests import content_requests
 from ..data.contrast import contrast_prompts
 from ..data.roles import RESERVE_SHAREGPT
-from ..generation import generate
+from ..generation import GenerationResult, generate
 from ..judges import is_refusal, looping_rate, refusal_rate
 from ..module import ValueModule
+from . import distributed
 from .activations import EncodedPair, StateSet, cached_states, encode_pair
 from .loop import run_loop
 from .metrics import binary_metrics
@@ -45,28 +50,51 @@ TRAIN_CONFIG_NAME = "train_config.json"
 
 
 def _log(msg: str) -> None:
-    tqdm.write(f"svgt train: {msg}")
+    if distributed.is_main():
+        tqdm.write(f"svgt train: {msg}")
 
 
 def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int, desc: str) -> list[str]:
-    """The unguided backbone's greedy answers, cached on disk by backbone + prompts + length."""
+    """The unguided backbone's greedy answers, cached on disk by backbone + prompts + length. Several processes
+    each answer every `world_size()`-th batch; the main process writes the one cache file."""
     key = hashlib.sha256(json.dumps([backbone.name, backbone.revision, max_new_tokens, prompts]).encode()).hexdigest()
     path = cache_dir() / "answers" / f"{key[:20]}.json"
-    if path.exists():
+    if distributed.from_main(path.exists()):
         return json.loads(path.read_text())
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
     # Length-sorted batches: left padding to the longest prompt of a batch is pure waste on a CPU.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    answers: list[str] = [""] * len(prompts)
-    for start in tqdm(range(0, len(order), 16), desc=desc, unit="batch", leave=False):
-        idx = order[start : start + 16]
+    starts = range(0, len(order), 16)
+    mine: dict[int, str] = {}
+    for j in tqdm(distributed.my_batches(len(starts)), desc=desc, unit="batch", leave=False,
+                  disable=not distributed.is_main()):
+        idx = order[starts[j] : starts[j] + 16]
         for i, text in zip(idx, generate(backbone, None, [prompts[i] for i in idx], cfg, batch_size=16).texts):
-            answers[i] = text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(answers))
-    tmp.replace(path)
+            mine[i] = text
+    done = distributed.gather_dicts(mine)
+    answers = [done[i] for i in range(len(prompts))]
+    if distributed.is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(answers))
+        tmp.replace(path)
     return answers
+
+
+def _generate(backbone: Backbone, module: ValueModule | None, prompts: list[str], cfg: GenerationConfig,
+              batch_size: int = 16) -> GenerationResult:
+    """`generate` in batches of `batch_size`; several processes each run every `world_size()`-th batch (the
+    batches a single process runs) and all of them get every result, in order."""
+    if distributed.world_size() == 1:
+        return generate(backbone, module, prompts, cfg, batch_size=batch_size)
+    starts = range(0, len(prompts), batch_size)
+    mine = {}
+    for j in distributed.my_batches(len(starts)):
+        r = generate(backbone, module, prompts[starts[j] : starts[j] + batch_size], cfg, batch_size=batch_size)
+        mine[j] = (r.token_ids, r.texts, r.telemetry, r.finish_reasons)
+    done = distributed.gather_dicts(mine)
+    ids, texts, telemetry, reasons = ([x for j in range(len(starts)) for x in done[j][field]] for field in range(4))
+    return GenerationResult(token_ids=ids, texts=texts, telemetry=telemetry, finish_reasons=reasons)
 
 
 def _sample(items: list, n: int, seed: int) -> list:
@@ -228,7 +256,8 @@ def train(
                                     "activations (ShareGPT reserve)")
         mined = pick_hard_negatives(reserve, prompt_scores(module, reserve_states), cfg.hard_negatives,
                                     corpus.report.get("heldout_fraction", 0.15), cfg.seed)
-        save_hard_negatives(out / HARD_NEGATIVES_NAME, mined)
+        if distributed.is_main():
+            save_hard_negatives(out / HARD_NEGATIVES_NAME, mined)
         corpus.heldout_edgy = list(corpus.heldout_edgy) + heldout_prompts(mined)
         row = {p.prompt: i for i, p in enumerate(reserve)}
         picked = StateSet([reserve_states.prompt_states[row[p.prompt]] for p in mined.train],
@@ -249,7 +278,7 @@ def train(
              f">= {min(mined.scores.values()):.2f} (of {len(reserve)} reserve prompts; {HARD_NEGATIVES_NAME})")
         lap("hard_negatives", t)
         torch.manual_seed(cfg.seed)  # the final discriminator starts where the first one did
-        module = ValueModule(mcfg)
+        module = ValueModule(mcfg).to(backbone.device)
         round_metrics = _stages_1_2(module, text_data, pair_data, held_data, cfg, stages, ckpt, resume, lap)
     metrics.update(round_metrics)
     t = time.time()
@@ -276,14 +305,17 @@ def train(
     if evaluate:
         metrics["tuning"] = tuning_check(backbone, module, corpus, cfg)
         t = lap("tuning_check", t)
-    if cfg.probe_sweep:
-        metrics["probe_sweep"] = probe_sweep(backbone, corpus, cfg, out, mcfg.extract_layer)
+    if cfg.probe_sweep:  # every process runs it (it is not split); the main one draws the plot
+        metrics["probe_sweep"] = probe_sweep(backbone, corpus, cfg, out if distributed.is_main() else None,
+                                             mcfg.extract_layer)
         t = lap("probe_sweep", t)
     metrics["timings_s"] = timings
     data_info = {"fingerprints": corpus.report.get("fingerprints", {}), "roles": svdata.ROLES}
-    save_pretrained(module, out, backbone, data=data_info, training=cfg.to_dict())
-    (out / TRAIN_CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    if distributed.is_main():
+        save_pretrained(module, out, backbone, data=data_info, training=cfg.to_dict())
+        (out / TRAIN_CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    distributed.barrier()  # every process returns once the artifact is there
     _log(f"wrote {out} in {timings['train_total']:.0f}s of training")
     return metrics
 
@@ -326,8 +358,10 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["tuning"] = tuning
     metrics.setdefault("timings_s", {})["tuning_check"] = round(time.time() - t, 1)
-    save_pretrained(module, out, backbone, data=saved.get("data"), training=_with_search_settings(saved, cfg))
-    metrics_path.write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    if distributed.is_main():
+        save_pretrained(module, out, backbone, data=saved.get("data"), training=_with_search_settings(saved, cfg))
+        metrics_path.write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    distributed.barrier()
     _log(f"rewrote {out}: margin {module.config.margin:g}, gate threshold {module.config.gate_threshold}")
     return tuning
 
@@ -410,7 +444,7 @@ def contrast_tuning_prompts(seed: int = 0) -> list[str]:
 def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[str]) -> list[float]:
     """The score `s` each prompt's first bridge is built from (what the gate compares with its threshold)."""
     gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf"), telemetry=False)
-    return [t.bridge_score for t in generate(backbone, module, prompts, gen, batch_size=16).telemetry]
+    return [t.bridge_score for t in _generate(backbone, module, prompts, gen).telemetry]
 
 
 def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | None = None,
@@ -478,8 +512,10 @@ def reselect(out_dir: str | os.PathLike[str], backbone: Backbone, cfg: TrainConf
                             rule=selection_rule(cfg, benign), reselected={"before": previous})
     tuning.update(guided=chosen["rates"], guided_unchanged=chosen["unchanged"], guided_looping=chosen["looping"])
     saved = read_config(out)
-    save_pretrained(module, out, backbone, data=saved.get("data"), training=_with_search_settings(saved, cfg))
-    (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    if distributed.is_main():
+        save_pretrained(module, out, backbone, data=saved.get("data"), training=_with_search_settings(saved, cfg))
+        (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    distributed.barrier()
     _log(f"rewrote {out}: margin {module.config.margin:g}, gate threshold {module.config.gate_threshold} "
          f"(was {previous['chosen']:g}, {previous['gate_threshold']})")
     return chosen
@@ -505,8 +541,8 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
             if prompts}
     result: dict[str, Any] = {**{f"{name}_n": len(p) for name, p in sets.items()},
                               "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
-    unguided = {name: generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens,
-                                                                          guidance=False), batch_size=16).texts
+    unguided = {name: _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens,
+                                                                           guidance=False)).texts
                 for name, prompts in sets.items()}
     _log("unguided: " + _rates_line({f"{n}_refusal": refusal_rate(t) for n, t in unguided.items()}))
     guided: dict[float, dict[str, list[str]]] = {}
@@ -514,7 +550,7 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     for margin in cfg.margins:
         module.config.set_margin(margin)
         gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, gate_threshold=float("-inf"))
-        outs = {name: generate(backbone, module, prompts, gen, batch_size=16) for name, prompts in sets.items()}
+        outs = {name: _generate(backbone, module, prompts, gen) for name, prompts in sets.items()}
         guided[margin] = {name: o.texts for name, o in outs.items()}
         # The first-bridge score depends on neither the margin nor the gate: read it from the first run.
         scores = scores or {name: [t.bridge_score for t in o.telemetry] for name, o in outs.items()}
