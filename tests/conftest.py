@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -29,3 +30,15 @@ def make_module(backbone, seed: int = 1, **overrides) -> ValueModule:
 @pytest.fixture
 def llama():
     return tiny_backbone("llama")
+
+
+@pytest.fixture
+def svgt_device() -> torch.device:
+    """Where device-aware tests (tests/test_device.py) run: $SVGT_TEST_DEVICE, the CPU by default;
+    scripts/gpu_check.sh sets cuda. A device this machine lacks skips the test."""
+    device = torch.device(os.environ.get("SVGT_TEST_DEVICE", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"SVGT_TEST_DEVICE={device}: no CUDA GPU here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        pytest.skip(f"SVGT_TEST_DEVICE={device}: no MPS here")
+    return device

@@ -160,12 +160,19 @@ def test_prompts_have_exact_length_and_differ():
     assert not torch.equal(ids[0], ids[1])
 
 
-@pytest.mark.parametrize("name,params", [("smollm2-135m", 134.5e6), ("llama-3.2-3b", 3.21e9), ("mistral-7b", 7.25e9)])
+@pytest.mark.parametrize("name,params", [("smollm2-135m", 134.5e6), ("llama-3.2-1b", 1.24e9), ("llama-3.2-3b", 3.21e9),
+                                         ("mistral-7b", 7.25e9)])
 def test_random_configs_have_the_real_shapes(name, params):
     backbone = random_backbone(name, device="meta")  # shapes only, nothing allocated
     count = sum(p.numel() for p in backbone.model.parameters())
     assert count == pytest.approx(params, rel=0.01)
     assert backbone.num_layers == RANDOM_CONFIGS[name]["num_hidden_layers"]
+
+
+def test_bench_offers_every_random_config():
+    from svgt.cli import RANDOM_CONFIG_NAMES
+
+    assert sorted(RANDOM_CONFIG_NAMES) == sorted(RANDOM_CONFIGS)
 
 
 def test_rss_sampler_sees_an_allocation():

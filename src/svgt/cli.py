@@ -26,6 +26,10 @@ DEMO_PROMPTS = [
 ]
 
 
+RANDOM_CONFIG_NAMES = ("llama-3.2-1b", "llama-3.2-3b", "mistral-7b", "smollm2-135m", "tiny-llama")
+"""`svgt bench --random-config` choices: svgt.benchmark.RANDOM_CONFIGS, named here so `svgt --help` stays light."""
+
+
 class UsageError(Exception):
     """Bad input from the command line or a file it names; printed as one line."""
 
@@ -166,6 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .config import TrainConfig
+    from .training import distributed
     from .training.trainer import reselect, retune, train
 
     overrides: dict[str, Any] = {}
@@ -179,18 +184,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             overrides[key] = raw
     cfg = TrainConfig(seed=args.seed, **overrides)
-    backbone = _backbone(args)
-    if args.retune:
-        print(json.dumps({"tuning": retune(backbone, args.out, cfg)}, indent=2))
-        return 0
-    if args.reselect:
-        chosen = reselect(args.out, backbone, cfg)
-        print(json.dumps({"chosen": chosen["params"], "rates": chosen["rates"]}, indent=2))
-        return 0
-    stages = (1, 2, 3) if args.stage is None else (args.stage,)
-    metrics = train(backbone, args.out, cfg, stages=stages, resume=args.resume, evaluate=not args.no_eval)
-    print(json.dumps({k: metrics[k] for k in ("discrimination_heldout_pairs", "tuning", "timings_s") if k in metrics},
-                     indent=2))
+    # Under `accelerate launch` this process is one of several: it joins their process group and, unless --device
+    # names one, takes its own device (its own GPU; the CPU with --device cpu or where there is no GPU).
+    own = distributed.init_from_env(cpu=args.device == "cpu")
+    try:
+        with distributed.main_first():  # a built-in backbone is converted once, by the main process
+            backbone = _backbone(args, own if own is not None and args.device in ("auto", "cuda") else None)
+        if args.retune:
+            result: dict[str, Any] = {"tuning": retune(backbone, args.out, cfg)}
+        elif args.reselect:
+            chosen = reselect(args.out, backbone, cfg)
+            result = {"chosen": chosen["params"], "rates": chosen["rates"]}
+        else:
+            stages = (1, 2, 3) if args.stage is None else (args.stage,)
+            metrics = train(backbone, args.out, cfg, stages=stages, resume=args.resume, evaluate=not args.no_eval)
+            result = {k: metrics[k] for k in ("discrimination_heldout_pairs", "tuning", "timings_s") if k in metrics}
+        if distributed.is_main():
+            print(json.dumps(result, indent=2))
+    finally:
+        distributed.shutdown()
     return 0
 
 
@@ -264,11 +276,12 @@ def _add_backbone_args(p: argparse.ArgumentParser, artifact: bool = True) -> Non
     _add_device_args(p)
 
 
-def _backbone(args: argparse.Namespace):
-    """The backbone named by --backbone, on --device in --dtype."""
+def _backbone(args: argparse.Namespace, device: Any = None):
+    """The backbone named by --backbone, on --device (or `device`, where a launcher gave this process one) in
+    --dtype."""
     from .backbone import load_backbone
 
-    return load_backbone(args.backbone, device=args.device, dtype=args.dtype)
+    return load_backbone(args.backbone, device=args.device if device is None else device, dtype=args.dtype)
 
 
 def _margin_list(text: str) -> list[float]:
@@ -389,8 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = bn.add_mutually_exclusive_group()
     src.add_argument("--backbone", default=DEFAULT_BACKBONE,
                      help=f"built-in name ({', '.join(BUILTIN_BACKBONES)}), hub id or local path")
-    src.add_argument("--random-config", choices=["llama-3.2-3b", "mistral-7b", "smollm2-135m"],
-                     help="randomly initialised backbone of a real model's shape (for GPUs where weights can't travel)")
+    src.add_argument("--random-config", choices=list(RANDOM_CONFIG_NAMES),
+                     help="randomly initialised backbone of a real model's shape (for GPUs where weights can't "
+                          "travel); tiny-llama is a seconds-fast stand-in for smoke runs")
     bn.add_argument("--quick", action="store_true",
                     help="batch 1, prompt 64, 64 new tokens, 4 variants; rounds until every ratio's 95%% interval is "
                          "within ±2%% or the time cap")

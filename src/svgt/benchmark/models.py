@@ -13,6 +13,13 @@ RANDOM_PREFIX = "random:"
 # Shapes of real models (from their published config.json files), so that speed can be measured on a machine the
 # real weights cannot reach. Weights are random: text quality is irrelevant to speed.
 RANDOM_CONFIGS: dict[str, dict] = {
+    "llama-3.2-1b": dict(  # scripts/gpu_check.sh trains a few steps of each stage on it
+        family="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+        num_key_value_heads=8, head_dim=64, vocab_size=128256, max_position_embeddings=131072, rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+    ),
     "llama-3.2-3b": dict(
         family="llama", hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
         num_key_value_heads=8, head_dim=128, vocab_size=128256, max_position_embeddings=131072, rms_norm_eps=1e-5,
