@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from ..backbone import Backbone
 from ..config import GenerationConfig
@@ -187,7 +188,7 @@ class CASTMethod(Method):
         plain_nll = response_nll(self.backbone, benign, plain_texts[len(harmful):])
         steered: list[tuple[list[str], list[tuple[float, int]]]] = []
         try:
-            for behavior in behaviors:
+            for behavior in tqdm(behaviors, desc="cast: tuning (steered runs)", unit="setting", leave=False):
                 self.params = {**base, **behavior}
                 steered.append(answers())
         finally:
