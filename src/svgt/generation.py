@@ -19,8 +19,8 @@ ride along in the next token's forward (no extra pass):
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
 
 import torch
 from transformers import DynamicCache
@@ -64,11 +64,13 @@ class RowTelemetry:
 @dataclass
 class GenerationResult:
     token_ids: list[list[int]]
-    """Generated ids per row, cut before the first stop token."""
+    """Generated ids per row, cut before the first stop token, or after the last token that adds text before a stop
+    string."""
     texts: list[str]
+    """Per row, the text of its ids; cut before a stop string."""
     telemetry: list[RowTelemetry]
     finish_reasons: list[str]
-    """`stop` (a stop token) or `length` (max_new_tokens)."""
+    """`stop` (a stop token or stop string) or `length` (max_new_tokens)."""
     step_logits: list[torch.Tensor] = field(default_factory=list)
     """With `keep_logits=True`: the `(B, V)` logits each step sampled from."""
     step_bridges: list[torch.Tensor | None] = field(default_factory=list)
@@ -88,6 +90,35 @@ def stop_token_ids(backbone: Backbone, extra: list[int] | None = None) -> set[in
         elif isinstance(eos, (list, tuple)):
             ids.update(int(e) for e in eos)
     return ids
+
+
+def stop_strings(backbone: Backbone, cfg: GenerationConfig) -> list[str]:
+    """The strings a row stops at under `cfg`: its own, else the backbone's (`GenerationConfig.stop_strings`)."""
+    if not cfg.stop_at_eos:
+        return []
+    return list(backbone.stop_strings if cfg.stop_strings is None else cfg.stop_strings)
+
+
+def first_stop(text: str, stops: Sequence[str]) -> int:
+    """Where the earliest of `stops` starts in `text`, or -1."""
+    return min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+
+
+def for_prompts(config: GenerationConfig, chat_template: bool) -> GenerationConfig:
+    """`config` for prompts that are (`chat_template`) or are not run through the chat template. The backbone's stop
+    strings end an answer in its prompt format, so a raw prompt does not stop at them (unless `config` names them)."""
+    if chat_template or config.stop_strings is not None:
+        return config
+    return replace(config, stop_strings=[])
+
+
+def _tokens_before(tokenizer: Any, ids: list[int], end: int) -> int:
+    """How many of `ids` it takes for their text to reach `end` characters: the tokens that add text before a stop
+    string (the one it starts inside included). Walks back from the end, where the stop string is."""
+    n = len(ids)
+    while n > 0 and len(tokenizer.decode(ids[: n - 1], skip_special_tokens=True)) >= end:
+        n -= 1
+    return n
 
 
 def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator | None) -> torch.Tensor:
@@ -164,6 +195,9 @@ class GuidedDecoder:
         # transformers 5.24 renamed `past_key_values` to `cache`; accept either spelling.
         self.cache_kwarg = "cache" if _accepts(self.model, "cache") else "past_key_values"
         self.placeholder = backbone.tokenizer.pad_token_id or 0
+        self.stop_strings = stop_strings(backbone, cfg)
+        self.stopped_at: dict[int, int] = {}
+        """Per row that a stop string ended: how many tokens it had then (the last one completed the string)."""
 
     # -- one forward ---------------------------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, plan: ForwardPlan | None) -> torch.Tensor:
@@ -208,6 +242,7 @@ class GuidedDecoder:
         self.attn = attention_mask.long()
         lengths = self.attn.sum(-1)
         telemetry = [RowTelemetry() for _ in range(batch)]
+        self.stopped_at = {}
         stops = stop_token_ids(self.backbone, cfg.extra_stop_token_ids) if cfg.stop_at_eos else set()
         self.hooks = None
         if self.guided:
@@ -292,6 +327,8 @@ class GuidedDecoder:
                     finish_reasons[row] = "stop"
                 finished |= hit
             generated = torch.cat([generated, token[:, None]], 1)
+            if self.stop_strings:
+                self._stop_at_strings(generated, finished, finish_reasons)
             if self.on_token is not None and not self.on_token(token, telemetry):
                 break
             if bool(finished.all()) or step == cfg.max_new_tokens - 1:
@@ -344,6 +381,15 @@ class GuidedDecoder:
                     for row in range(batch):
                         telemetry[row].add(float(s_t[row]), float(norms[row]), bool(changed[row]))
         return self._result(generated, stops, telemetry, finish_reasons, step_logits, step_bridges)
+
+    def _stop_at_strings(self, generated: torch.Tensor, finished: torch.Tensor, finish_reasons: list[str]) -> None:
+        """Finish (in place) each row whose text now contains a stop string."""
+        decode = self.backbone.tokenizer.decode
+        for row in (~finished).nonzero().flatten().tolist():
+            if first_stop(decode(generated[row].tolist(), skip_special_tokens=True), self.stop_strings) >= 0:
+                finished[row] = True
+                finish_reasons[row] = "stop"
+                self.stopped_at[row] = generated.shape[1]
 
     def _fast_refresh(self, token, position, lengths, m_len, new_bridge, has_bridge, inserted) -> torch.Tensor:
         """New bridge + next token in one forward; the new bridge entries then replace the old bridge columns.
@@ -436,12 +482,19 @@ class GuidedDecoder:
     def _result(self, generated, stops, telemetry, finish_reasons, step_logits, step_bridges) -> GenerationResult:
         tokenizer = self.backbone.tokenizer
         rows: list[list[int]] = []
+        texts: list[str] = []
         for row, ids in enumerate(generated.tolist()):
             cut = next((i for i, t in enumerate(ids) if t in stops), len(ids))
+            text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
+            if row in self.stopped_at:  # the text ends before the stop string, as a streamed one does
+                ids = ids[: self.stopped_at[row]]
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                end = first_stop(text, self.stop_strings)
+                cut, text = _tokens_before(tokenizer, ids, end), text[:end]
             rows.append(ids[:cut])
+            texts.append(text)
             tel = telemetry[row]
             tel.score, tel.delta_z_norm, tel.refreshed = tel.score[:cut], tel.delta_z_norm[:cut], tel.refreshed[:cut]
-        texts = [tokenizer.decode(r, skip_special_tokens=True) for r in rows]
         return GenerationResult(rows, texts, telemetry, finish_reasons, step_logits, step_bridges)
 
 
@@ -458,6 +511,7 @@ def generate(
     """Generate for a list of prompts (strings or chat message lists), in batches, order preserved."""
     config = config or GenerationConfig()
     results: list[GenerationResult] = []
+    config = for_prompts(config, chat_template)
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         ids, mask = encode_prompts(backbone.tokenizer, chunk, chat_template, backbone.device)

@@ -25,9 +25,10 @@ from typing import Any, Union
 
 from torch import nn
 
-from .backbone import DEFAULT_BACKBONE, Backbone, load_backbone, wrap_backbone
+from .backbone import DEFAULT_BACKBONE, Backbone, builtin_name, load_backbone, wrap_backbone
+from .backbone import HUB_IDS  # noqa: F401  (defined with the built-ins; importable from here as before)
 from .config import GenerationConfig
-from .generation import GenerationResult, generate
+from .generation import GenerationResult, for_prompts, generate
 from .module import ValueModule
 from .pipeline import GuidedModel, load_guided_model
 from .prompts import encode_prompts, paragraph_ids
@@ -36,23 +37,7 @@ from .streaming import TextStream
 Messages = list[dict[str, str]]
 Prompt = Union[str, Messages]
 
-HUB_IDS: dict[str, str] = {
-    "HuggingFaceTB/SmolLM2-135M-Instruct": "smollm2-135m-instruct",
-    "google/gemma-3-270m": "gemma-3-270m",
-}
-"""Hub ids of the built-in backbones: a model loaded under one of these names gets that backbone's shipped module."""
-
 _GENERATION_KEYS = {f.name for f in fields(GenerationConfig)}
-
-
-def builtin_name(model: nn.Module) -> str | None:
-    """The built-in backbone a transformers model is, judged by the name it was loaded under
-    (`config.name_or_path`: a hub id in `HUB_IDS`, or the folder svgt converts a built-in into), else None."""
-    path = str(getattr(getattr(model, "config", None), "name_or_path", "") or "")
-    if path in HUB_IDS:
-        return HUB_IDS[path]
-    folder = os.path.basename(path.rstrip("/"))
-    return next((name for name in HUB_IDS.values() if folder.startswith(name + "-")), None)
 
 
 class SVGTModel:
@@ -136,7 +121,7 @@ class SVGTModel:
         `generate`'s for the same prompt and settings."""
         if not _is_single(inputs):
             raise ValueError("stream() takes one prompt (a string or one messages list); use generate() for batches")
-        cfg = self.generation_config(**kwargs)
+        cfg = for_prompts(self.generation_config(**kwargs), chat_template)
         bb = self.backbone
         ids, mask = encode_prompts(bb.tokenizer, [inputs], chat_template, bb.device)
         paragraphs = ([paragraph_ids(bb.tokenizer, inputs, chat_template)]

@@ -1,13 +1,56 @@
-"""Turning user prompts into left-padded token batches, through the chat template when the tokenizer has one."""
+"""Turning user prompts into left-padded token batches, through the chat template when the tokenizer has one.
+
+A base model has no chat template of its own (or one it was never trained on), so a built-in base backbone carries a
+`PromptFormat`: a chat template in a plain-text format the model continues naturally, set on its tokenizer when the
+backbone is wrapped, plus the strings that end an answer in that format. Everything downstream (training, generation,
+evaluation, serving) goes through the tokenizer's chat template, so no path has to know which backbone it runs.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How prompts are written for a backbone that has no chat habits."""
+
+    name: str
+    chat_template: str
+    """A Jinja chat template, rendered by transformers' `apply_chat_template` like any other."""
+    stop_strings: tuple[str, ...] = ()
+    """Text that ends an answer in this format (the start of the next turn a base model goes on to write);
+    generation cuts the answer before the first of them (`GenerationConfig.stop_strings`)."""
+
+
+QUESTION_ANSWER = PromptFormat(
+    "question-answer",
+    # <bos>, then "Question: ...\nAnswer:\n" per turn (a system message first, as a plain paragraph). The answer
+    # starts on a line of its own, so a response tokenised on its own (training) gets the ids a generated one has.
+    r"{{ bos_token }}{% for message in messages %}"
+    r"{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    r"{% elif message['role'] == 'user' %}{{ 'Question: ' + message['content'] + '\n' }}"
+    r"{% elif message['role'] == 'assistant' %}{{ 'Answer:\n' + message['content'] + '\n' }}"
+    r"{% else %}{{ raise_exception('the question-answer format has the roles system, user and assistant, not ' "
+    r"+ message['role']) }}{% endif %}{% endfor %}"
+    r"{% if add_generation_prompt %}{{ 'Answer:\n' }}{% endif %}",
+    ("\nQuestion:",),
+)
+r"""The plain format of the built-in base backbone (Gemma 3 270M): `Question: {prompt}\nAnswer:\n`, the answer ending
+where the model starts the next question. Its GGUF tokenizer has no chat template, and Gemma's own turn markers
+are untrained in the base model (it answers them with noise)."""
+
+
+def apply_prompt_format(tokenizer: Any, prompt_format: PromptFormat) -> None:
+    """Make `prompt_format` the tokenizer's chat template (replacing any it had), so `format_prompt` and anything
+    else that calls `apply_chat_template` (TRL, for DPO) writes prompts in it."""
+    tokenizer.chat_template = prompt_format.chat_template
 
 
 def has_chat_template(tokenizer: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import torch
 
 from .config import GenerationConfig
-from .generation import GuidedDecoder, RowTelemetry, stop_token_ids
+from .generation import GuidedDecoder, RowTelemetry, first_stop, stop_strings, stop_token_ids
 
 
 class IncrementalText:
@@ -42,7 +42,7 @@ class IncrementalText:
         self.ids.append(token)
         with self.lock:
             text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        cut = first_stop(text, self.stops)
         if cut >= 0:
             self.text, self.finish = text[:cut], "stop"
             return self.release(self.text)
@@ -95,7 +95,7 @@ class TextStream:
                  timeout: float | None = None) -> None:
         self.config, self.timeout = config, timeout
         eos = stop_token_ids(backbone, config.extra_stop_token_ids) if config.stop_at_eos else set()
-        self._text = IncrementalText(backbone.tokenizer, eos, config.max_new_tokens)
+        self._text = IncrementalText(backbone.tokenizer, eos, config.max_new_tokens, stop_strings(backbone, config))
         self._queue: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self.finish_reason: str | None = None

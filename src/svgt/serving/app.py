@@ -14,7 +14,8 @@ Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`
   (a seeded sampling request runs in a batch of its own). `top_p` in (0, 1].
 - `stop`: a string or up to 4 strings. The text is cut before the first occurrence of any of them (the stop
   sequence itself is not returned) and `finish_reason` is `stop`; while streaming, text that could still turn
-  into a stop sequence is held back until it cannot.
+  into a stop sequence is held back until it cannot. A chat request also stops at the backbone's own stop strings
+  (a base model's prompt format: `Backbone.stop_strings`, "\\nQuestion:" for Gemma 3 270M), as `svgt.generate` does.
 - `max_tokens` (or `max_completion_tokens`) must be >= 1 and fit the context window together with the prompt (and
   the Bridge Tokens when guided); omitted, it is the smaller of the server default (256) and what fits.
 - `usage.completion_tokens` counts the returned tokens (an EOS token is not counted; a token that completed a stop

@@ -121,6 +121,9 @@ class ParsedRequest:
             refresh_mode=g.refresh_mode,  # type: ignore[arg-type]
             gate_threshold=g.gate_threshold,
             telemetry=True,
+            # Stop sequences (the request's, and for chat the backbone's prompt format's) are cut row by row by the
+            # scheduler: one batch can mix chat and completion requests.
+            stop_strings=[],
         )
 
 

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -91,10 +91,13 @@ class Job:
 
 
 class _Row(IncrementalText):
-    """One request inside a running batch: its job, and its text as `IncrementalText` streams it."""
+    """One request inside a running batch: its job, and its text as `IncrementalText` streams it. A chat request
+    also stops at `format_stops` (the backbone's stop strings: its prompt format is what the chat template wrote)."""
 
-    def __init__(self, job: Job, tokenizer: Any, eos: set[int], lock: threading.Lock) -> None:
-        super().__init__(tokenizer, eos, job.max_tokens, job.req.stop, lock)
+    def __init__(self, job: Job, tokenizer: Any, eos: set[int], lock: threading.Lock,
+                 format_stops: Sequence[str] = ()) -> None:
+        stops = [*job.req.stop, *(format_stops if format_stops and job.req.kind == "chat" else ())]
+        super().__init__(tokenizer, eos, job.max_tokens, list(dict.fromkeys(stops)), lock)
         self.job = job
 
 
@@ -250,7 +253,7 @@ class Scheduler:
         req = jobs[0].req
         cfg = req.generation_config(max(j.max_tokens for j in jobs), guided=module is not None)
         eos = stop_token_ids(bb, cfg.extra_stop_token_ids)
-        rows = [_Row(job, bb.tokenizer, eos, self.tokenizer_lock) for job in jobs]
+        rows = [_Row(job, bb.tokenizer, eos, self.tokenizer_lock, bb.stop_strings) for job in jobs]
         telemetry: list[RowTelemetry] = []
 
         def finish(row: _Row, delta: str) -> None:
