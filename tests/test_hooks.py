@@ -82,3 +82,15 @@ def test_backbone_frozen_after_training_steps(llama):
     assert all(not p.requires_grad for p in llama.model.parameters())
     changed = [k for k, v in module.state_dict().items() if not torch.equal(module_before[k], v)]
     assert any(k.startswith("bridge.") for k in changed) and any(k.startswith("value_space.") for k in changed)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_bridged_forward_can_keep_only_the_last_logits(family):
+    backbone = tiny_backbone(family)
+    c = make_module(backbone).config
+    ids, mask = left_pad([[2, 5, 6, 7, 8], [2, 9, 10]], 0)
+    bridge, response = torch.randn(2, 3, backbone.hidden_size), torch.tensor([[11, 12], [14, 15]])
+    with BackboneHooks(backbone.layers, c.insert_layer, c.extract_layer, "sdpa") as hooks, torch.no_grad():
+        full = bridged_forward(backbone.model, hooks, ids, mask, bridge, response).logits
+        last = bridged_forward(backbone.model, hooks, ids, mask, bridge, response, logits_to_keep=1).logits
+    assert last.shape[1] == 1 and torch.allclose(last[:, -1], full[:, -1], atol=1e-5)

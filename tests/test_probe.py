@@ -44,3 +44,18 @@ def test_layer_sweep_reports_every_layer_for_every_pair_of_sets(tmp_path):
     assert sweep["n"] == {"a": 4, "t": 2, "u": 2}
     plot_sweep(sweep, tmp_path / "p.png", extract_layer=1)
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_states_do_not_depend_on_the_left_padding_of_a_batch():
+    # GPT-2's positions are absolute: a padded row reads the states generation computes only at honest positions.
+    bb = tiny_backbone("gpt2")
+    prompts = ["a short one", "a somewhat longer prompt about cats"]
+    alone, batched = last_token_states(bb, prompts, batch_size=1), last_token_states(bb, prompts, batch_size=2)
+    assert torch.allclose(alone, batched, atol=1e-5)
+
+
+def test_limit_sets_keeps_the_first_prompts_of_each_label():
+    from svgt.training.probe import limit_sets
+
+    sets = {"a": (["h1", "b1", "h2", "h3", "b2", "b3"], [1, 0, 1, 1, 0, 0])}
+    assert limit_sets(sets, 2) == {"a": (["h1", "b1", "h2", "b2"], [1, 0, 1, 0])}

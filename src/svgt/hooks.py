@@ -205,12 +205,15 @@ def bridged_forward(
     response_ids: torch.Tensor,
     response_mask: torch.Tensor | None = None,
     placeholder_id: int = 0,
+    logits_to_keep: int = 0,
 ) -> Any:
     """One full forward over `[prompt (M), Bridge Tokens (K), response (T)]` without a cache.
 
     This is the reference that KV-cached generation must equal, and the teacher-forced pass of stage 3.
     The prompt is left-padded, the response right-padded; positions are honest: prompt `0..m-1`, bridge `m..m+K-1`,
-    response from `m+K`, per row. The extract-layer states land in `hooks.captured`.
+    response from `m+K`, per row. The extract-layer states land in `hooks.captured`. `logits_to_keep` (transformers'
+    keyword; 0: every position) spares a reference for one step the logits of every other position, which for a
+    262k-token vocabulary (Gemma) cost more than the layers.
     """
     batch, m_len = prompt_ids.shape
     k = 0 if bridge_tokens is None else bridge_tokens.shape[1]
@@ -228,8 +231,9 @@ def bridged_forward(
         cols = slice(m_len, m_len + k)
         plan = ForwardPlan(cols, bridge_tokens, bridge_block(total, total, cols, device))
     hooks.plan = plan
+    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep else {}
     try:
-        return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False)
+        return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False, **extra)
     finally:
         hooks.plan = None
 

@@ -18,6 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
+from ..generation import _accepts
+from ..hooks import padded_positions
 from ..prompts import encode_prompts
 from .metrics import auroc
 
@@ -26,15 +28,19 @@ from .metrics import auroc
 def last_token_states(backbone: Backbone, prompts: list[str], batch_size: int = 16,
                       max_prompt_tokens: int = 128) -> torch.Tensor:
     """`(layers, N, d)`: each decoder layer's output at the last prompt token, prompts templated as in generation
-    (longer prompts keep their end, as in training). Batches are length-sorted: left padding is wasted work."""
+    (longer prompts keep their end, as in training) at the positions generation gives them. Batches are
+    length-sorted: left padding is wasted work. Only the last position's logits are computed: the states are what is
+    read, and a batch's logits over a 262k-token vocabulary (Gemma) would cost more than its layers."""
     tok = backbone.tokenizer
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: torch.Tensor | None = None
+    extra = {"logits_to_keep": 1} if _accepts(backbone.model, "logits_to_keep") else {}
     for start in tqdm(range(0, len(order), batch_size), desc="probe states", unit="batch", leave=False):
         idx = order[start : start + batch_size]
         ids, mask = encode_prompts(tok, [prompts[i] for i in idx], device=backbone.device)
         ids, mask = ids[:, -max_prompt_tokens:], mask[:, -max_prompt_tokens:]
-        hidden = backbone.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        hidden = backbone.model(input_ids=ids, attention_mask=mask, position_ids=padded_positions(mask),
+                                output_hidden_states=True, **extra).hidden_states
         states = torch.stack([h[:, -1].float().cpu() for h in hidden[1:]])  # outputs of layers 0..L-1
         if out is None:
             out = torch.zeros(states.shape[0], len(prompts), states.shape[-1])
@@ -104,6 +110,21 @@ def sweep_sets(corpus: Any, heldout_contrast: list[Any], tuning: dict[str, list[
             test[f"harmbench_val_vs_{name}"] = (tuning["harmbench_val"] + prompts,
                                                 [1] * len(tuning["harmbench_val"]) + [0] * len(prompts))
     return train, test
+
+
+def limit_sets(sets: dict[str, tuple[list[str], list[int]]], per_class: int) -> dict[str, tuple[list[str], list[int]]]:
+    """Each set cut to its first `per_class` prompts of each label: a quick run that shows the sweep works on a
+    backbone, not a measurement."""
+    out: dict[str, tuple[list[str], list[int]]] = {}
+    for name, (texts, labels) in sets.items():
+        counts: dict[int, int] = {}
+        keep: list[int] = []
+        for i, y in enumerate(labels):
+            if counts.get(y, 0) < per_class:
+                counts[y] = counts.get(y, 0) + 1
+                keep.append(i)
+        out[name] = ([texts[i] for i in keep], [labels[i] for i in keep])
+    return out
 
 
 def plot_sweep(sweep: dict[str, Any], path: str | Path, extract_layer: int | None = None) -> None:
