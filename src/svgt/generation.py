@@ -498,6 +498,18 @@ class GuidedDecoder:
         return GenerationResult(rows, texts, telemetry, finish_reasons, step_logits, step_bridges)
 
 
+def encode_batch(backbone: Backbone, module: ValueModule | None, prompts: list[str] | list[list[dict[str, str]]],
+                 config: GenerationConfig, chat_template: bool = True,
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[list[list[int]]] | None]:
+    """`(input_ids, attention_mask, paragraphs)` of one batch as `GuidedDecoder.run` takes them: the paragraphs'
+    ids only where they will be scored (guidance on, a module, `config.score_paragraphs`)."""
+    ids, mask = encode_prompts(backbone.tokenizer, prompts, chat_template, backbone.device)
+    paragraphs = None
+    if config.score_paragraphs and config.guidance and module is not None:
+        paragraphs = [paragraph_ids(backbone.tokenizer, p, chat_template) for p in prompts]
+    return ids, mask, paragraphs
+
+
 def generate(
     backbone: Backbone,
     module: ValueModule | None,
@@ -513,11 +525,8 @@ def generate(
     results: list[GenerationResult] = []
     config = for_prompts(config, chat_template)
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        ids, mask = encode_prompts(backbone.tokenizer, chunk, chat_template, backbone.device)
-        paragraphs = None
-        if config.score_paragraphs and config.guidance and module is not None:
-            paragraphs = [paragraph_ids(backbone.tokenizer, p, chat_template) for p in chunk]
+        ids, mask, paragraphs = encode_batch(backbone, module, prompts[start : start + batch_size], config,
+                                             chat_template)
         results.append(GuidedDecoder(backbone, module, config).run(ids, mask, keep_logits, paragraphs))
     return GenerationResult(
         [r for res in results for r in res.token_ids],

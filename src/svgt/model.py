@@ -28,10 +28,9 @@ from torch import nn
 from .backbone import DEFAULT_BACKBONE, Backbone, builtin_name, load_backbone, wrap_backbone
 from .backbone import HUB_IDS  # noqa: F401  (defined with the built-ins; importable from here as before)
 from .config import GenerationConfig
-from .generation import GenerationResult, for_prompts, generate
+from .generation import GenerationResult, encode_batch, for_prompts, generate
 from .module import ValueModule
 from .pipeline import GuidedModel, load_guided_model
-from .prompts import encode_prompts, paragraph_ids
 from .streaming import TextStream
 
 Messages = list[dict[str, str]]
@@ -122,11 +121,8 @@ class SVGTModel:
         if not _is_single(inputs):
             raise ValueError("stream() takes one prompt (a string or one messages list); use generate() for batches")
         cfg = for_prompts(self.generation_config(**kwargs), chat_template)
-        bb = self.backbone
-        ids, mask = encode_prompts(bb.tokenizer, [inputs], chat_template, bb.device)
-        paragraphs = ([paragraph_ids(bb.tokenizer, inputs, chat_template)]
-                      if cfg.score_paragraphs and cfg.guidance else None)
-        return TextStream(bb, self.value_module, ids, mask, cfg, paragraphs, timeout)
+        ids, mask, paragraphs = encode_batch(self.backbone, self.value_module, [inputs], cfg, chat_template)
+        return TextStream(self.backbone, self.value_module, ids, mask, cfg, paragraphs, timeout)
 
     def __repr__(self) -> str:
         c = self.value_module.config
