@@ -70,6 +70,11 @@ def response_nll(backbone: Backbone, prompts: list[str], responses: list[str], *
 
 def perplexity(backbone: Backbone, prompts: list[str], responses: list[str], **kwargs: object) -> float:
     """exp(token-weighted mean NLL) of the responses; NaN if no response has a token."""
-    scored = response_nll(backbone, prompts, responses, **kwargs)  # type: ignore[arg-type]
+    return perplexity_of(response_nll(backbone, prompts, responses, **kwargs))  # type: ignore[arg-type]
+
+
+def perplexity_of(scored: list[tuple[float, int]]) -> float:
+    """exp(token-weighted mean NLL) of `response_nll` rows (also of a mix of rows from several runs, as a search
+    composes them); NaN if no row has a token."""
     tokens = sum(n for _, n in scored)
     return math.exp(sum(s for s, _ in scored) / tokens) if tokens else math.nan

@@ -72,10 +72,16 @@ class Method(ABC):
 
     def generate(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8) -> MethodOutput:
         """Greedy answers. Methods built on hooks only override `steering`; svgt overrides this."""
+        return self.answer(prompts, max_new_tokens, batch_size)
+
+    def answer(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8,
+               steer: bool = True) -> MethodOutput:
+        """Greedy answers of the backbone under `steering()`, or without it (`steer=False`: the plain backbone, for
+        methods such as `cast` that steer only some prompts)."""
         assert self.backbone is not None, f"{self.name}: prepare() first"
         cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
         start = time.perf_counter()
-        with self.steering():
+        with self.steering() if steer else nullcontext():
             result = generate(self.backbone, None, [self.transform_prompt(p) for p in prompts], cfg,
                               batch_size=batch_size)
         return MethodOutput(result.texts, [len(t) for t in result.token_ids], time.perf_counter() - start)

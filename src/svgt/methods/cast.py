@@ -28,6 +28,7 @@ guard every baseline uses (`svgt.methods.tuning`), with PPL composed from per-an
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -36,12 +37,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
-from ..config import GenerationConfig
-from ..generation import generate
+from ..evaluation.fluency import perplexity_of, response_nll
 from ..judges import refusal_rate
 from .base import Method, MethodContext, MethodOutput
 from .pairs import refusal_pairs
-from .steering import add_to_output, attached, depth_candidates, mean_prompt_activations, response_activations, subsample
+from .steering import (add_to_output, attached, depth_candidates, mean_prompt_activations, response_activations,
+                       subsample)
 from .tuning import conclude
 
 
@@ -173,18 +174,15 @@ class CASTMethod(Method):
               behaviors: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Every condition x behavior candidate on the tuning set, composed from one plain and one steered run per
         behavior setting (see the module docstring), then the shared rule."""
-        from ..evaluation.fluency import response_nll
-
         harmful, benign = ctx.tune_harmful[: self.tune_limit], ctx.tune_benign[: self.tune_limit]
         prompts = harmful + benign
         base = dict(self.params)
 
         def answers() -> tuple[list[str], list[tuple[float, int]]]:
-            texts = self._generate(prompts, self.tune_max_new_tokens, steer=True).texts
+            texts = self.answer(prompts, self.tune_max_new_tokens).texts
             return texts, response_nll(self.backbone, benign, texts[len(harmful):])
 
-        plain_texts = generate(self.backbone, None, prompts, GenerationConfig(max_new_tokens=self.tune_max_new_tokens,
-                                                                              guidance=False), batch_size=16).texts
+        plain_texts = self.answer(prompts, self.tune_max_new_tokens, batch_size=16, steer=False).texts
         plain_nll = response_nll(self.backbone, benign, plain_texts[len(harmful):])
         steered: list[tuple[list[str], list[tuple[float, int]]]] = []
         try:
@@ -229,21 +227,11 @@ class CASTMethod(Method):
         """The behavior hooks, unconditionally (`generate` applies them to the prompts that meet the condition)."""
         alpha = float(self.params["strength"])
         layers = self.window_layers(self.params["window"])
-        regs = [lambda i=i: add_to_output(self.backbone.layers[i], (alpha * self.behaviors[i]).to(self.backbone.device))
+        device = self.backbone.device
+        regs = [lambda i=i: add_to_output(self.backbone.layers[i], (alpha * self.behaviors[i]).to(device))
                 for i in layers]
         with attached(*regs):
             yield
-
-    def _generate(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8,
-                  steer: bool = False) -> MethodOutput:
-        cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
-        start = time.perf_counter()
-        if steer:
-            with self.steering():
-                result = generate(self.backbone, None, prompts, cfg, batch_size=batch_size)
-        else:
-            result = generate(self.backbone, None, prompts, cfg, batch_size=batch_size)
-        return MethodOutput(result.texts, [len(t) for t in result.token_ids], time.perf_counter() - start)
 
     def generate(self, prompts: list[str], max_new_tokens: int, batch_size: int = 8) -> MethodOutput:
         """Greedy answers: steered where the condition is met, the plain backbone's elsewhere (order kept)."""
@@ -255,15 +243,15 @@ class CASTMethod(Method):
         for steer in (True, False):
             idx = [i for i, m in enumerate(met) if m == steer]
             if idx:
-                out = self._generate([prompts[i] for i in idx], max_new_tokens, batch_size, steer=steer)
+                out = self.answer([prompts[i] for i in idx], max_new_tokens, batch_size, steer=steer)
                 for i, text, n in zip(idx, out.texts, out.new_tokens):
                     texts[i], tokens[i] = text, n
         self.last_met = met
         return MethodOutput(texts, tokens, time.perf_counter() - start)
 
 
-def _ppl(rows: list[tuple[float, int]]) -> float | None:
-    import math
 
-    tokens = sum(n for _, n in rows)
-    return math.exp(sum(s for s, _ in rows) / tokens) if tokens else None
+def _ppl(rows: list[tuple[float, int]]) -> float | None:
+    """`perplexity_of` the rows, None (a search row's "not measured") where no answer has a token."""
+    value = perplexity_of(rows)
+    return None if math.isnan(value) else value
