@@ -245,8 +245,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .backbone import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
-    dtype = None if args.dtype == "auto" else resolve_dtype(args.dtype, device)
-    result = run_benchmark(spec, quick=args.quick, repeats=args.repeats, device=str(device), dtype=dtype,
+    result = run_benchmark(spec, quick=args.quick, repeats=args.repeats, device=str(device),
+                           dtype=resolve_dtype(args.dtype, device),
                            out_dir=args.out, progress=not args.json, max_seconds=args.max_seconds)
     print(json.dumps(result, indent=1) if args.json else format_markdown(result))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..backbone import Backbone, load_backbone, wrap_backbone
+from ..backbone import Backbone, load_backbone, resolve_dtype, wrap_backbone
 from ..module import ValueModule
 
 RANDOM_PREFIX = "random:"
@@ -88,12 +88,6 @@ class ByteTokenizer:
         return self.vocab_size
 
 
-def default_dtype(device: str) -> torch.dtype:
-    from ..backbone import resolve_dtype
-
-    return resolve_dtype("auto", device)
-
-
 def random_backbone(name: str, device: str = "cpu", dtype: torch.dtype | None = None, seed: int = 0) -> Backbone:
     """A randomly initialised model with the shape of `name` (see RANDOM_CONFIGS), built directly on `device`."""
     from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig
@@ -105,7 +99,7 @@ def random_backbone(name: str, device: str = "cpu", dtype: torch.dtype | None = 
     config_cls = {"llama": LlamaConfig, "mistral": MistralConfig}[family]
     config = config_cls(pad_token_id=PAD_ID, eos_token_id=EOS_ID, bos_token_id=BOS_ID, **spec)
     config._attn_implementation = "sdpa"
-    dtype = dtype or default_dtype(device)
+    dtype = resolve_dtype(dtype, device)  # None: the device's default
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -122,7 +116,7 @@ def bench_backbone(spec: str | Backbone, device: str = "cpu", dtype: torch.dtype
         return spec
     if spec.startswith(RANDOM_PREFIX):
         return random_backbone(spec[len(RANDOM_PREFIX):], device, dtype)
-    return load_backbone(spec, device=device, dtype=dtype or default_dtype(device))
+    return load_backbone(spec, device=device, dtype=resolve_dtype(dtype, device))
 
 
 def bench_module(backbone: Backbone, seed: int = 0) -> tuple[ValueModule, str]:
