@@ -205,14 +205,21 @@ def plot_trajectories(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _category_columns(methods: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (suite, category) of benign prompts that any method has counts for, in first-seen order."""
+    suites = dict.fromkeys(s for m in methods.values() for s in m.get("overrefusal_by_category", {}))
+    return [(suite, cat) for suite in suites
+            for cat in dict.fromkeys(c for m in methods.values()
+                                     for c in m.get("overrefusal_by_category", {}).get(suite, {}))]
+
+
 def _categories(results: dict[str, Any]) -> list[str]:
     """Over-refusal per category of each suite's benign prompts: refused / n per method, one table per suite."""
     lines: list[str] = []
     methods = results["methods"]
-    suites = dict.fromkeys(s for m in methods.values() for s in m.get("overrefusal_by_category", {}))
-    for suite in suites:
-        cats = list(dict.fromkeys(c for m in methods.values() for c in m.get("overrefusal_by_category", {})
-                                  .get(suite, {})))
+    columns = _category_columns(methods)
+    for suite in dict.fromkeys(s for s, _ in columns):
+        cats = [c for s, c in columns if s == suite]
         lines += ["", f"### {suite}", "", "| category | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for cat in cats:
             cells = []
@@ -227,10 +234,7 @@ def plot_overrefusal_by_category(results: dict[str, Any], path: Path) -> bool:
     """Heat map of over-refusal: one row per method, one column per category of each suite's benign prompts, each
     cell the share refused with its count. False (and no file) when no benign prompt has a category."""
     methods = results["methods"]
-    columns = [(suite, cat) for suite in dict.fromkeys(s for m in methods.values()
-                                                       for s in m.get("overrefusal_by_category", {}))
-               for cat in dict.fromkeys(c for m in methods.values()
-                                        for c in m.get("overrefusal_by_category", {}).get(suite, {}))]
+    columns = _category_columns(methods)
     if not columns:
         return False
     import matplotlib.pyplot as plt
