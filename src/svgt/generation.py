@@ -231,10 +231,9 @@ class GuidedDecoder:
             paragraphs: list[list[list[int]]] | None = None) -> GenerationResult:
         """`paragraphs`: per row, the token ids of each paragraph of its prompt as a prompt of its own
         (`prompts.paragraph_ids`), scored when `cfg.score_paragraphs`; None or [] for a row scores only its prompt."""
-        cfg, k = self.cfg, self.k
+        cfg = self.cfg
         self.paragraphs = paragraphs if cfg.score_paragraphs else None
-        batch, m_len = input_ids.shape
-        device = input_ids.device
+        batch, device = input_ids.shape[0], input_ids.device
         generator = None
         if cfg.seed is not None:
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -244,18 +243,26 @@ class GuidedDecoder:
         telemetry = [RowTelemetry() for _ in range(batch)]
         self.stopped_at = {}
         stops = stop_token_ids(self.backbone, cfg.extra_stop_token_ids) if cfg.stop_at_eos else set()
+        self._attach()
+        try:
+            return self._loop(input_ids, lengths, telemetry, stops, generator, keep_logits)
+        finally:
+            self._detach()
+
+    def _attach(self) -> None:
+        """Attach the hooks (guided runs only); `_detach` removes them and drops the cache."""
         self.hooks = None
         if self.guided:
             c = self.module.config
             attn_impl = getattr(self.model.config, "_attn_implementation", None)
             self.hooks = BackboneHooks(self.backbone.layers, c.insert_layer, c.extract_layer, attn_impl)
             self.hooks.__enter__()
-        try:
-            return self._loop(input_ids, lengths, m_len, telemetry, stops, generator, keep_logits)
-        finally:
-            if self.hooks is not None:
-                self.hooks.__exit__(None, None, None)
-            self.cache = None
+
+    def _detach(self) -> None:
+        if self.hooks is not None:
+            self.hooks.__exit__(None, None, None)
+            self.hooks = None
+        self.cache = None
 
     def _gate_threshold(self) -> float | None:
         """The run's gate: the config's, else the module's (chosen on the tuning set), else none."""
@@ -267,9 +274,12 @@ class GuidedDecoder:
         t = self.cfg.refresh_insert_threshold
         return max(gate, 0.0) if t is None else t
 
-    def _loop(self, input_ids, lengths, m_len, telemetry, stops, generator, keep_logits) -> GenerationResult:
-        cfg, k, batch, device = self.cfg, self.k, input_ids.shape[0], input_ids.device
-        self.decoding = False  # True once the setup forwards (prompt, first bridge if any) are done
+    def _prefill(self, input_ids: torch.Tensor, lengths: torch.Tensor, telemetry: list[RowTelemetry],
+                 threshold: float | None) -> torch.Tensor:
+        """The setup forwards of a batch on a fresh cache: its prompts, then the first Bridge Tokens of every row the
+        gate does not let through. Lays out the cache (module docstring) and the per-row state (offsets, Bridge Tokens
+        if any row has them, which rows do); returns the logits of every row's first token."""
+        cfg, k, (batch, m_len), device = self.cfg, self.k, input_ids.shape, input_ids.device
         # Cache columns of the Bridge Tokens: [M, M+K) once any row has a first bridge; None while no row has one.
         self.bridge_cols: slice | None = None
         # Per row: how far the response positions sit past the prompt (K once the row has a bridge before its
@@ -277,7 +287,6 @@ class GuidedDecoder:
         self.offset = torch.zeros(batch, dtype=torch.long, device=device)
         self.bridge_start = lengths.clone()
         has_bridge = torch.zeros(batch, dtype=torch.bool, device=device)
-        threshold = self._gate_threshold()
         logits = self._forward(input_ids, padded_positions(self.attn), ForwardPlan())
         bridge = None
         if self.guided:
@@ -307,18 +316,22 @@ class GuidedDecoder:
                 # A gated row's first token is predicted from its prompt, exactly as without guidance.
                 logits = torch.where(has_bridge[:, None], bridged, logits)
                 self.offset = has_bridge.long() * k
+        self.lengths, self.m_len, self.bridge, self.has_bridge, self.observed = lengths, m_len, bridge, has_bridge, None
+        return logits
+
+    def _loop(self, input_ids, lengths, telemetry, stops, generator, keep_logits) -> GenerationResult:
+        cfg, batch, device = self.cfg, input_ids.shape[0], input_ids.device
+        logits = self._prefill(input_ids, lengths, telemetry, self._gate_threshold())
 
         generated = torch.zeros(batch, 0, dtype=torch.long, device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         finish_reasons = ["length"] * batch
         step_logits: list[torch.Tensor] = []
         step_bridges: list[torch.Tensor | None] = []
-        observed = None
-        self.decoding = True
         for step in range(cfg.max_new_tokens):
             if keep_logits:
                 step_logits.append(logits.clone())
-                step_bridges.append(None if bridge is None else bridge.clone())
+                step_bridges.append(None if self.bridge is None else self.bridge.clone())
             token = _pick(logits, cfg, generator)
             token = torch.where(finished, torch.full_like(token, self.placeholder), token)
             if stops:
@@ -333,54 +346,63 @@ class GuidedDecoder:
                 break
             if bool(finished.all()) or step == cfg.max_new_tokens - 1:
                 break
-            refresh = (
-                k > 0 and cfg.refresh_every > 0 and step > 0 and step % cfg.refresh_every == 0 and observed is not None
-            )
-            new_bridge, inserted = None, torch.zeros_like(has_bridge)
-            changed = [False] * batch  # per row: did this row's bridge change (the gate keeps some as they are)
-            if refresh:
-                z_new, s_new, state_new = observed
-                # A bridged row is renewed while its response is not clearly safe; a gated row gets its first
-                # bridge only once its response reads unsafe (`GenerationConfig.refresh_insert_threshold`).
-                renew = torch.ones_like(has_bridge) if threshold is None else torch.where(
-                    has_bridge, s_new > threshold, s_new > self._insert_threshold(threshold))
-                refresh = bool(renew.any())  # else the gate keeps every row as it is: a plain step
-            if refresh:
-                dz_new, _ = self.module.value_space.correction(z_new)
-                candidate = self.module.bridge(state_new, dz_new)
-                old = candidate if bridge is None else bridge
-                # A row without a bridge yet takes the new one whole: there is nothing to blend it with.
-                blended = torch.where(has_bridge[:, None, None], cfg.momentum * old + (1.0 - cfg.momentum) * candidate,
-                                      candidate)
-                new_bridge = torch.where(renew[:, None, None], blended, old)
-                inserted = renew & ~has_bridge
-                changed = renew.tolist()
-                for row in inserted.nonzero().flatten().tolist():
-                    telemetry[row].bridged_at = step + 1
-            position = lengths + self.offset + step
-            if refresh and cfg.refresh_mode == "exact":
-                logits = self._exact_refresh(generated, lengths, m_len, new_bridge, has_bridge | inserted)
-            elif refresh:
-                logits = self._fast_refresh(token, position, lengths, m_len, new_bridge, has_bridge, inserted)
-            else:
-                self.attn = torch.cat([self.attn, self.attn.new_ones(batch, 1)], 1)
-                kv = self.attn.shape[1]
-                cols = self.bridge_cols
-                plan = ForwardPlan(block_lower=bridge_block(1, kv, cols, device)) if cols is not None else ForwardPlan()
-                logits = self._forward(token[:, None], position[:, None], plan)
-            if refresh:
-                bridge = new_bridge
-                has_bridge = has_bridge | inserted
-            # The value module runs only when someone reads it: telemetry, or a refresh at the next step.
-            next_refreshes = k and cfg.refresh_every and (step + 1) % cfg.refresh_every == 0
-            if self.guided and (cfg.telemetry or next_refreshes):
-                observed = self._observe(self.hooks.captured[:, -1].float())
-                if cfg.telemetry:
-                    dz_t, s_t = self.module.value_space.correction(observed[0])
-                    norms = dz_t.norm(dim=-1)
-                    for row in range(batch):
-                        telemetry[row].add(float(s_t[row]), float(norms[row]), bool(changed[row]))
+            logits = self._advance(token, torch.full_like(token, step), generated, telemetry)
         return self._result(generated, stops, telemetry, finish_reasons, step_logits, step_bridges)
+
+    def _advance(self, token: torch.Tensor, steps: torch.Tensor, generated: torch.Tensor | None,
+                 telemetry: list[RowTelemetry]) -> torch.Tensor:
+        """Feed each row its newest `token`, the `steps[row]`-th of its response (from 0), and return the logits
+        of the next. A row's bridge is refreshed when its own schedule says so (every `refresh_every` tokens of its
+        response, gate permitting); `generated` (every row's tokens so far) is needed by `exact` refresh only."""
+        cfg, k, batch, device = self.cfg, self.k, token.shape[0], token.device
+        has_bridge, threshold = self.has_bridge, self._gate_threshold()
+        renew = torch.zeros_like(has_bridge)
+        if k > 0 and cfg.refresh_every > 0 and self.observed is not None:
+            renew = (steps > 0) & (steps % cfg.refresh_every == 0)
+        new_bridge, inserted = None, torch.zeros_like(has_bridge)
+        if bool(renew.any()) and threshold is not None:
+            # A bridged row is renewed while its response is not clearly safe; a gated row gets its first
+            # bridge only once its response reads unsafe (`GenerationConfig.refresh_insert_threshold`).
+            s_new = self.observed[1]
+            renew &= torch.where(has_bridge, s_new > threshold, s_new > self._insert_threshold(threshold))
+        refresh = bool(renew.any())  # else the gate (or the schedule) keeps every row as it is: a plain step
+        if refresh:
+            z_new, _, state_new = self.observed
+            dz_new, _ = self.module.value_space.correction(z_new)
+            candidate = self.module.bridge(state_new, dz_new)
+            old = candidate if self.bridge is None else self.bridge
+            # A row without a bridge yet takes the new one whole: there is nothing to blend it with.
+            blended = torch.where(has_bridge[:, None, None], cfg.momentum * old + (1.0 - cfg.momentum) * candidate,
+                                  candidate)
+            new_bridge = torch.where(renew[:, None, None], blended, old)
+            inserted = renew & ~has_bridge
+            for row in inserted.nonzero().flatten().tolist():
+                telemetry[row].bridged_at = int(steps[row]) + 1
+        position = self.lengths + self.offset + steps
+        if refresh and cfg.refresh_mode == "exact":
+            logits = self._exact_refresh(generated, self.lengths, self.m_len, new_bridge, has_bridge | inserted)
+        elif refresh:
+            logits = self._fast_refresh(token, position, self.lengths, self.m_len, new_bridge, has_bridge, inserted)
+        else:
+            self.attn = torch.cat([self.attn, self.attn.new_ones(batch, 1)], 1)
+            kv = self.attn.shape[1]
+            cols = self.bridge_cols
+            plan = ForwardPlan(block_lower=bridge_block(1, kv, cols, device)) if cols is not None else ForwardPlan()
+            logits = self._forward(token[:, None], position[:, None], plan)
+        if refresh:
+            self.bridge = new_bridge
+            self.has_bridge = has_bridge | inserted
+        # The value module runs only when someone reads it: telemetry, or a refresh at the next step.
+        next_refreshes = k and cfg.refresh_every and bool(((steps + 1) % cfg.refresh_every == 0).any())
+        if self.guided and (cfg.telemetry or next_refreshes):
+            self.observed = self._observe(self.hooks.captured[:, -1].float())
+            if cfg.telemetry:
+                dz_t, s_t = self.module.value_space.correction(self.observed[0])
+                norms = dz_t.norm(dim=-1)
+                changed = renew.tolist()  # per row: did its bridge change (the gate keeps some as they are)
+                for row in range(batch):
+                    telemetry[row].add(float(s_t[row]), float(norms[row]), bool(changed[row]))
+        return logits
 
     def _stop_at_strings(self, generated: torch.Tensor, finished: torch.Tensor, finish_reasons: list[str]) -> None:
         """Finish (in place) each row whose text now contains a stop string."""
