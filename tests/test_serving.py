@@ -462,15 +462,19 @@ def test_on_token_hands_over_exactly_what_generate_returns(llama, cfg):
     assert len(calls) == 1
 
 
-def test_a_failing_batch_answers_500_and_the_server_goes_on(guided, monkeypatch):
+@pytest.mark.parametrize("continuous", [True, False])
+def test_a_failing_batch_answers_500_and_the_server_goes_on(guided, monkeypatch, continuous):
     import svgt.serving.scheduler as scheduler_module
 
-    def boom(self, ids, mask, keep_logits=False, paragraphs=None):
+    def boom(self, *args, **kwargs):
         raise RuntimeError("simulated out of memory")
 
-    with BackgroundServer(_app(guided)) as srv:
+    with BackgroundServer(_app(guided, continuous=continuous)) as srv:
         client = _client(srv)
-        monkeypatch.setattr(scheduler_module.GuidedDecoder, "run", boom)
+        if continuous:
+            monkeypatch.setattr(scheduler_module.ContinuousBatch, "join", boom)
+        else:
+            monkeypatch.setattr(scheduler_module.GuidedDecoder, "run", boom)
         with pytest.raises(openai.InternalServerError) as exc:
             client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=3)
         assert exc.value.status_code == 500 and exc.value.body["type"] == "server_error"
@@ -480,3 +484,120 @@ def test_a_failing_batch_answers_500_and_the_server_goes_on(guided, monkeypatch)
         resp = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=3, temperature=0)
         assert resp.choices[0].finish_reason in ("length", "stop")
         assert _health(srv)["failed"] == 2
+
+
+# -- continuous batching -------------------------------------------------------------------------------------------
+STORY = [{"role": "user", "content": "tell me a story"}]
+
+
+def _slow_steps(monkeypatch, delay=0.03):
+    """Every decoding step takes at least `delay` s (continuous or whole batches), so that requests surely overlap."""
+    from svgt.generation import GuidedDecoder
+
+    real = GuidedDecoder._advance
+
+    def advance(self, *args):
+        time.sleep(delay)
+        return real(self, *args)
+
+    monkeypatch.setattr(GuidedDecoder, "_advance", advance)
+
+
+def _wait(srv, predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not predicate(_health(srv)):
+        assert time.monotonic() < deadline, _health(srv)
+        time.sleep(0.01)
+
+
+def _long_request(client, done, n=40, **extra):
+    def ask():
+        resp = client.chat.completions.create(model=MODEL, messages=STORY, max_tokens=n, temperature=0, **extra)
+        done["long"] = time.monotonic()
+        return resp
+    return ask
+
+
+def test_a_request_joins_the_running_batch_and_gets_what_it_gets_alone(guided, monkeypatch):
+    long_ref = _expected(guided, STORY, max_new_tokens=40)
+    assert len(long_ref.token_ids[0]) == 40  # the running request cannot end early
+    _slow_steps(monkeypatch)
+    done = {}
+    with BackgroundServer(_app(guided)) as srv:
+        client = _client(srv)
+        threads, results = _in_threads([_long_request(client, done)])
+        _wait(srv, lambda h: h["steps"] >= 3)  # the first request is decoding
+        short = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=5, temperature=0)
+        short_done = time.monotonic()
+        _join(threads)
+        stats = _health(srv)
+    assert stats["joined"] == 1 and stats["batch_sizes"] == {"1": 1}, stats
+    assert short_done < done["long"]  # it started within a step, not after the running request
+    assert short.choices[0].message.content == _expected(guided, HELLO, max_new_tokens=5).texts[0]
+    assert results[0].choices[0].message.content == long_ref.texts[0]
+    assert 1 < stats["mean_rows_per_step"] < 2
+
+
+def test_a_client_leaving_mid_batch_frees_its_row_and_the_batch_goes_on(guided, monkeypatch):
+    _slow_steps(monkeypatch)
+    done = {}
+    with BackgroundServer(_app(guided)) as srv:
+        client = _client(srv)
+        threads, results = _in_threads([_long_request(client, done)])
+        _wait(srv, lambda h: h["steps"] >= 2)
+        stream = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=200, temperature=0,
+                                                stream=True)
+        for part in stream:  # leave once it is decoding in the batch
+            if part.choices and part.choices[0].delta.content:
+                break
+        _wait(srv, lambda h: h["running"] == 2)
+        stream.close()
+        _wait(srv, lambda h: h["cancelled"] == 1 and h["running"] == 1)  # its row left; the other goes on
+        assert "long" not in done
+        _join(threads)
+        stats = _health(srv)
+    assert stats["completed"] == 1 and stats["joined"] == 1, stats
+    assert results[0].choices[0].message.content == _expected(guided, STORY, max_new_tokens=40).texts[0]
+
+
+@pytest.mark.parametrize("kind", ["incompatible", "exact refresh"])
+def test_requests_that_cannot_share_the_batch_wait_for_it(guided, monkeypatch, kind):
+    # An unguided request cannot join a guided batch; a guided request behind it in the queue does not overtake it.
+    # Exact refresh never joins a running batch.
+    _slow_steps(monkeypatch)
+    exact = {"svgt": {"refresh_every": 2, "refresh_mode": "exact"}}
+    long_extra = {"extra_body": exact} if kind == "exact refresh" else {}
+    done, finished = {}, {}
+
+    def ask(name, enabled=True, **svgt):
+        def run():
+            resp = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4, temperature=0,
+                                                  extra_body={"svgt": {"enabled": enabled, **svgt}})
+            finished[name] = time.monotonic()
+            return resp
+        return run
+
+    with BackgroundServer(_app(guided)) as srv:
+        client = _client(srv)
+        threads, results = _in_threads([_long_request(client, done, n=30, **long_extra)])
+        _wait(srv, lambda h: h["running"] == 1)
+        if kind == "incompatible":
+            more, more_results = _in_threads([ask("unguided", enabled=False)])
+            _wait_queued(srv, 1)
+            later, later_results = _in_threads([ask("guided")])
+            threads += more + later
+        else:
+            more, more_results = _in_threads([ask("exact", **exact["svgt"])])
+            threads += more
+        _join(threads)
+        stats = _health(srv)
+    assert stats["joined"] == 0, stats
+    assert min(finished.values()) > done["long"]
+    if kind == "incompatible":
+        assert finished["guided"] > finished["unguided"]
+        assert more_results[0].choices[0].message.content == _expected(
+            guided, HELLO, max_new_tokens=4, guidance=False).texts[0]
+        assert later_results[0].choices[0].message.content == _expected(guided, HELLO, max_new_tokens=4).texts[0]
+    else:
+        assert more_results[0].choices[0].message.content == _expected(
+            guided, HELLO, max_new_tokens=4, refresh_every=2, refresh_mode="exact").texts[0]

@@ -234,7 +234,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.backbone, args.artifact, host=args.host, port=args.port, api_key=args.api_key,
           max_queue=args.max_queue, max_batch=args.max_batch, margin=args.margin,
-          gate_threshold=args.gate_threshold, device=args.device, dtype=args.dtype)
+          gate_threshold=args.gate_threshold, device=args.device, dtype=args.dtype,
+          continuous=not args.no_continuous)
     return 0
 
 
@@ -396,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $SVGT_API_KEY)")
     sv.add_argument("--max-queue", type=int, default=64, help="waiting requests beyond this get 429")
     sv.add_argument("--max-batch", type=int, default=8, help="requests decoded together in one batch")
+    sv.add_argument("--no-continuous", action="store_true",
+                    help="fix each batch when it starts (by default waiting requests join the running batch)")
     sv.set_defaults(func=cmd_serve)
 
     bn = sub.add_parser("bench", help="speed and memory of guided vs unguided decoding (ratios from one run)")

@@ -1,6 +1,6 @@
-"""The batch scheduler: one worker thread owns the model and runs queued requests in batches.
+"""The batch scheduler: one worker thread owns the model and runs queued requests in batches that requests join.
 
-Design (batch-level, with per-row release; not continuous batching):
+Design (continuous batching at step boundaries):
 
 - Requests enter a bounded FIFO queue (`max_queue` waiting requests; one more is refused with 429).
 - When the worker is free it takes the oldest request and, after a short window (`batch_window_s`, counted from
@@ -8,17 +8,19 @@ Design (batch-level, with per-row release; not continuous batching):
   a *compatible* decoding configuration, up to `max_batch`. Compatible means the same guidance on/off and refresh
   settings and the same sampling settings; requests that sample with an explicit `seed` always run alone, so the
   same seeded request gives the same answer whatever else is in flight. Greedy requests ignore temperature/top_p/seed
-  for grouping. Prompt lengths and `max_tokens` may differ: prompts are left-padded and the batch decodes up to the
-  largest `max_tokens`.
-- The batch is one `GuidedDecoder` run: every forward pass serves all its rows. Tokens reach each request as they
-  are picked (the decoder's public `on_token` callback, as for `svgt.streaming.TextStream`), so streams are
-  incremental, and a row that finishes (EOS, a stop sequence, its
-  own `max_tokens`, or a client that went away) gets its response at once; its slot in the batch is only freed when
-  the whole batch ends, and the batch ends as soon as every row is finished.
+  for grouping. Prompt lengths and `max_tokens` may differ.
+- The batch is one `svgt.continuous.ContinuousBatch`. Before every step, compatible requests waiting at the head of
+  the queue join it while it has room (`max_batch` rows): their prompts and first bridges are prefilled and their
+  rows merged into the running cache, so a request that arrives while the server is busy starts within a step or
+  two. Joining stops at the first waiting request that is not compatible, so a stream of one kind cannot starve
+  another: the batch then drains and the next one starts with that request. A row leaves as soon as it ends (EOS, a
+  stop sequence, its own `max_tokens`, or a client that went away) and its cache columns go with it.
+- Tokens reach each request as they are picked, so streams are incremental.
 
-Limits, stated plainly: a request arriving while a batch runs waits for that batch to end (no joining mid-flight),
-so one long request delays the next batch; rows that finish early still ride along in the forward passes until the
-batch ends; batches of different configurations run one after another, never concurrently.
+Requests that refresh the bridge in `exact` mode cannot share a batch with rows at other steps (that refresh rebuilds
+every row's response from one step count); they, and every request when the scheduler is made with
+`continuous=False`, run as whole batches: the batch is fixed when it starts and decodes until its last row ends.
+Batches of different configurations run one after another, never concurrently.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..continuous import ContinuousBatch
 from ..generation import GuidedDecoder, RowTelemetry, stop_token_ids
 from ..pipeline import GuidedModel
 from ..prompts import left_pad
@@ -99,6 +102,7 @@ class _Row(IncrementalText):
         stops = [*job.req.stop, *(format_stops if format_stops and job.req.kind == "chat" else ())]
         super().__init__(tokenizer, eos, job.max_tokens, list(dict.fromkeys(stops)), lock)
         self.job = job
+        self.telemetry: RowTelemetry | None = None
 
 
 def telemetry_summary(tel: RowTelemetry | None, n: int, guided: bool, trained: bool, req: ParsedRequest) -> dict:
@@ -127,13 +131,14 @@ class Scheduler:
     """Bounded request queue plus the worker thread that batches and decodes. Thread-safe `submit`."""
 
     def __init__(self, guided: GuidedModel, *, max_queue: int = 64, max_batch: int = 8,
-                 batch_window_s: float = 0.015) -> None:
+                 batch_window_s: float = 0.015, continuous: bool = True) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.guided = guided
         self.max_queue, self.max_batch, self.batch_window_s = max_queue, max_batch, batch_window_s
+        self.continuous = continuous
         self._cond = threading.Condition()
         self.tokenizer_lock = threading.Lock()
         """Held around every tokenizer call: fast tokenizers are not safe to use from two threads at once."""
@@ -148,6 +153,11 @@ class Scheduler:
         self.failed = 0
         self.cancelled = 0
         self.tokens = 0
+        self.joined = 0
+        """Requests that joined a running batch."""
+        self.steps = 0
+        self.row_steps = 0
+        """Decoding steps run, and rows in them summed: their ratio is the mean batch a forward pass served."""
 
     # -- control -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -207,6 +217,10 @@ class Scheduler:
                 "cancelled": self.cancelled,
                 "rejected": self.rejected,
                 "completion_tokens": self.tokens,
+                "continuous": self.continuous,
+                "joined": self.joined,
+                "steps": self.steps,
+                "mean_rows_per_step": self.row_steps / self.steps if self.steps else 0.0,
             }
 
     # -- worker --------------------------------------------------------------------------------------------------
@@ -235,7 +249,11 @@ class Scheduler:
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
             try:
-                self._run(batch)
+                if self.continuous and not (batch[0].req.guidance.refresh_every
+                                            and batch[0].req.guidance.refresh_mode == "exact"):
+                    self._run_continuous(batch)  # appends the requests that join to `batch`
+                else:
+                    self._run(batch)
             except Exception as exc:  # a failing batch answers its requests with 500 and the server goes on
                 unanswered = [job for job in batch if not job.answered]
                 with self._cond:
@@ -248,46 +266,102 @@ class Scheduler:
                 with self._cond:
                     self._running = 0
 
-    def _run(self, jobs: list[Job]) -> None:
+    def _finish(self, row: _Row, delta: str, guided: bool) -> None:
+        n = len(row.ids)
+        svgt = telemetry_summary(row.telemetry, n, guided, self.guided.trained, row.job.req)
+        row.job.send("done", (delta, Completion(row.text, row.finish or "length", len(row.job.prompt_ids), n, svgt)))
+        with self._cond:
+            self.completed += 1
+            self.tokens += n
+
+    def _take(self, row: _Row, token: int, guided: bool) -> bool:
+        """Hand a row its token; False once the row has ended (or its client went away, or the server closes)."""
+        if row.finish is not None:
+            return False
+        if row.job.cancelled or self._closed:
+            if not row.job.cancelled:
+                row.job.send("error", APIError(503, "the server is shutting down", type="server_error",
+                                               code="server_shutting_down"))
+            row.finish = "cancelled"
+            with self._cond:
+                self.cancelled += 1
+            return False
+        delta = row.push(token)
+        if row.finish is not None:
+            self._finish(row, delta, guided)
+            return False
+        if delta:
+            row.job.send("text", delta)
+        return True
+
+    def _joiners(self, key: tuple, batch: ContinuousBatch, room: int) -> list[Job]:
+        """Waiting requests that may join the running batch now: compatible ones from the head of the queue, up to
+        the first that is not (or does not fit the backbone's sliding window), at most `room`."""
+        with self._cond:
+            taken: list[Job] = []
+            if self._paused or self._closed:
+                return taken
+            while self._queue and len(taken) < room:
+                job = self._queue[0]
+                if job.cancelled:
+                    self._queue.popleft()
+                    self.cancelled += 1
+                    continue
+                width = max([len(j.prompt_ids) for j in taken] + [len(job.prompt_ids)])
+                if job.key != key or not batch.fits(width, max(j.max_tokens for j in [*taken, job])):
+                    break
+                taken.append(self._queue.popleft())
+            self.joined += len(taken)
+            return taken
+
+    def _join(self, batch: ContinuousBatch, rows: list[_Row], jobs: list[Job], eos: set[int]) -> None:
+        bb = self.guided.backbone
+        ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
+        batch.join(ids, mask, paragraphs=[j.paragraphs for j in jobs], max_new_tokens=[j.max_tokens for j in jobs])
+        for job, tel in zip(jobs, batch.telemetry[-len(jobs):]):
+            row = _Row(job, bb.tokenizer, eos, self.tokenizer_lock, bb.stop_strings)
+            row.telemetry = tel
+            rows.append(row)
+
+    def _run_continuous(self, jobs: list[Job]) -> None:
+        """Decode `jobs` in one `ContinuousBatch` that compatible requests join until it drains."""
         bb, module = self.guided.backbone, self.guided.module
-        req = jobs[0].req
-        cfg = req.generation_config(max(j.max_tokens for j in jobs), guided=module is not None)
+        key = jobs[0].key
+        cfg = jobs[0].req.generation_config(max(j.max_tokens for j in jobs), guided=module is not None)
+        eos = stop_token_ids(bb, cfg.extra_stop_token_ids)
+        rows: list[_Row] = []
+        with ContinuousBatch(bb, module, cfg) as batch:
+            self._join(batch, rows, jobs, eos)
+            while rows:
+                if more := self._joiners(key, batch, self.max_batch - len(rows)):
+                    jobs.extend(more)
+                    self._join(batch, rows, more, eos)
+                tokens = batch.pick().tolist()
+                with self._cond:
+                    self._running = len(rows)
+                    self.steps += 1
+                    self.row_steps += len(rows)
+                done = [i for i, (row, token) in enumerate(zip(rows, tokens)) if not self._take(row, token, batch.guided)]
+                batch.leave(done)
+                rows = [row for i, row in enumerate(rows) if i not in set(done)]
+                batch.advance()
+
+    def _run(self, jobs: list[Job]) -> None:
+        """Decode `jobs` as one whole batch (no joining): exact refresh, or `continuous=False`."""
+        bb, module = self.guided.backbone, self.guided.module
+        cfg = jobs[0].req.generation_config(max(j.max_tokens for j in jobs), guided=module is not None)
         eos = stop_token_ids(bb, cfg.extra_stop_token_ids)
         rows = [_Row(job, bb.tokenizer, eos, self.tokenizer_lock, bb.stop_strings) for job in jobs]
-        telemetry: list[RowTelemetry] = []
 
-        def finish(row: _Row, delta: str) -> None:
-            n = len(row.ids)
-            tel = telemetry[rows.index(row)] if telemetry else None
-            svgt = telemetry_summary(tel, n, decoder.guided, self.guided.trained, row.job.req)
-            row.job.send("done", (delta, Completion(row.text, row.finish or "length", len(row.job.prompt_ids), n,
-                                                    svgt)))
-            with self._cond:
-                self.completed += 1
-                self.tokens += n
-
-        def on_token(tokens: torch.Tensor, rows_telemetry: list[RowTelemetry]) -> bool:
+        def on_token(tokens: torch.Tensor, telemetry: list[RowTelemetry]) -> bool:
             """Hand each row its token as soon as it is picked; False (stop decoding) once no row needs more."""
-            telemetry[:] = rows_telemetry
             alive = False
-            for row, token in zip(rows, tokens.tolist()):
-                if row.finish is not None:
-                    continue
-                if row.job.cancelled or self._closed:
-                    if not row.job.cancelled:
-                        row.job.send("error", APIError(503, "the server is shutting down", type="server_error",
-                                                       code="server_shutting_down"))
-                    row.finish = "cancelled"
-                    with self._cond:
-                        self.cancelled += 1
-                    continue
-                delta = row.push(token)
-                if row.finish is not None:
-                    finish(row, delta)
-                    continue
-                if delta:
-                    row.job.send("text", delta)
-                alive = True
+            for row, tel, token in zip(rows, telemetry, tokens.tolist()):
+                row.telemetry = tel
+                alive |= self._take(row, token, decoder.guided)
+            with self._cond:
+                self.steps += 1
+                self.row_steps += len(rows)
             return alive
 
         ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
@@ -296,4 +370,4 @@ class Scheduler:
         for row in rows:  # the decoder ended (all rows at EOS) before a row saw its own end
             if row.finish is None and not row.job.cancelled:
                 row.finish = "stop"
-                finish(row, row.release(row.text))
+                self._finish(row, row.release(row.text), decoder.guided)
