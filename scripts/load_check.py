@@ -2,9 +2,11 @@
 """Load check for the svgt server: N concurrent OpenAI clients against a server this script starts itself.
 
 The server runs in-process on 127.0.0.1 (a free port) on the given backbone (default: smollm2-135m-instruct, which
-loads offline) and is stopped at the end. The same requests are sent twice: once with batching (`--max-batch`) and
-once with `max_batch=1`; each run reports requests/s, completion tokens/s, p50/p95 latency (and time to first token
-with `--stream`) and errors, which must be 0 (the exit status is 1 otherwise). Prints a markdown table.
+loads offline) and is stopped at the end. The same requests are sent three times: with continuous batching (the
+server's default: waiting requests join the running batch at a step boundary, up to `--max-batch` rows), with
+whole-request batching (a batch is fixed when it starts), and one at a time (`max_batch=1`). Each run reports
+requests/s, completion tokens/s, p50/p95 latency (and p50/p95 time to first token with `--stream`), the mean rows a
+forward pass served, and errors, which must be 0 (the exit status is 1 otherwise). Prints a markdown table.
 
     python scripts/load_check.py --clients 8 --requests 64 --max-tokens 32
     python scripts/load_check.py --clients 2 --requests 4 --max-tokens 8      # smoke
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads for the server (on a busy CPU, 1 avoids OpenMP stalls)")
     parser.add_argument("--timeout", type=float, default=600.0, help="per-request client timeout (s)")
-    parser.add_argument("--only-batched", action="store_true", help="skip the max_batch=1 comparison")
+    parser.add_argument("--only-batched", action="store_true", help="continuous batching only (no comparisons)")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.requests < 1 or args.max_tokens < 1 or args.max_batch < 1:
         parser.error("--clients, --requests, --max-tokens and --max-batch must be >= 1")
@@ -126,25 +128,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loaded {args.backbone} ({'trained' if guided.trained else 'UNTRAINED'} value module) in "
           f"{time.perf_counter() - t0:.1f}s on {args.device}", file=sys.stderr)
 
-    configs = [args.max_batch] + ([] if args.only_batched or args.max_batch == 1 else [1])
+    configs = [("continuous", args.max_batch, True)]
+    if not args.only_batched:
+        configs += [("whole batches", args.max_batch, False)] + ([("one at a time", 1, False)] if args.max_batch > 1
+                                                                 else [])
     rows = []
     total_errors = 0
-    for max_batch in configs:
+    for name, max_batch, continuous in configs:
         app = create_app(guided, api_key=None, max_queue=args.max_queue, max_batch=max_batch, model_name="svgt",
-                         batch_window_s=args.batch_window)
+                         batch_window_s=args.batch_window, continuous=continuous)
         warm: dict = {}
         with BackgroundServer(app) as server:
             result = asyncio.run(run_load(server.base_url, "svgt", args,
                                           lambda: warm.update(app.state.scheduler.stats())))
             stats = app.state.scheduler.stats()
-        # Batches of the timed requests only (the warm-up request's batch is subtracted).
-        sizes = {int(k): v - int(warm["batch_sizes"].get(k, 0)) for k, v in stats["batch_sizes"].items()}
-        batches = sum(sizes.values())
+        # Steps of the timed requests only (the warm-up request's are subtracted).
+        steps = stats["steps"] - warm["steps"]
+        row_steps = stats["mean_rows_per_step"] * stats["steps"] - warm["mean_rows_per_step"] * warm["steps"]
         n_ok = len(result["latencies"])
         total_errors += len(result["errors"])
         for err in result["errors"][:5]:
-            print(f"error (max_batch={max_batch}): {err}", file=sys.stderr)
+            print(f"error ({name}): {err}", file=sys.stderr)
         rows.append({
+            "name": name,
             "max_batch": max_batch,
             "ok": n_ok,
             "errors": len(result["errors"]),
@@ -152,27 +158,30 @@ def main(argv: list[str] | None = None) -> int:
             "tps": result["tokens"] / result["wall"],
             "p50": percentile(result["latencies"], 50),
             "p95": percentile(result["latencies"], 95),
-            "ttft": percentile(result["ttfts"], 50) if args.stream else None,
-            "mean_batch": sum(k * v for k, v in sizes.items()) / max(1, batches),
-            "largest": max((k for k, v in sizes.items() if v > 0), default=0),
+            "ttft50": percentile(result["ttfts"], 50) if args.stream else None,
+            "ttft95": percentile(result["ttfts"], 95) if args.stream else None,
+            "rows": row_steps / max(1, steps),
+            "joined": stats["joined"] - warm["joined"],
         })
 
     print(f"\n{args.clients} clients, {args.requests} requests, max_tokens={args.max_tokens}, "
           f"guidance={'off' if args.no_guidance else 'on'}, backbone={args.backbone}, device={args.device}, "
           f"torch threads={__import__('torch').get_num_threads()}\n")
-    head = "| max_batch | ok | errors | req/s | completion tok/s | p50 latency (s) | p95 latency (s) |"
-    head += " p50 TTFT (s) |" if args.stream else ""
-    head += " mean batch | largest batch |"
+    head = "| scheduling | max_batch | ok | errors | req/s | completion tok/s | p50 latency (s) | p95 latency (s) |"
+    head += " p50 TTFT (s) | p95 TTFT (s) |" if args.stream else ""
+    head += " mean rows per step | joined mid-batch |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
-        line = (f"| {r['max_batch']} | {r['ok']} | {r['errors']} | {r['rps']:.2f} | {r['tps']:.1f} | {r['p50']:.2f} "
-                f"| {r['p95']:.2f} |")
-        line += f" {r['ttft']:.2f} |" if args.stream else ""
-        line += f" {r['mean_batch']:.2f} | {r['largest']} |"
+        line = (f"| {r['name']} | {r['max_batch']} | {r['ok']} | {r['errors']} | {r['rps']:.2f} | {r['tps']:.1f} "
+                f"| {r['p50']:.2f} | {r['p95']:.2f} |")
+        line += f" {r['ttft50']:.2f} | {r['ttft95']:.2f} |" if args.stream else ""
+        line += f" {r['rows']:.2f} | {r['joined']} |"
         print(line)
-    if len(rows) == 2 and rows[1]["tps"] > 0:
-        print(f"\nbatching speed-up (completion tokens/s): {rows[0]['tps'] / rows[1]['tps']:.2f}x")
+    base = rows[-1]["tps"]
+    for r in rows[:-1]:
+        if base > 0:
+            print(f"\n{r['name']}: {r['tps'] / base:.2f}x the completion tokens/s of {rows[-1]['name']}")
     if total_errors:
         print(f"\nFAILED: {total_errors} errors", file=sys.stderr)
         return 1
