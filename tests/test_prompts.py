@@ -1,4 +1,4 @@
-from tiny import save_tiny_hf_backbone
+from tiny import TinyTokenizer, save_tiny_hf_backbone
 
 from svgt.backbone import load_backbone
 from svgt.prompts import encode_prompts, format_prompt
@@ -40,3 +40,14 @@ def test_right_pad_puts_rows_at_the_start_and_accepts_empty_rows():
     ids, mask = right_pad([[5, 6, 7], [8], []], 0)
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [0, 0, 0]]
     assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+
+
+def test_a_prompt_cut_for_length_keeps_its_end_and_its_bos():
+    from svgt.prompts import keep_end
+
+    tok = TinyTokenizer()  # bos 2
+    assert keep_end(tok, [2, 5, 6, 7, 8], 3) == [2, 7, 8]
+    assert keep_end(tok, [9, 5, 6, 7, 8], 3) == [6, 7, 8]  # no bos to keep
+    assert keep_end(tok, [2, 5, 6], 3) == [2, 5, 6]
+    ids, mask = encode_prompts(tok, ["abcdefgh", "ab"], chat_template=False, max_tokens=4)
+    assert ids[0].tolist()[0] == 2 and ids.shape[1] == 4 and mask[1].tolist() == [0, 1, 1, 1]

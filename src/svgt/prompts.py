@@ -96,17 +96,33 @@ def _ids(tokenizer: Any, text: str, templated: bool) -> list[int]:
     return tokenizer(text, add_special_tokens=not templated)["input_ids"]
 
 
+def keep_end(tokenizer: Any, ids: list[int], limit: int) -> list[int]:
+    """`ids` cut to at most `limit` tokens for length, keeping the end (a chat template's assistant header, which the
+    trigger state sits on) and a leading beginning-of-sequence token: models are only ever run with one there (Gemma's
+    states without its `<bos>` are far from anything it saw), and generation never cuts it."""
+    if len(ids) <= limit:
+        return ids
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None and ids[0] == bos and limit > 1:
+        return [bos, *ids[len(ids) - limit + 1 :]]
+    return ids[len(ids) - limit :]
+
+
 def encode_prompts(
     tokenizer: Any,
     prompts: list[str] | list[list[dict[str, str]]],
     chat_template: bool = True,
     device: str | torch.device = "cpu",
+    max_tokens: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded `(input_ids, attention_mask)` for a batch of prompts."""
+    """Left-padded `(input_ids, attention_mask)` for a batch of prompts; with `max_tokens`, longer ones are cut as
+    `keep_end` cuts them."""
     if not prompts:
         raise ValueError("no prompts given")
     templated = chat_template and has_chat_template(tokenizer)
     rows = [_ids(tokenizer, format_prompt(tokenizer, p, chat_template), templated) for p in prompts]
+    if max_tokens is not None:
+        rows = [keep_end(tokenizer, r, max_tokens) for r in rows]
     for i, row in enumerate(rows):
         if not row:
             raise ValueError(f"prompt {i} is empty after tokenisation")

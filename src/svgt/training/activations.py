@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..backbone import Backbone, cache_dir
 from ..hooks import BackboneHooks, _StopForward, bridged_forward
-from ..prompts import format_prompt, left_pad, right_pad
+from ..prompts import format_prompt, keep_end, left_pad, right_pad
 from . import distributed
 
 
@@ -50,10 +50,7 @@ def encode_pair(backbone: Backbone, prompt: str, response: str | None, max_promp
     tok = backbone.tokenizer
     text = format_prompt(tok, prompt, chat_template)
     templated = chat_template and bool(getattr(tok, "chat_template", None))
-    p_ids = tok(text, add_special_tokens=not templated)["input_ids"]
-    if len(p_ids) > max_prompt:
-        # Keep the end: the template's assistant header is what the trigger state sits on.
-        p_ids = p_ids[-max_prompt:]
+    p_ids = keep_end(tok, tok(text, add_special_tokens=not templated)["input_ids"], max_prompt)
     r_ids = tok(response, add_special_tokens=False)["input_ids"][:max_response] if response else []
     return EncodedPair(p_ids, r_ids)
 

@@ -28,7 +28,7 @@ from .metrics import auroc
 def last_token_states(backbone: Backbone, prompts: list[str], batch_size: int = 16,
                       max_prompt_tokens: int = 128) -> torch.Tensor:
     """`(layers, N, d)`: each decoder layer's output at the last prompt token, prompts templated as in generation
-    (longer prompts keep their end, as in training) at the positions generation gives them. Batches are
+    (longer prompts are cut as in training: `prompts.keep_end`) at the positions generation gives them. Batches are
     length-sorted: left padding is wasted work. Only the last position's logits are computed: the states are what is
     read, and a batch's logits over a 262k-token vocabulary (Gemma) would cost more than its layers."""
     tok = backbone.tokenizer
@@ -37,8 +37,8 @@ def last_token_states(backbone: Backbone, prompts: list[str], batch_size: int = 
     extra = {"logits_to_keep": 1} if _accepts(backbone.model, "logits_to_keep") else {}
     for start in tqdm(range(0, len(order), batch_size), desc="probe states", unit="batch", leave=False):
         idx = order[start : start + batch_size]
-        ids, mask = encode_prompts(tok, [prompts[i] for i in idx], device=backbone.device)
-        ids, mask = ids[:, -max_prompt_tokens:], mask[:, -max_prompt_tokens:]
+        ids, mask = encode_prompts(tok, [prompts[i] for i in idx], device=backbone.device,
+                                   max_tokens=max_prompt_tokens)
         hidden = backbone.model(input_ids=ids, attention_mask=mask, position_ids=padded_positions(mask),
                                 output_hidden_states=True, **extra).hidden_states
         states = torch.stack([h[:, -1].float().cpu() for h in hidden[1:]])  # outputs of layers 0..L-1
