@@ -149,3 +149,25 @@ def test_real_plain_method_on_tiny_backbone(ctx, tmp_path):
     assert [r["kind"] for r in lines] == ["harmful", "benign"] and all(1 <= r["new_tokens"] <= 4 for r in lines)
     m = results["methods"]["none"]
     assert m["ms_per_token"]["value"] > 0 and m["suites"][SUITES[0]]["asr"]["n"] == 1
+
+
+def test_responses_with_unicode_line_separators_survive_a_resume(tmp_path):
+    # Real jailbreak prompts carry U+2028, U+0085 and U+001C, which str.splitlines breaks a JSONL row at.
+    from svgt.evaluation.runner import JsonlLog
+
+    path = tmp_path / "responses.jsonl"
+    rows = [{"id": str(i), "prompt": f"a\u2028b\x85c\x1cd {i}"} for i in range(3)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    log = JsonlLog(path, ("id",))
+    assert log.rows == rows
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"id": "3", "prompt": "torn\u2028')  # a torn last write is still dropped
+    assert JsonlLog(path, ("id",)).rows == rows and path.read_text(encoding="utf-8").count("\n") == 3
+
+
+def test_file_lines_split_at_newlines_only():
+    from svgt.data.records import file_lines
+
+    assert file_lines("a\u2028b\nc\r\n\nd") == ["a\u2028b", "c\r", "", "d"]
+    assert file_lines("a\nb\n", keepends=True) == ["a\n", "b\n"]
+    assert file_lines("") == []

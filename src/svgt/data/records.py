@@ -60,3 +60,14 @@ def fingerprint(items: Iterable[Any]) -> str:
         digest.update(line.encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()[:16]
+
+
+def file_lines(text: str, keepends: bool = False) -> list[str]:
+    """The lines of a text file's contents, split at "\n" only (a "\r\n" ending keeps its "\r" unless stripped).
+
+    `str.splitlines` also splits at characters such as U+2028, U+0085 and U+001C, which a JSON string written with
+    `ensure_ascii=False` carries unescaped (real jailbreak prompts contain them): a JSONL row would come apart."""
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]] if keepends else parts[:-1]
+    return lines + [parts[-1]] if parts[-1] else lines
+

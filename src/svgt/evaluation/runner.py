@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
+from ..data.records import file_lines
 from ..methods.base import Method, MethodContext
 from . import fluency
 from .llm_judge import LLMJudge
@@ -40,7 +41,7 @@ class JsonlLog:
 
     def __init__(self, path: Path, key_fields: tuple[str, ...]) -> None:
         self.path, self.key_fields, self.rows = path, key_fields, []
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+        lines = file_lines(path.read_text(encoding="utf-8"), keepends=True) if path.exists() else []
         for i, line in enumerate(lines):
             try:
                 row = json.loads(line) if line.endswith("\n") else None

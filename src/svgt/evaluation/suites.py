@@ -16,6 +16,7 @@ from typing import Literal
 
 from ..data import (build_corpus, dan_templates, harmbench, inthewild_templates, overrefusal_prompts,
                     render_behavior, split_heldout_benign)
+from ..data.records import file_lines
 
 Kind = Literal["harmful", "benign"]
 SUITES = ("harmbench", "jailbreak", "inthewild", "overrefusal")
@@ -117,7 +118,7 @@ def _file(path: str) -> tuple[list[EvalPrompt], str]:
         with p.open(newline="", encoding="utf-8") as f:
             table = list(csv.DictReader(f))
     else:
-        table = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        table = [json.loads(line) for line in file_lines(p.read_text(encoding="utf-8")) if line.strip()]
     rows = []
     for n, r in enumerate(table, 1):
         if not str(r.get("prompt") or "").strip():

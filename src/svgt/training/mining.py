@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.records import PairExample, PromptExample
+from ..data.records import PairExample, PromptExample, file_lines
 from ..data.roles import HARD_NEGATIVE_SOURCE, hold_out
 from ..generation import encode_prompt
 from ..module import ValueModule
@@ -81,7 +81,7 @@ def load_hard_negatives(path: Path) -> HardNegatives:
     train: list[PairExample] = []
     heldout: list[PairExample] = []
     scores: dict[str, float] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(file_lines(path.read_text(encoding="utf-8")), 1):
         try:
             row = json.loads(line)
             pick = PairExample(row["prompt"], row["response"], int(row["label"]), row["source"])
