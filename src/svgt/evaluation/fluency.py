@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+from tqdm.auto import tqdm
 
 from ..backbone import Backbone
 from ..generation import _accepts
@@ -38,13 +39,15 @@ def _encode(backbone: Backbone, prompt: str, response: str, chat_template: bool)
 
 @torch.inference_mode()
 def response_nll(backbone: Backbone, prompts: list[str], responses: list[str], *, batch_size: int = 8,
-                 chat_template: bool = True) -> list[tuple[float, int]]:
+                 chat_template: bool = True, progress: bool = True) -> list[tuple[float, int]]:
     """(summed NLL in nats, token count) of each response given its prompt; (0.0, 0) for an empty response."""
     rows = [_encode(backbone, p, r, chat_template) for p, r in zip(prompts, responses, strict=True)]
     out: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
     todo = [i for i, (_, answer) in enumerate(rows) if answer]
     pad = backbone.tokenizer.pad_token_id or 0
-    for start in range(0, len(todo), batch_size):
+    batches = range(0, len(todo), batch_size)
+    for start in tqdm(batches, desc="fluency (PPL)", unit="batch", leave=False,
+                      disable=not progress or len(batches) < 2):
         chunk = todo[start : start + batch_size]
         # Contexts left-padded, answers right-padded: every answer starts in the same column, so only the last
         # `longest answer + 1` positions need logits (a full (B, T, vocab) tensor would not fit for long prompts).
