@@ -74,9 +74,10 @@ def test_stage1_and_stage2_lower_their_loss(cache):
     assert any(k.startswith("cross_attn") for k in changed)
 
 
-def test_stage3_trains_only_the_bridge_and_lowers_loss(cache):
+@pytest.mark.parametrize("insert_layer", [None, 1])  # the bridge enters at the extract layer (2), or below it
+def test_stage3_trains_only_the_bridge_and_lowers_loss(cache, insert_layer):
     bb = tiny_backbone("llama")
-    module = make_module(bb)
+    module = make_module(bb, insert_layer=insert_layer)
     backbone_before = {k: v.clone() for k, v in bb.model.state_dict().items()}
     vs_before = {k: v.clone() for k, v in module.value_space.state_dict().items()}
     examples = [encode_pair(bb, t, "fixed target words here", 64, 8) for t, _ in _texts(16)]
@@ -372,13 +373,14 @@ def test_training_on_a_bfloat16_backbone_keeps_the_module_in_float32(cache, tmp_
 
     bb = tiny_backbone("llama")
     bb.model.to(torch.bfloat16)
-    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=1, stage2_epochs=1,
-                      stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4, stage3_batch=4,
-                      contrast=0, probe_sweep=False)
+    cfg = TrainConfig(extract_layer=2, insert_layer=1, num_bridge_tokens=2, value_dim=16, stage1_epochs=1,
+                      stage2_epochs=1, stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4,
+                      stage3_batch=4, contrast=0, probe_sweep=False)
     metrics = train(bb, tmp_path / "out", cfg, corpus=_fake_corpus(), evaluate=False)
     assert all(math.isfinite(r["loss"]) for r in metrics["stage1"] + metrics["stage2"])
     module = load_pretrained(tmp_path / "out", bb)
     assert {p.dtype for p in module.parameters()} == {torch.float32}
+    assert (module.config.extract_layer, module.config.insert_layer) == (2, 1)  # TrainConfig's layers are kept
     # Stage 3 steps on the bfloat16 backbone: the float32 bridge learns and the loss falls.
     examples = [encode_pair(bb, t, "fixed target words here", 64, 8) for t, _ in _texts(16)]
     batcher = Stage3Batcher(bb, module, examples, _tiny_cfg())

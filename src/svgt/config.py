@@ -181,6 +181,10 @@ class TrainConfig:
     seed: int = 0
     # Module shape (None: ValueModuleConfig.for_backbone's choice).
     extract_layer: int | None = None
+    insert_layer: int | None = None
+    """Where the Bridge Tokens enter (None: the extract layer). Below the extract layer, the discriminator can read a
+    deeper layer while the bridge keeps more layers to act through (the probe sweep in docs/value-judgment.md
+    separates harmful from edgy prompts better near the top)."""
     num_bridge_tokens: int = 8
     value_dim: int = 128
     # Data sizes and lengths.

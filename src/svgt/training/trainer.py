@@ -176,7 +176,8 @@ def train(
         timings[name] = round(time.time() - since, 1)
         return time.time()
 
-    overrides = {} if cfg.extract_layer is None else {"extract_layer": cfg.extract_layer}
+    overrides = {name: getattr(cfg, name) for name in ("extract_layer", "insert_layer")
+                 if getattr(cfg, name) is not None}
     mcfg = ValueModuleConfig.for_backbone(backbone.hidden_size, backbone.num_layers, value_dim=cfg.value_dim,
                                           num_bridge_tokens=cfg.num_bridge_tokens, **overrides)
     torch.manual_seed(cfg.seed)
