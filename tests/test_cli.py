@@ -164,3 +164,12 @@ def test_unavailable_device_is_a_one_line_error(tiny_path, capsys):
     assert "sees no CUDA GPU" in capsys.readouterr().err
     assert main(["info", "--backbone", tiny_path, "--device", "tpu"]) == 2
     assert "not one of auto, cpu" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item, message", [("insert_layer=x", "insert_layer takes int | None, got 'x'"),
+                                           ("stage3_lr=fast", "stage3_lr takes float"),
+                                           ("margins=2", "margins takes tuple[float, ...]"),
+                                           ("nonsense=1", "expected KEY=VALUE with KEY one of")])
+def test_train_set_checks_the_value_against_the_field(tiny_path, capsys, tmp_path, item, message):
+    assert main(["train", "--backbone", tiny_path, "--out", str(tmp_path / "o"), "--set", item]) == 2
+    assert message in capsys.readouterr().err

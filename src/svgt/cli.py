@@ -184,6 +184,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[key] = raw
+        if not _fits_annotation(overrides[key], str(fields[key].type)):
+            raise UsageError(f"--set {item!r}: {key} takes {fields[key].type}, got {raw!r}")
     cfg = TrainConfig(seed=args.seed, **overrides)
     # Under `accelerate launch` this process is one of several: it joins their process group and, unless --device
     # names one, takes its own device (its own GPU; the CPU with --device cpu or where there is no GPU).
@@ -228,6 +230,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       sweep_margins=args.sweep_margins, gate_threshold=args.gate_threshold)
     print(Path(report).read_text())
     return 0
+
+
+def _fits_annotation(value: Any, annotation: str) -> bool:
+    """Whether a JSON-decoded `--set` value matches a TrainConfig field's annotation (as written, e.g. "int | None")."""
+    kinds = {part.strip().split("[")[0] for part in annotation.split("|")}
+    if value is None:
+        return "None" in kinds
+    if isinstance(value, bool):
+        return "bool" in kinds
+    if isinstance(value, int):
+        return bool(kinds & {"int", "float"})
+    if isinstance(value, float):
+        return "float" in kinds
+    if isinstance(value, list):
+        return bool(kinds & {"tuple", "list"})
+    return isinstance(value, str) and "str" in kinds
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
