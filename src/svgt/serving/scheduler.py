@@ -269,10 +269,10 @@ class Scheduler:
     def _finish(self, row: _Row, delta: str, guided: bool) -> None:
         n = len(row.ids)
         svgt = telemetry_summary(row.telemetry, n, guided, self.guided.trained, row.job.req)
-        row.job.send("done", (delta, Completion(row.text, row.finish or "length", len(row.job.prompt_ids), n, svgt)))
-        with self._cond:
+        with self._cond:  # counted before the client can see its answer, so /health agrees with what it saw
             self.completed += 1
             self.tokens += n
+        row.job.send("done", (delta, Completion(row.text, row.finish or "length", len(row.job.prompt_ids), n, svgt)))
 
     def _take(self, row: _Row, token: int, guided: bool) -> bool:
         """Hand a row its token; False once the row has ended (or its client went away, or the server closes)."""
