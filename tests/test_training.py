@@ -395,3 +395,19 @@ def test_training_on_a_bfloat16_backbone_keeps_the_module_in_float32(cache, tmp_
     key_bf16 = activations._cache_key(bb, 2, pairs)
     bb.model.to(torch.float32)
     assert activations._cache_key(bb, 2, pairs) != key_bf16
+
+
+def test_states_are_kept_in_a_dtype_that_holds_them(cache):
+    # float16 for most backbones; bfloat16 for Gemma, whose residual stream passes float16's 65504 (its cached states
+    # were inf and stage 2's loss NaN). A state that still does not fit stops the run with a message, not a NaN later.
+    pairs = [encode_pair(tiny_backbone("llama"), "hello there", "general kenobi", 64, 16)]
+    assert activations.compute_states(tiny_backbone("llama"), 2, pairs).prompt_states[0].dtype == torch.float16
+    gemma = tiny_backbone("gemma3")
+    assert activations.storage_dtype(gemma) == torch.bfloat16
+    assert activations.compute_states(gemma, 2, pairs).prompt_states[0].dtype == torch.bfloat16
+    assert activations._cache_key(gemma, 2, pairs) != activations._cache_key(tiny_backbone("llama"), 2, pairs)
+    huge = tiny_backbone("llama")
+    huge.layers[0].register_forward_hook(lambda mod, args, out: (out[0] * 1e9, *out[1:]) if isinstance(out, tuple)
+                                         else out * 1e9)
+    with pytest.raises(FloatingPointError, match="not finite as torch.float16"):
+        activations.compute_states(huge, 2, pairs)

@@ -55,11 +55,21 @@ def encode_pair(backbone: Backbone, prompt: str, response: str | None, max_promp
     return EncodedPair(p_ids, r_ids)
 
 
+def storage_dtype(backbone: Backbone) -> torch.dtype:
+    """The dtype states are kept in (on the CPU and on disk). float16 keeps three more mantissa bits than bfloat16
+    but overflows past 65504: Gemma's residual stream goes beyond that (its cached states became inf and stage 2's
+    loss NaN), and a bfloat16 backbone's states are bfloat16 already."""
+    model_type = str(getattr(backbone.model.config, "model_type", ""))
+    return torch.bfloat16 if backbone.dtype == torch.bfloat16 or model_type.startswith("gemma") else torch.float16
+
+
 def _cache_key(backbone: Backbone, layer: int, pairs: list[EncodedPair]) -> str:
     h = hashlib.sha256()
     key: list = [backbone.name, backbone.revision, backbone.num_layers, layer]
     if backbone.dtype != torch.float32:  # float32 keys stay as they were, so existing caches still match
         key.append(str(backbone.dtype))
+    if storage_dtype(backbone) != torch.float16:
+        key.append(f"stored as {storage_dtype(backbone)}")
     h.update(json.dumps(key).encode())
     for p in pairs:
         h.update(json.dumps([p.prompt_ids, p.response_ids]).encode())
@@ -75,6 +85,7 @@ def _compute_batches(backbone: Backbone, layer: int, pairs: list[EncodedPair], b
     out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     pad = backbone.tokenizer.pad_token_id or 0
     hooks = BackboneHooks(backbone.layers, layer, layer, None)
+    keep = storage_dtype(backbone)
 
     def stop(module, args, output):
         hooks.captured = output[0] if isinstance(output, tuple) else output
@@ -96,10 +107,14 @@ def _compute_batches(backbone: Backbone, layer: int, pairs: list[EncodedPair], b
                 m = p_ids.shape[1]
                 for row, i in enumerate(idx):
                     mp, n = len(pairs[i].prompt_ids), len(pairs[i].response_ids)
-                    # fp16 on the CPU whatever the backbone's device: what the disk cache holds, and what the
+                    # `keep` on the CPU whatever the backbone's device: what the disk cache holds, and what the
                     # stages move to the module's device batch by batch.
-                    out[i] = (states[row, m - mp : m].to("cpu", torch.float16, copy=True),
-                              states[row, m : m + n].to("cpu", torch.float16, copy=True))
+                    out[i] = (states[row, m - mp : m].to("cpu", keep, copy=True),
+                              states[row, m : m + n].to("cpu", keep, copy=True))
+                    if not all(bool(torch.isfinite(t).all()) for t in out[i]):
+                        raise FloatingPointError(
+                            f"{backbone.name}: layer {layer}'s states of training item {i} are not finite as {keep} "
+                            f"(largest |state| {float(states[row].abs().max()):.3g}); stages 1-2 would train on inf")
         finally:
             handle.remove()
     return out
@@ -135,7 +150,7 @@ def _states_of(data: dict[str, torch.Tensor]) -> StateSet:
 
 def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int = 16,
                   desc: str = "activations", root: Path | None = None) -> StateSet:
-    """`compute_states`, memoised on disk (fp16 safetensors) under the svgt cache.
+    """`compute_states`, memoised on disk (safetensors, in `storage_dtype`) under the svgt cache.
 
     Under several processes each computes every `world_size()`-th batch and writes it to a part file beside the
     cache file; the main process joins the parts into the cache file a single process would have written (same

@@ -53,7 +53,7 @@ class StateData:
     labels: torch.Tensor
 
     def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """Padded fp32 states of items `idx` on `device` (the cache keeps them fp16 on the CPU)."""
+        """Padded fp32 states of items `idx` on `device` (the cache keeps them in `storage_dtype` on the CPU)."""
         p, pm = _pad([self.states.prompt_states[i] for i in idx], left=True)
         # A standalone text is scored at its last token, like a prompt at bridge time.
         resp = [self.states.response_states[i] if self.states.response_states[i].shape[0]
