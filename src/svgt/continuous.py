@@ -28,8 +28,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import DynamicCache
-
 from .backbone import Backbone
 from .config import GenerationConfig
 from .generation import GuidedDecoder, RowTelemetry, _pick
@@ -99,10 +97,9 @@ class ContinuousBatch(GuidedDecoder):
             raise RuntimeError("join() between pick() and advance(): rows join only when every row has a token "
                                "pending")
         new = GuidedDecoder(self.backbone, self.module, self.cfg)
-        new.hooks, new.cache, new.attn = self.hooks, DynamicCache(), attention_mask.long()
-        new.paragraphs = paragraphs if self.cfg.score_paragraphs else None
+        new.hooks = self.hooks
         telemetry = [RowTelemetry() for _ in range(input_ids.shape[0])]
-        logits = new._prefill(input_ids, new.attn.sum(-1), telemetry, self._gate_threshold())
+        logits = new._prefill(input_ids, new._begin(attention_mask, paragraphs), telemetry, self._gate_threshold())
         rows = input_ids.shape[0]
         steps = torch.zeros(rows, dtype=torch.long, device=input_ids.device)
         limit = self.cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -117,7 +114,9 @@ class ContinuousBatch(GuidedDecoder):
             self.limits = torch.cat([self.limits, limits])
         self.telemetry += telemetry
 
-    _ROW_STATE = ("attn", "lengths", "offset", "bridge_start", "has_bridge", "bridge", "prompt_states", "prompt_mask")
+    _PER_ROW = ("lengths", "offset", "bridge_start", "has_bridge", "prompt_states", "prompt_mask")
+    """Per-row state whose rows a join simply appends (the mask and Bridge Tokens need the layout, see `_merge`)."""
+    _ROW_STATE = ("attn", "bridge", *_PER_ROW)
 
     def _adopt(self, new: GuidedDecoder) -> None:
         for name in (*self._ROW_STATE, "cache", "m_len", "bridge_cols", "observed"):
@@ -155,7 +154,7 @@ class ContinuousBatch(GuidedDecoder):
         if self.bridge is not None or new.bridge is not None:
             self.bridge = torch.cat([_or_zeros(self.bridge, new.bridge, running),
                                      _or_zeros(new.bridge, self.bridge, joining)])
-        for name in ("lengths", "offset", "bridge_start", "has_bridge", "prompt_states", "prompt_mask"):
+        for name in self._PER_ROW:
             if getattr(self, name, None) is not None:
                 setattr(self, name, torch.cat([getattr(self, name), getattr(new, name)]))
         if self.observed is not None:  # the new rows are not due a refresh before the next observation
@@ -240,14 +239,19 @@ def sliding_window(config: Any) -> int | None:
     return int(window)
 
 
-def _grow(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-    """`t` with zeros appended along `dim` up to `size`."""
-    extra = size - t.shape[dim]
-    if extra <= 0:
+def _pad(t: torch.Tensor, dim: int, n: int, front: bool = False) -> torch.Tensor:
+    """`t` with `n` zeros (masked columns) added along `dim`, after it or in front."""
+    if n <= 0:
         return t
     shape = list(t.shape)
-    shape[dim] = extra
-    return torch.cat([t, t.new_zeros(shape)], dim)
+    shape[dim] = n
+    parts = [t.new_zeros(shape), t] if front else [t, t.new_zeros(shape)]
+    return torch.cat(parts, dim)
+
+
+def _grow(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """`t` with zeros appended along `dim` up to `size`."""
+    return _pad(t, dim, size - t.shape[dim])
 
 
 def _or_zeros(t: torch.Tensor | None, like: torch.Tensor, rows: int) -> torch.Tensor:
@@ -258,17 +262,12 @@ def _pad_front(state: GuidedDecoder, n: int) -> None:
     """Left-pad a batch's cache, mask and prompt states by `n` masked columns, shifting its bridge columns."""
     if n <= 0:
         return
-
-    def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
-        shape = list(t.shape)
-        shape[dim] = n
-        return torch.cat([t.new_zeros(shape), t], dim)
-
     for layer in state.cache.layers:
-        layer.keys, layer.values = pad(layer.keys, 2), pad(layer.values, 2)
-    state.attn = pad(state.attn, 1)
+        layer.keys, layer.values = _pad(layer.keys, 2, n, front=True), _pad(layer.values, 2, n, front=True)
+    state.attn = _pad(state.attn, 1, n, front=True)
     if getattr(state, "prompt_states", None) is not None:
-        state.prompt_states, state.prompt_mask = pad(state.prompt_states, 1), pad(state.prompt_mask, 1)
+        state.prompt_states = _pad(state.prompt_states, 1, n, front=True)
+        state.prompt_mask = _pad(state.prompt_mask, 1, n, front=True)
     if state.bridge_cols is not None:
         state.bridge_cols = slice(state.bridge_cols.start + n, state.bridge_cols.stop + n)
     state.m_len += n

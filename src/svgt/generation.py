@@ -232,14 +232,11 @@ class GuidedDecoder:
         """`paragraphs`: per row, the token ids of each paragraph of its prompt as a prompt of its own
         (`prompts.paragraph_ids`), scored when `cfg.score_paragraphs`; None or [] for a row scores only its prompt."""
         cfg = self.cfg
-        self.paragraphs = paragraphs if cfg.score_paragraphs else None
         batch, device = input_ids.shape[0], input_ids.device
         generator = None
         if cfg.seed is not None:
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        self.cache = DynamicCache()
-        self.attn = attention_mask.long()
-        lengths = self.attn.sum(-1)
+        lengths = self._begin(attention_mask, paragraphs)
         telemetry = [RowTelemetry() for _ in range(batch)]
         self.stopped_at = {}
         stops = stop_token_ids(self.backbone, cfg.extra_stop_token_ids) if cfg.stop_at_eos else set()
@@ -248,6 +245,14 @@ class GuidedDecoder:
             return self._loop(input_ids, lengths, telemetry, stops, generator, keep_logits)
         finally:
             self._detach()
+
+    def _begin(self, attention_mask: torch.Tensor, paragraphs: list[list[list[int]]] | None) -> torch.Tensor:
+        """A fresh cache for a batch of prompts with this mask (and these paragraphs, kept only where the config
+        scores them); returns the prompts' lengths, what `_prefill` takes."""
+        self.paragraphs = paragraphs if self.cfg.score_paragraphs else None
+        self.cache = DynamicCache()
+        self.attn = attention_mask.long()
+        return self.attn.sum(-1)
 
     def _attach(self) -> None:
         """Attach the hooks (guided runs only); `_detach` removes them and drops the cache."""

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..config import GenerationConfig
 from ..continuous import ContinuousBatch
 from ..generation import GuidedDecoder, RowTelemetry, stop_token_ids
 from ..pipeline import GuidedModel
@@ -314,23 +315,29 @@ class Scheduler:
             self.joined += len(taken)
             return taken
 
+    def _batch_config(self, jobs: list[Job]) -> tuple[GenerationConfig, set[int]]:
+        """The decoding config of a batch of compatible `jobs` and the stop tokens its rows end at."""
+        cfg = jobs[0].req.generation_config(max(j.max_tokens for j in jobs), guided=self.guided.module is not None)
+        return cfg, stop_token_ids(self.guided.backbone, cfg.extra_stop_token_ids)
+
+    def _rows(self, jobs: list[Job], eos: set[int]) -> list[_Row]:
+        bb = self.guided.backbone
+        return [_Row(job, bb.tokenizer, eos, self.tokenizer_lock, bb.stop_strings) for job in jobs]
+
     def _join(self, batch: ContinuousBatch, rows: list[_Row], jobs: list[Job], eos: set[int]) -> None:
         bb = self.guided.backbone
         ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
         batch.join(ids, mask, paragraphs=[j.paragraphs for j in jobs], max_new_tokens=[j.max_tokens for j in jobs])
-        for job, tel in zip(jobs, batch.telemetry[-len(jobs):]):
-            row = _Row(job, bb.tokenizer, eos, self.tokenizer_lock, bb.stop_strings)
+        for row, tel in zip(self._rows(jobs, eos), batch.telemetry[-len(jobs):]):
             row.telemetry = tel
             rows.append(row)
 
     def _run_continuous(self, jobs: list[Job]) -> None:
         """Decode `jobs` in one `ContinuousBatch` that compatible requests join until it drains."""
-        bb, module = self.guided.backbone, self.guided.module
         key = jobs[0].key
-        cfg = jobs[0].req.generation_config(max(j.max_tokens for j in jobs), guided=module is not None)
-        eos = stop_token_ids(bb, cfg.extra_stop_token_ids)
+        cfg, eos = self._batch_config(jobs)
         rows: list[_Row] = []
-        with ContinuousBatch(bb, module, cfg) as batch:
+        with ContinuousBatch(self.guided.backbone, self.guided.module, cfg) as batch:
             self._join(batch, rows, jobs, eos)
             while rows:
                 if more := self._joiners(key, batch, self.max_batch - len(rows)):
@@ -341,17 +348,17 @@ class Scheduler:
                     self._running = len(rows)
                     self.steps += 1
                     self.row_steps += len(rows)
-                done = [i for i, (row, token) in enumerate(zip(rows, tokens)) if not self._take(row, token, batch.guided)]
-                batch.leave(done)
-                rows = [row for i, row in enumerate(rows) if i not in set(done)]
+                done = {i for i, (row, token) in enumerate(zip(rows, tokens))
+                        if not self._take(row, token, batch.guided)}
+                batch.leave(sorted(done))
+                rows = [row for i, row in enumerate(rows) if i not in done]
                 batch.advance()
 
     def _run(self, jobs: list[Job]) -> None:
         """Decode `jobs` as one whole batch (no joining): exact refresh, or `continuous=False`."""
-        bb, module = self.guided.backbone, self.guided.module
-        cfg = jobs[0].req.generation_config(max(j.max_tokens for j in jobs), guided=module is not None)
-        eos = stop_token_ids(bb, cfg.extra_stop_token_ids)
-        rows = [_Row(job, bb.tokenizer, eos, self.tokenizer_lock, bb.stop_strings) for job in jobs]
+        bb = self.guided.backbone
+        cfg, eos = self._batch_config(jobs)
+        rows = self._rows(jobs, eos)
 
         def on_token(tokens: torch.Tensor, telemetry: list[RowTelemetry]) -> bool:
             """Hand each row its token as soon as it is picked; False (stop decoding) once no row needs more."""
@@ -365,7 +372,7 @@ class Scheduler:
             return alive
 
         ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
-        decoder = GuidedDecoder(bb, module, cfg, on_token=on_token)
+        decoder = GuidedDecoder(bb, self.guided.module, cfg, on_token=on_token)
         decoder.run(ids, mask, paragraphs=[j.paragraphs for j in jobs])
         for row in rows:  # the decoder ended (all rows at EOS) before a row saw its own end
             if row.finish is None and not row.job.cancelled:

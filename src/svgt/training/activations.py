@@ -68,8 +68,9 @@ def _cache_key(backbone: Backbone, layer: int, pairs: list[EncodedPair]) -> str:
     key: list = [backbone.name, backbone.revision, backbone.num_layers, layer]
     if backbone.dtype != torch.float32:  # float32 keys stay as they were, so existing caches still match
         key.append(str(backbone.dtype))
-    if storage_dtype(backbone) != torch.float16:
-        key.append(f"stored as {storage_dtype(backbone)}")
+    stored = storage_dtype(backbone)
+    if stored != torch.float16:
+        key.append(f"stored as {stored}")
     h.update(json.dumps(key).encode())
     for p in pairs:
         h.update(json.dumps([p.prompt_ids, p.response_ids]).encode())
