@@ -2,11 +2,12 @@
 """Load check for the svgt server: N concurrent OpenAI clients against a server this script starts itself.
 
 The server runs in-process on 127.0.0.1 (a free port) on the given backbone (default: smollm2-135m-instruct, which
-loads offline) and is stopped at the end. The same requests are sent three times: with continuous batching (the
-server's default: waiting requests join the running batch at a step boundary, up to `--max-batch` rows), with
-whole-request batching (a batch is fixed when it starts), and one at a time (`max_batch=1`). Each run reports
-requests/s, completion tokens/s, p50/p95 latency (and p50/p95 time to first token with `--stream`), the mean rows a
-forward pass served, and errors, which must be 0 (the exit status is 1 otherwise). Prints a markdown table.
+loads offline) and is stopped at the end. The same requests are sent up to four times: with continuous batching (the
+server's default: waiting requests join the running batch at a step boundary, up to `--max-batch` rows and
+`--max-join` per step), with continuous batching where a whole wave joins at once (`max_join=max_batch`, when that
+differs), with whole-request batching (a batch is fixed when it starts), and one at a time (`max_batch=1`). Each run
+reports requests/s, completion tokens/s, p50/p95 latency (and p50/p95 time to first token with `--stream`), the mean
+rows a forward pass served, and errors, which must be 0 (the exit status is 1 otherwise). Prints a markdown table.
 
     python scripts/load_check.py --clients 8 --requests 64 --max-tokens 32
     python scripts/load_check.py --clients 2 --requests 4 --max-tokens 8      # smoke
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=64, help="requests per configuration (bounded)")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--max-batch", type=int, default=8, help="the batched configuration's max_batch")
+    parser.add_argument("--max-join", type=int, default=4, help="requests prefilled per step (server default 4)")
     parser.add_argument("--max-queue", type=int, default=256)
     parser.add_argument("--batch-window", type=float, default=0.015,
                         help="seconds an idle worker waits for more requests to batch (server default 0.015)")
@@ -112,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="per-request client timeout (s)")
     parser.add_argument("--only-batched", action="store_true", help="continuous batching only (no comparisons)")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.requests < 1 or args.max_tokens < 1 or args.max_batch < 1:
-        parser.error("--clients, --requests, --max-tokens and --max-batch must be >= 1")
+    if min(args.clients, args.requests, args.max_tokens, args.max_batch, args.max_join) < 1:
+        parser.error("--clients, --requests, --max-tokens, --max-batch and --max-join must be >= 1")
 
     if args.torch_threads:
         import torch
@@ -128,15 +130,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loaded {args.backbone} ({'trained' if guided.trained else 'UNTRAINED'} value module) in "
           f"{time.perf_counter() - t0:.1f}s on {args.device}", file=sys.stderr)
 
-    configs = [("continuous", args.max_batch, True)]
+    # (name, max_batch, continuous, max_join)
+    configs = [("continuous", args.max_batch, True, args.max_join)]
     if not args.only_batched:
-        configs += [("whole batches", args.max_batch, False)] + ([("one at a time", 1, False)] if args.max_batch > 1
-                                                                 else [])
+        if args.max_join < args.max_batch:
+            configs.append(("continuous, waves join at once", args.max_batch, True, args.max_batch))
+        configs.append(("whole batches", args.max_batch, False, args.max_batch))
+        if args.max_batch > 1:
+            configs.append(("one at a time", 1, False, 1))
     rows = []
     total_errors = 0
-    for name, max_batch, continuous in configs:
+    for name, max_batch, continuous, max_join in configs:
         app = create_app(guided, api_key=None, max_queue=args.max_queue, max_batch=max_batch, model_name="svgt",
-                         batch_window_s=args.batch_window, continuous=continuous)
+                         batch_window_s=args.batch_window, continuous=continuous, max_join=max_join)
         warm: dict = {}
         with BackgroundServer(app) as server:
             result = asyncio.run(run_load(server.base_url, "svgt", args,
@@ -152,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({
             "name": name,
             "max_batch": max_batch,
+            "max_join": max_join if continuous else "-",
             "ok": n_ok,
             "errors": len(result["errors"]),
             "rps": n_ok / result["wall"],
@@ -167,14 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.clients} clients, {args.requests} requests, max_tokens={args.max_tokens}, "
           f"guidance={'off' if args.no_guidance else 'on'}, backbone={args.backbone}, device={args.device}, "
           f"torch threads={__import__('torch').get_num_threads()}\n")
-    head = "| scheduling | max_batch | ok | errors | req/s | completion tok/s | p50 latency (s) | p95 latency (s) |"
+    head = ("| scheduling | max_batch | max_join | ok | errors | req/s | completion tok/s | p50 latency (s) "
+            "| p95 latency (s) |")
     head += " p50 TTFT (s) | p95 TTFT (s) |" if args.stream else ""
     head += " mean rows per step | joined mid-batch |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
-        line = (f"| {r['name']} | {r['max_batch']} | {r['ok']} | {r['errors']} | {r['rps']:.2f} | {r['tps']:.1f} "
-                f"| {r['p50']:.2f} | {r['p95']:.2f} |")
+        line = (f"| {r['name']} | {r['max_batch']} | {r['max_join']} | {r['ok']} | {r['errors']} | {r['rps']:.2f} "
+                f"| {r['tps']:.1f} | {r['p50']:.2f} | {r['p95']:.2f} |")
         line += f" {r['ttft50']:.2f} | {r['ttft95']:.2f} |" if args.stream else ""
         line += f" {r['rows']:.2f} | {r['joined']} |"
         print(line)

@@ -341,6 +341,37 @@ def test_queued_compatible_requests_share_a_batch(guided):
     assert results[3].choices[0].message.content == _expected(guided, HELLO, max_new_tokens=7, guidance=False).texts[0]
 
 
+@pytest.mark.parametrize("continuous", [True, False])
+def test_a_wave_joins_max_join_at_a_time_and_each_request_gets_what_it_gets_alone(guided, continuous):
+    prompts = [HELLO, [{"role": "user", "content": "tell me a story"}], [{"role": "user", "content": "cat"}],
+               [{"role": "user", "content": "what is two plus two"}], [{"role": "user", "content": "a"}]]
+    limits = [5, 9, 7, 3, 6]
+    with BackgroundServer(_app(guided, max_batch=8, max_join=2, continuous=continuous)) as srv:
+        client = _client(srv)
+        sched = srv.server.config.app.state.scheduler
+        sched.pause()
+        asks = [lambda m=m, n=n: client.chat.completions.create(model=MODEL, messages=m, max_tokens=n, temperature=0)
+                for m, n in zip(prompts, limits)]
+        threads, results = _in_threads(asks)
+        _wait_queued(srv, len(prompts))
+        sched.resume()
+        _join(threads)
+        stats = _health(srv)
+    if continuous:  # the batch starts with two; the other three join two and one at the next steps
+        assert stats["batch_sizes"] == {"2": 1} and stats["joined"] == 3 and stats["max_join"] == 2, stats
+    else:  # a whole batch takes the wave at once
+        assert stats["batch_sizes"] == {"5": 1} and stats["joined"] == 0, stats
+    for messages, n, got in zip(prompts, limits, results):
+        ref = _expected(guided, messages, max_new_tokens=n)
+        assert got.choices[0].message.content == ref.texts[0]
+        assert got.usage.completion_tokens == len(ref.token_ids[0])
+
+
+def test_max_join_below_one_is_refused(guided):
+    with pytest.raises(ValueError, match="max_join must be >= 1, got 0"):
+        _app(guided, max_join=0)
+
+
 def test_eos_ends_one_row_early_while_its_batch_goes_on(guided, monkeypatch):
     import svgt.serving.scheduler as scheduler_module
 

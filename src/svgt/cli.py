@@ -254,7 +254,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(args.backbone, args.artifact, host=args.host, port=args.port, api_key=args.api_key,
           max_queue=args.max_queue, max_batch=args.max_batch, margin=args.margin,
           gate_threshold=args.gate_threshold, device=args.device, dtype=args.dtype,
-          continuous=not args.no_continuous)
+          continuous=not args.no_continuous, max_join=args.max_join)
     return 0
 
 
@@ -418,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-batch", type=int, default=8, help="requests decoded together in one batch")
     sv.add_argument("--no-continuous", action="store_true",
                     help="fix each batch when it starts (by default waiting requests join the running batch)")
+    sv.add_argument("--max-join", type=int, default=4,
+                    help="requests prefilled at one step boundary when joining (a larger wave joins over several "
+                         "steps, so its first requests start streaming sooner)")
     sv.set_defaults(func=cmd_serve)
 
     bn = sub.add_parser("bench", help="speed and memory of guided vs unguided decoding (ratios from one run)")

@@ -81,6 +81,7 @@ def create_app(
     model_name: str | None = None,
     batch_window_s: float = 0.015,
     continuous: bool = True,
+    max_join: int = 4,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
     guidance_defaults: GuidanceOptions | None = None,
 ) -> FastAPI:
@@ -89,13 +90,14 @@ def create_app(
     `api_key`: when set, `/v1/*` needs `Authorization: Bearer <api_key>` (`/health` stays open). `max_queue`:
     requests that may wait for the worker (the running batch not counted); one more gets 429. `max_batch`: rows per
     batch. `batch_window_s`: how long the oldest waiting request waits for company when the worker is idle.
-    `continuous`: requests join the running batch at a step boundary (else a batch is fixed when it starts).
+    `continuous`: requests join the running batch at a step boundary (else a batch is fixed when it starts), at most
+    `max_join` per step.
     `app.state.scheduler` is the `Scheduler`; its `stats()` (batch sizes, queue depth, counts) are in `GET /health`.
     """
     model_name = model_name or guided.backbone.name
     defaults = guidance_defaults or GuidanceOptions()
     scheduler = Scheduler(guided, max_queue=max_queue, max_batch=max_batch, batch_window_s=batch_window_s,
-                          continuous=continuous)
+                          continuous=continuous, max_join=max_join)
     tokenizer = guided.backbone.tokenizer
     ctx = context_window(guided)
     num_bridge = guided.module.config.num_bridge_tokens if guided.module is not None else 0
@@ -285,6 +287,7 @@ def serve(
     margin: float | None = None,
     gate_threshold: float | None = None,
     continuous: bool = True,
+    max_join: int = 4,
 ) -> None:
     """Load `backbone` (+ `artifact`, else the packaged or an untrained module) on `device` in `dtype`
     (`svgt.load_backbone`) and serve it on
@@ -298,7 +301,7 @@ def serve(
     guided = load_guided_model(load_backbone(backbone, device=device, dtype=dtype), artifact, margin=margin,
                                gate_threshold=gate_threshold)
     app = create_app(guided, api_key=api_key, max_queue=max_queue, max_batch=max_batch, model_name=model_name,
-                     batch_window_s=batch_window_s, continuous=continuous)
+                     batch_window_s=batch_window_s, continuous=continuous, max_join=max_join)
     if api_key is None and not _is_loopback(host):
         print(f"svgt: warning: serving on {host} without an API key; set SVGT_API_KEY or pass one", file=sys.stderr)
     # Open streams get 10 s to end on shutdown; then they are cancelled, which ends their rows in the batch.

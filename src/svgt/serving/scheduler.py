@@ -3,18 +3,20 @@
 Design (continuous batching at step boundaries):
 
 - Requests enter a bounded FIFO queue (`max_queue` waiting requests; one more is refused with 429).
-- When the worker is free it takes the oldest request and, after a short window (`batch_window_s`, counted from
-  that request's arrival, so requests that queued up during a previous batch never wait), every queued request with
-  a *compatible* decoding configuration, up to `max_batch`. Compatible means the same guidance on/off and refresh
-  settings and the same sampling settings; requests that sample with an explicit `seed` always run alone, so the
-  same seeded request gives the same answer whatever else is in flight. Greedy requests ignore temperature/top_p/seed
-  for grouping. Prompt lengths and `max_tokens` may differ.
+- When the worker is free it takes the oldest request and, after a short window (`batch_window_s`, counted from that
+  request's arrival, so requests that queued up during a previous batch never wait), every queued request with a
+  *compatible* decoding configuration, up to `max_batch` (`max_join` when the batch is continuous). Compatible means
+  the same guidance on/off and refresh settings and the same sampling settings; requests that sample with an explicit
+  `seed` always run alone, so the same seeded request gives the same answer whatever else is in flight. Greedy
+  requests ignore temperature/top_p/seed for grouping. Prompt lengths and `max_tokens` may differ.
 - The batch is one `svgt.continuous.ContinuousBatch`. Before every step, compatible requests waiting at the head of
-  the queue join it while it has room (`max_batch` rows): their prompts and first bridges are prefilled and their
-  rows merged into the running cache, so a request that arrives while the server is busy starts within a step or
-  two. Joining stops at the first waiting request that is not compatible, so a stream of one kind cannot starve
-  another: the batch then drains and the next one starts with that request. A row leaves as soon as it ends (EOS, a
-  stop sequence, its own `max_tokens`, or a client that went away) and its cache columns go with it.
+  the queue join it while it has room (`max_batch` rows), at most `max_join` of them per step: their prompts and
+  first bridges are prefilled and their rows merged into the running cache, so a request that arrives while the
+  server is busy starts within a step or two. A batch also starts with at most `max_join` requests; the rest of a
+  wave join at the next steps, so the first of a wave stream while the others are prefilled. Joining stops at the
+  first waiting request that is not compatible, so a stream of one kind cannot starve another: the batch then drains
+  and the next one starts with that request. A row leaves as soon as it ends (EOS, a stop sequence, its own
+  `max_tokens`, or a client that went away) and its cache columns go with it.
 - Tokens reach each request as they are picked, so streams are incremental.
 
 Requests that refresh the bridge in `exact` mode cannot share a batch with rows at other steps (that refresh rebuilds
@@ -132,14 +134,17 @@ class Scheduler:
     """Bounded request queue plus the worker thread that batches and decodes. Thread-safe `submit`."""
 
     def __init__(self, guided: GuidedModel, *, max_queue: int = 64, max_batch: int = 8,
-                 batch_window_s: float = 0.015, continuous: bool = True) -> None:
-        if max_queue < 1:
-            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+                 batch_window_s: float = 0.015, continuous: bool = True, max_join: int = 4) -> None:
+        for name, value in (("max_queue", max_queue), ("max_batch", max_batch), ("max_join", max_join)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         self.guided = guided
         self.max_queue, self.max_batch, self.batch_window_s = max_queue, max_batch, batch_window_s
         self.continuous = continuous
+        self.max_join = max_join
+        """Prompts prefilled at one step boundary (continuous batching). A wave of requests joins a few at a time
+        with a decoding step between, so the first of them stream while the rest are prefilled, and rows that
+        joined apart end apart, which spreads later arrivals too."""
         self._cond = threading.Condition()
         self.tokenizer_lock = threading.Lock()
         """Held around every tokenizer call: fast tokenizers are not safe to use from two threads at once."""
@@ -210,6 +215,7 @@ class Scheduler:
                 "paused": self._paused,
                 "max_queue": self.max_queue,
                 "max_batch": self.max_batch,
+                "max_join": self.max_join,
                 "batches": sum(sizes.values()),
                 "batch_sizes": {str(k): v for k, v in sizes.items()},
                 "largest_batch": max(sizes, default=0),
@@ -235,9 +241,10 @@ class Scheduler:
                     self._queue = deque(j for j in self._queue if not j.cancelled)
                 if self._queue and not self._paused:
                     first = self._queue[0]
-                    batch = [j for j in self._queue if j.key == first.key][: self.max_batch]
+                    size = self.max_batch if self._whole(first) else min(self.max_batch, self.max_join)
+                    batch = [j for j in self._queue if j.key == first.key][:size]
                     wait = first.enqueued + self.batch_window_s - time.monotonic()
-                    if len(batch) >= self.max_batch or wait <= 0:
+                    if len(batch) >= size or wait <= 0:
                         taken = {id(j) for j in batch}
                         self._queue = deque(j for j in self._queue if id(j) not in taken)
                         self._running = len(batch)
@@ -247,14 +254,18 @@ class Scheduler:
                 else:
                     self._cond.wait()
 
+    def _whole(self, job: Job) -> bool:
+        """Whether `job`'s batch runs whole (fixed when it starts) rather than as a batch that requests join."""
+        g = job.req.guidance
+        return not self.continuous or bool(g.refresh_every and g.refresh_mode == "exact")
+
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
             try:
-                if self.continuous and not (batch[0].req.guidance.refresh_every
-                                            and batch[0].req.guidance.refresh_mode == "exact"):
-                    self._run_continuous(batch)  # appends the requests that join to `batch`
-                else:
+                if self._whole(batch[0]):
                     self._run(batch)
+                else:
+                    self._run_continuous(batch)  # appends the requests that join to `batch`
             except Exception as exc:  # a failing batch answers its requests with 500 and the server goes on
                 unanswered = [job for job in batch if not job.answered]
                 with self._cond:
@@ -340,7 +351,7 @@ class Scheduler:
         with ContinuousBatch(self.guided.backbone, self.guided.module, cfg) as batch:
             self._join(batch, rows, jobs, eos)
             while rows:
-                if more := self._joiners(key, batch, self.max_batch - len(rows)):
+                if more := self._joiners(key, batch, min(self.max_join, self.max_batch - len(rows))):
                     jobs.extend(more)
                     self._join(batch, rows, more, eos)
                 tokens = batch.pick().tolist()
