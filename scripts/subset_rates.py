@@ -25,7 +25,9 @@ SUITES = ("harmbench", "overrefusal", "jailbreak", "inthewild")
 
 
 def read_responses(run: Path) -> dict[tuple[str, str], dict[str, dict]]:
-    """`(method, suite) -> {prompt id: response row}` of a run directory's responses.jsonl."""
+    """`(method, suite) -> {prompt id: response row}` of a run directory's responses.jsonl. Read here, not with the
+    runner's `JsonlLog`: that one cuts a torn last line out of the file, and this script must not write into a run
+    that may still be appending to it."""
     path = run / "responses.jsonl"
     if not path.is_file():
         raise SystemExit(f"{path}: not found (expected an `svgt eval --out` directory)")
@@ -41,27 +43,29 @@ def read_responses(run: Path) -> dict[tuple[str, str], dict[str, dict]]:
 
 
 def rates(rows: dict[tuple[str, str], dict[str, dict]], ids: dict[str, set[str]], method: str) -> list[str]:
-    cells = []
+    """One table row's cells for `method`: per suite its rate on the prompts in `ids`, then its looping answers."""
+    cells, loops = [], 0
     for suite in SUITES:
-        answers = {i: r for i, r in rows.get((method, suite), {}).items() if i in ids.get(suite, set())}
-        if len(answers) < len(ids.get(suite, ())):
-            cells.append(f"{len(answers)} of {len(ids.get(suite, ()))} prompts answered")
+        wanted = ids.get(suite, set())
+        answers = {i: r for i, r in rows.get((method, suite), {}).items() if i in wanted}
+        if len(answers) < len(wanted):
+            cells.append(f"{len(answers)} of {len(wanted)} prompts answered")
             continue
-        refused = sum(is_refusal(r["text"]) for r in answers.values())
+        loops += sum(is_looping(r["text"]) for r in answers.values())
+        refused = {i for i, r in answers.items() if is_refusal(r["text"])}
         n = len(answers)
         if suite == "overrefusal":
-            edgy = [r for r in answers.values() if r["category"]]
-            plain = [r for r in answers.values() if not r["category"]]
+            edgy = [i for i, r in answers.items() if r["category"]]
+            plain = [i for i, r in answers.items() if not r["category"]]
             unguided = rows.get(("none", suite), {})
             same = sum(i in unguided and r["text"] == unguided[i]["text"] for i, r in answers.items())
-            cells.append(f"{refused}/{n} (edgy {sum(is_refusal(r['text']) for r in edgy)}/{len(edgy)}, ShareGPT "
-                         f"{sum(is_refusal(r['text']) for r in plain)}/{len(plain)})")
+            cells.append(f"{len(refused)}/{n} (edgy {len(refused.intersection(edgy))}/{len(edgy)}, ShareGPT "
+                         f"{len(refused.intersection(plain))}/{len(plain)})")
             cells.append(f"{same}/{n}")
+        elif suite == "harmbench":
+            cells.append(f"{len(refused)}/{n} ({100 * len(refused) / n:.1f}%)")
         else:
-            cells.append(f"{refused}/{n} ({100 * refused / n:.1f}%)" if suite == "harmbench"
-                         else f"{100 * (n - refused) / n:.1f}% ({n - refused}/{n})")
-    loops = sum(is_looping(r["text"]) for suite in SUITES for i, r in rows.get((method, suite), {}).items()
-                if i in ids.get(suite, set()))
+            cells.append(f"{100 * (n - len(refused)) / n:.1f}% ({n - len(refused)}/{n})")
     return cells + [str(loops)]
 
 

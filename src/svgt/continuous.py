@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from .backbone import Backbone
 from .config import GenerationConfig
 from .generation import GuidedDecoder, RowTelemetry, _pick
