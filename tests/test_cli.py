@@ -118,6 +118,13 @@ def test_eval_sweep_margins_parses_and_rejects_bad_lists(capsys):
         assert message in capsys.readouterr().err
 
 
+def test_eval_reuse_settings_fails_fast_naming_the_file(tmp_path, capsys):
+    code = main(["eval", "--methods", "cast", "--suites", "harmbench", "--reuse-settings", str(tmp_path),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert f"--reuse-settings: {tmp_path / 'methods.jsonl'}: no such file" in capsys.readouterr().err
+
+
 def test_load_guided_model_applies_and_checks_the_margin(tmp_path):
     from svgt.pipeline import load_guided_model
 

@@ -1,12 +1,14 @@
 """The compared methods train on the same data as `svgt train`, constructed prompts included."""
 
+import json
+
 import pytest
 
 from svgt.config import TrainConfig
 from svgt.data import MissingSourceError, build_corpus, evaluation_texts, find_overlaps
 from svgt.data.content_requests import content_requests
 from svgt.data.contrast import contrast_prompts
-from svgt.evaluation.context import training_prompts
+from svgt.evaluation.context import chosen_settings, training_prompts
 
 
 def test_baselines_see_the_constructed_prompts_svgt_trains_on():
@@ -30,3 +32,23 @@ def test_baselines_see_the_constructed_prompts_svgt_trains_on():
 
     plain, _ = training_prompts(corpus, TrainConfig(content_requests=0, augment_harmful=False, contrast=0))
     assert plain == [p.prompt for p in corpus.stage3_harmful]
+
+
+def test_chosen_settings_reads_the_methods_that_can_reuse_them_and_names_bad_files(tmp_path):
+    rows = [{"method": "cast", "params": {"condition_layer": 3, "strength": 1.0}},
+            {"method": "caa", "params": {"layer": 2, "multiplier": 0.5}}]
+    (tmp_path / "methods.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert chosen_settings(str(tmp_path), ["cast", "caa", "none"]) == {"cast": rows[0]["params"]}
+    assert chosen_settings(str(tmp_path / "methods.jsonl"), ["cast"]) == {"cast": rows[0]["params"]}
+    with pytest.raises(ValueError, match="only cast can reuse"):
+        chosen_settings(str(tmp_path), ["caa", "none"])
+    only_caa = tmp_path / "caa.jsonl"
+    only_caa.write_text(json.dumps(rows[1]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="caa.jsonl: no settings for cast"):
+        chosen_settings(str(only_caa), ["cast", "none"])
+    with pytest.raises(FileNotFoundError, match="missing/methods.jsonl"):
+        chosen_settings(str(tmp_path / "missing" / "methods.jsonl"), ["cast"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="bad.jsonl:2: not JSON"):
+        chosen_settings(str(bad), ["cast"])

@@ -126,6 +126,26 @@ def test_prepare_searches_every_condition_and_behavior_and_composes_exactly():
     assert not any(p.requires_grad for p in bb.model.parameters()) and real.seconds > 0
 
 
+def test_chosen_settings_skip_the_search_and_steer_exactly_as_the_search_chose():
+    bb = tiny_backbone("llama")
+    grid = dict(condition_layers=[1, 2], quantiles=[0.0, 0.5, 1.0], windows=[(0.25, 0.5), (0.5, 1.0)],
+                strengths=[4.0, 40.0], tune_max_new_tokens=3, tune_limit=2)
+    searched = make_method("cast", **grid)
+    params = searched.prepare(_ctx(bb))
+    reused = make_method("cast", **grid, chosen=params)
+    assert reused.prepare(_ctx(bb)) == params and reused.search == []
+    # Only the chosen condition layer and window are built, and they equal the searched run's vectors.
+    assert set(reused.conditions) == {params["condition_layer"]}
+    assert set(reused.behaviors) == set(params["behavior_layers"])
+    assert torch.equal(reused.conditions[params["condition_layer"]], searched.conditions[params["condition_layer"]])
+    assert all(torch.equal(reused.behaviors[i], searched.behaviors[i]) for i in params["behavior_layers"])
+    prompts = HARMFUL[:3] + BENIGN[:3]
+    assert reused.generate(prompts, 4).texts == searched.generate(prompts, 4).texts
+    assert reused.last_met == searched.last_met
+    with pytest.raises(ValueError, match="lack strength, window"):
+        make_method("cast", chosen={"condition_layer": 1, "direction": ">", "threshold": 0.1})
+
+
 def test_registered_with_the_other_methods():
     from svgt.methods import METHOD_NAMES
 

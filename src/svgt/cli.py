@@ -210,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation.context import evaluate
+    from .evaluation.context import chosen_settings, evaluate
     from .methods import METHOD_NAMES
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -224,10 +224,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         suites.append(f"file:{args.prompts}")
     if not suites:
         raise UsageError("no suites: give --suites harmbench,jailbreak,inthewild,overrefusal and/or --prompts FILE")
+    if args.reuse_settings:
+        try:  # checked before the backbone loads, so a wrong folder fails in a second, not after minutes
+            chosen_settings(args.reuse_settings, methods)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--reuse-settings: {err}") from None
     report = evaluate(methods, suites, args.out, backbone=_backbone(args), artifact=args.artifact, limit=args.limit,
                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
                       judge_kind=args.judge_kind, reference=args.reference, margin=args.margin,
-                      sweep_margins=args.sweep_margins, gate_threshold=args.gate_threshold)
+                      sweep_margins=args.sweep_margins, gate_threshold=args.gate_threshold,
+                      reuse_settings=args.reuse_settings)
     print(Path(report).read_text())
     return 0
 
@@ -406,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sweep-margins", type=_margin_list, default=[], metavar="M,M,...",
                    help="also measure svgt at these margins on the tuning set (the baselines' protocol), for the "
                         "report's tuning search; the margin used stays the artifact's (or --margin)")
+    e.add_argument("--reuse-settings", metavar="RUN_DIR",
+                   help="take the settings an earlier run chose (its methods.jsonl) for the methods that can "
+                        "(cast), skipping their tuning search; the others tune as usual")
     e.set_defaults(func=cmd_eval)
 
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server with value guidance (loopback by default)")

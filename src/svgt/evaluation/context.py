@@ -64,14 +64,44 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
     )
 
 
+def chosen_settings(path: str, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The settings an earlier run chose for those of `methods` that can reuse them (`REUSES_CHOSEN`), read from
+    `path` (a run folder or its methods.jsonl). Raises naming the file when it is missing or holds none of them."""
+    import json
+    from pathlib import Path
+
+    from ..methods import REUSES_CHOSEN
+
+    file = Path(path) / "methods.jsonl" if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such file (expected an earlier `svgt eval` run's methods.jsonl)")
+    found: dict[str, dict[str, Any]] = {}
+    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{file}:{n}: not JSON ({err.msg})") from None
+        if row.get("method") in methods and row["method"] in REUSES_CHOSEN:
+            found[row["method"]] = row["params"]
+    wanted = [m for m in methods if m in REUSES_CHOSEN]
+    if not found:
+        raise ValueError(f"{file}: no settings for {', '.join(wanted) or 'these methods'}; only "
+                         f"{', '.join(REUSES_CHOSEN)} can reuse an earlier run's choice")
+    return found
+
+
 def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: str | Backbone = "smollm2-135m-instruct",
              artifact: str | None = None, limit: int | None = None, max_new_tokens: int = 48, batch_size: int = 8,
              judge_path: str | None = None, judge_kind: str = "llamaguard", reference: str | None = None,
              margin: float | None = None, sweep_margins: Sequence[float] = (),
-             gate_threshold: float | None = None) -> str:
+             gate_threshold: float | None = None, reuse_settings: str | None = None) -> str:
     """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report.
 
-    sweep_margins: svgt's margins to measure on the tuning set for the report's tuning search (`SVGTMethod`)."""
+    sweep_margins: svgt's margins to measure on the tuning set for the report's tuning search (`SVGTMethod`).
+    reuse_settings: an earlier run's folder (or its methods.jsonl); the methods in `REUSES_CHOSEN` it prepared skip
+    their search and take the settings it chose."""
     from ..backbone import load_backbone
     from ..methods import make_method
     from .llm_judge import LLMJudge
@@ -83,6 +113,8 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
     ref = load_backbone(reference, device=bb.device, dtype=bb.dtype) if reference else None
     options: dict[str, dict[str, Any]] = {"svgt": {"sweep_margins": list(sweep_margins)}}
+    for name, params in (chosen_settings(reuse_settings, methods) if reuse_settings else {}).items():
+        options.setdefault(name, {})["chosen"] = params
     run_evaluation({name: make_method(name, **options.get(name, {})) for name in methods}, ctx, suites, out_dir,
                    limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge, reference=ref)
     from pathlib import Path

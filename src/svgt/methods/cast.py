@@ -112,14 +112,23 @@ class CASTMethod(Method):
                  quantiles: Sequence[float] = (0.2, 0.35, 0.5, 0.65, 0.8),
                  windows: Sequence[tuple[float, float]] = ((1 / 3, 1 / 2), (1 / 2, 2 / 3)),
                  strengths: Sequence[float] = (0.25, 0.5, 1.0, 2.0), max_train: int = 256, tune_limit: int = 30,
-                 tune_max_new_tokens: int = 24, batch_size: int = 16):
+                 tune_max_new_tokens: int = 24, batch_size: int = 16, chosen: dict[str, Any] | None = None):
         """`condition_layers`: where the condition may be checked (default: 1/6, 1/3, 1/2, 2/3 of depth).
         Thresholds per layer: the one that best separates the training prompts (`best_split`, the paper's grid
         search) and, in both directions, the given `quantiles` of the training prompts' similarities.
         `windows`: candidate behavior layer ranges as fractions of depth `[start, end)`. `strengths`: candidate
         alphas. The grid is conditions x windows x strengths (352 candidates by default, composed from 8 steered
-        runs)."""
+        runs).
+
+        `chosen`: settings an earlier run chose (its `methods.jsonl` params: condition layer, direction, threshold,
+        window, strength). `prepare` then builds only the vectors they use and skips the search, so CAST can be
+        measured on new prompts without its tuning runs (half an hour on a 2-core CPU); the vectors come from the
+        same training prompts, so they are the ones the earlier run steered with."""
         super().__init__()
+        missing = sorted({"condition_layer", "direction", "threshold", "window", "strength"} - set(chosen or {}))
+        if chosen is not None and missing:
+            raise ValueError(f"cast: chosen settings lack {', '.join(missing)}")
+        self.chosen = dict(chosen) if chosen is not None else None
         self.condition_layers = list(condition_layers) if condition_layers is not None else None
         self.quantiles = list(quantiles)
         self.windows = [tuple(w) for w in windows]
@@ -143,6 +152,9 @@ class CASTMethod(Method):
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
         self.backbone = bb = ctx.backbone
         layers = self.condition_layers or depth_candidates(bb.num_layers, (1 / 6, 1 / 3, 1 / 2, 2 / 3))
+        windows = self.windows
+        if self.chosen is not None:
+            layers, windows = [int(self.chosen["condition_layer"])], [tuple(self.chosen["window"])]
         harmful = subsample(ctx.train_harmful, self.max_train, ctx.seed)
         benign = subsample(ctx.train_benign, self.max_train, ctx.seed + 1)
         modules = [bb.layers[i] for i in layers]
@@ -159,13 +171,18 @@ class CASTMethod(Method):
             quantiles = torch.quantile(torch.cat([sim_h, sim_b]), torch.tensor(self.quantiles, dtype=torch.float))
             conditions += [{"condition_layer": layer, "direction": d, "threshold": round(float(t), 5)}
                            for d in (">", "<") for t in quantiles]
-        behavior_layers = sorted({i for w in self.windows for i in self.window_layers(w)})
+        behavior_layers = sorted({i for w in windows for i in self.window_layers(w)})
         pairs = refusal_pairs(ctx, self.max_train, self.name)
         self.behaviors = behavior_vectors(bb, pairs, behavior_layers, self.batch_size)
-        behaviors = [{"window": list(w), "strength": a} for w in self.windows for a in self.strengths]
+        behaviors = [{"window": list(w), "strength": a} for w in windows for a in self.strengths]
         self.params = {**conditions[0], **behaviors[0], "n_train_harmful": len(harmful),
                        "n_train_benign": len(benign), "n_pairs": len(pairs)}
-        self.params, self.search = self._tune(ctx, conditions, behaviors)
+        if self.chosen is not None:
+            keys = ("condition_layer", "direction", "threshold", "window", "strength")
+            self.params.update({k: self.chosen[k] for k in keys})
+            self.search = []
+        else:
+            self.params, self.search = self._tune(ctx, conditions, behaviors)
         self.params["behavior_layers"] = self.window_layers(self.params["window"])
         self.params["train_f1"] = self.splits[self.params["condition_layer"]]["f1"]
         return self.params
