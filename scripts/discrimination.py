@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""The discriminator of a trained artifact, alone: prompt-level AUROC of its first-bridge score on the tuning set.
+
+`svgt train` records this at the end of its tuning check (`tuning.discrimination` in metrics.json), after the
+margin and gate search, which generates every tuning answer several times (about half an hour on a 2-core CPU).
+This script computes only the scores (one forward per prompt), so two modules, e.g. trained with different
+extract layers and stopped after stage 2, can be compared in minutes. HarmBench val against each benign tuning
+column, and the held-out constructed contrast aims (harmful twin against benign twin), by category. Tuning data
+only: no evaluation prompt is scored.
+
+    .venv/bin/python scripts/discrimination.py runs/v9 runs/x27
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from svgt import data as svdata
+from svgt.artifact import load_pretrained, read_config
+from svgt.backbone import load_backbone
+from svgt.config import TrainConfig
+from svgt.data.contrast import contrast_prompts
+from svgt.training.trainer import discrimination_report, first_bridge_scores, tuning_sets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("artifacts", nargs="+", help="artifact folders (svgt train --out) of one backbone")
+    parser.add_argument("--backbone", default=None, help="default: the one the first artifact names")
+    parser.add_argument("--json", default=None, help="also write every report here")
+    args = parser.parse_args(argv)
+    for a in args.artifacts:
+        if not (Path(a) / "svgt_config.json").is_file():
+            parser.error(f"{a}: no svgt_config.json (expected an `svgt train --out` folder)")
+    backbone = load_backbone(args.backbone or read_config(args.artifacts[0])["backbone"]["name"])
+    cfg = TrainConfig()
+    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    sets = {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
+    heldout = contrast_prompts(seed=cfg.seed).heldout
+    reports = {}
+    for a in args.artifacts:
+        module = load_pretrained(a, backbone).eval()
+        scores = {name: first_bridge_scores(backbone, module, prompts) for name, prompts in sets.items()}
+        contrast = first_bridge_scores(backbone, module, [p.text for p in heldout])
+        layers = f"extract {module.config.extract_layer}, insert {module.config.insert_layer}"
+        reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast)}
+        print(f"{a} ({layers}): {json.dumps(reports[a])}", file=sys.stderr)
+    columns = list(next(iter(reports.values()))["harmbench_val_vs"])
+    categories = list(next(iter(reports.values()))["heldout_contrast"]["by_category"])
+    print("| artifact | layers | " + " | ".join(f"HB val vs {c}" for c in columns) + " | contrast, all |")
+    print("|---|---|" + "---|" * (len(columns) + 1))
+    for a, r in reports.items():
+        cells = [f"{r['harmbench_val_vs'][c]:.3f}" for c in columns] + [f"{r['heldout_contrast']['all']:.3f}"]
+        print(f"| {a} | {r['layers']} | " + " | ".join(cells) + " |")
+    print("\n| contrast category | " + " | ".join(reports) + " |")
+    print("|---|" + "---|" * len(reports))
+    for c in categories:
+        print(f"| {c} | " + " | ".join(f"{r['heldout_contrast']['by_category'][c]['auroc']:.3f}"
+                                       for r in reports.values()) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
