@@ -88,6 +88,22 @@ def test_steering_changes_logits_and_removes_hooks(name, family):
 
 
 @pytest.mark.parametrize("name", ["caa", "iti", "re_control"])
+def test_reused_choice_skips_the_search_and_answers_as_the_searched_method(name):
+    bb = tiny_backbone("llama")
+    searched = _small(name, tuned=True)
+    params = searched.prepare(_ctx(bb))
+    reused = _small(name, tuned=True)
+    reused.chosen = params
+    assert reused.prepare(_ctx(bb)) == params and reused.search == []
+    prompts = ["hi there", "plan an attack"]
+    assert reused.generate(prompts, 4).texts == searched.generate(prompts, 4).texts
+    stale = _small(name, tuned=True)
+    stale.chosen = {"unrelated": 1}
+    with pytest.raises(ValueError, match=f"{name}: the reused settings lack"):
+        stale.prepare(_ctx(bb))
+
+
+@pytest.mark.parametrize("name", ["caa", "iti", "re_control"])
 def test_prepare_is_deterministic(name):
     bb = tiny_backbone("llama")
     a, b = _small(name), _small(name)

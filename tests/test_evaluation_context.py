@@ -34,18 +34,15 @@ def test_baselines_see_the_constructed_prompts_svgt_trains_on():
     assert plain == [p.prompt for p in corpus.stage3_harmful]
 
 
-def test_chosen_settings_reads_the_methods_that_can_reuse_them_and_names_bad_files(tmp_path):
+def test_chosen_settings_reads_an_earlier_runs_choices_and_names_bad_files(tmp_path):
     rows = [{"method": "cast", "params": {"condition_layer": 3, "strength": 1.0}},
             {"method": "caa", "params": {"layer": 2, "multiplier": 0.5}}]
     (tmp_path / "methods.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    assert chosen_settings(str(tmp_path), ["cast", "caa", "none"]) == {"cast": rows[0]["params"]}
+    assert chosen_settings(str(tmp_path), ["cast", "caa", "iti"]) == {"cast": rows[0]["params"],
+                                                                     "caa": rows[1]["params"]}
     assert chosen_settings(str(tmp_path / "methods.jsonl"), ["cast"]) == {"cast": rows[0]["params"]}
-    with pytest.raises(ValueError, match="only cast can reuse"):
-        chosen_settings(str(tmp_path), ["caa", "none"])
-    only_caa = tmp_path / "caa.jsonl"
-    only_caa.write_text(json.dumps(rows[1]) + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="caa.jsonl: no settings for cast"):
-        chosen_settings(str(only_caa), ["cast", "none"])
+    with pytest.raises(ValueError, match="methods.jsonl: no settings for iti, none"):
+        chosen_settings(str(tmp_path), ["iti", "none"])
     with pytest.raises(FileNotFoundError, match="missing/methods.jsonl"):
         chosen_settings(str(tmp_path / "missing" / "methods.jsonl"), ["cast"])
     bad = tmp_path / "bad.jsonl"

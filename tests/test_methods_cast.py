@@ -132,7 +132,8 @@ def test_chosen_settings_skip_the_search_and_steer_exactly_as_the_search_chose()
                 strengths=[4.0, 40.0], tune_max_new_tokens=3, tune_limit=2)
     searched = make_method("cast", **grid)
     params = searched.prepare(_ctx(bb))
-    reused = make_method("cast", **grid, chosen=params)
+    reused = make_method("cast", **grid)
+    reused.chosen = params
     assert reused.prepare(_ctx(bb)) == params and reused.search == []
     # Only the chosen condition layer and window are built, and they equal the searched run's vectors.
     assert set(reused.conditions) == {params["condition_layer"]}
@@ -142,8 +143,10 @@ def test_chosen_settings_skip_the_search_and_steer_exactly_as_the_search_chose()
     prompts = HARMFUL[:3] + BENIGN[:3]
     assert reused.generate(prompts, 4).texts == searched.generate(prompts, 4).texts
     assert reused.last_met == searched.last_met
-    with pytest.raises(ValueError, match="lack strength, window"):
-        make_method("cast", chosen={"condition_layer": 1, "direction": ">", "threshold": 0.1})
+    partial = make_method("cast", **grid)
+    partial.chosen = {"condition_layer": 1, "direction": ">", "threshold": 0.1}
+    with pytest.raises(ValueError, match="cast: the reused settings lack window, strength"):
+        partial.prepare(_ctx(bb))
 
 
 def test_registered_with_the_other_methods():

@@ -413,8 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure svgt at these margins on the tuning set (the baselines' protocol), for the "
                         "report's tuning search; the margin used stays the artifact's (or --margin)")
     e.add_argument("--reuse-settings", metavar="RUN_DIR",
-                   help="take the settings an earlier run chose (its methods.jsonl) for the methods that can "
-                        "(cast), skipping their tuning search; the others tune as usual")
+                   help="take the settings an earlier run chose (its methods.jsonl) instead of searching the "
+                        "tuning set again, for the methods it prepared; the others tune as usual")
     e.set_defaults(func=cmd_eval)
 
     sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server with value guidance (loopback by default)")

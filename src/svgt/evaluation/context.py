@@ -65,12 +65,11 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
 
 
 def chosen_settings(path: str, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The settings an earlier run chose for those of `methods` that can reuse them (`REUSES_CHOSEN`), read from
-    `path` (a run folder or its methods.jsonl). Raises naming the file when it is missing or holds none of them."""
+    """The settings an earlier run chose for those of `methods` it prepared, read from `path` (a run folder or its
+    methods.jsonl), for `Method.chosen`. Raises naming the file when it is missing, is not JSON lines, or holds
+    none of `methods`."""
     import json
     from pathlib import Path
-
-    from ..methods import REUSES_CHOSEN
 
     file = Path(path) / "methods.jsonl" if Path(path).is_dir() else Path(path)
     if not file.is_file():
@@ -83,12 +82,10 @@ def chosen_settings(path: str, methods: Sequence[str]) -> dict[str, dict[str, An
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{file}:{n}: not JSON ({err.msg})") from None
-        if row.get("method") in methods and row["method"] in REUSES_CHOSEN:
+        if row.get("method") in methods:
             found[row["method"]] = row["params"]
-    wanted = [m for m in methods if m in REUSES_CHOSEN]
     if not found:
-        raise ValueError(f"{file}: no settings for {', '.join(wanted) or 'these methods'}; only "
-                         f"{', '.join(REUSES_CHOSEN)} can reuse an earlier run's choice")
+        raise ValueError(f"{file}: no settings for {', '.join(methods)}")
     return found
 
 
@@ -100,8 +97,8 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report.
 
     sweep_margins: svgt's margins to measure on the tuning set for the report's tuning search (`SVGTMethod`).
-    reuse_settings: an earlier run's folder (or its methods.jsonl); the methods in `REUSES_CHOSEN` it prepared skip
-    their search and take the settings it chose."""
+    reuse_settings: an earlier run's folder (or its methods.jsonl); the methods it prepared take the settings it
+    chose (`Method.chosen`) instead of searching the tuning set; the others search as usual."""
     from ..backbone import load_backbone
     from ..methods import make_method
     from .llm_judge import LLMJudge
@@ -113,10 +110,11 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
     ref = load_backbone(reference, device=bb.device, dtype=bb.dtype) if reference else None
     options: dict[str, dict[str, Any]] = {"svgt": {"sweep_margins": list(sweep_margins)}}
+    made = {name: make_method(name, **options.get(name, {})) for name in methods}
     for name, params in (chosen_settings(reuse_settings, methods) if reuse_settings else {}).items():
-        options.setdefault(name, {})["chosen"] = params
-    run_evaluation({name: make_method(name, **options.get(name, {})) for name in methods}, ctx, suites, out_dir,
-                   limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge, reference=ref)
+        made[name].chosen = params
+    run_evaluation(made, ctx, suites, out_dir, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                   judge=judge, reference=ref)
     from pathlib import Path
 
     return str(write_report(Path(out_dir) / "results.json", out_dir))

@@ -19,8 +19,6 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "dpo_lora": (".dpo", "DPOLoRAMethod"),
 }
 METHOD_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-REUSES_CHOSEN: tuple[str, ...] = ("cast",)
-"""Methods that take `chosen=` (an earlier run's chosen settings) and then skip their tuning search."""
 
 
 def make_method(name: str, **kwargs: object) -> Method:
@@ -31,5 +29,5 @@ def make_method(name: str, **kwargs: object) -> Method:
     return getattr(import_module(module, __name__), cls)(**kwargs)
 
 
-__all__ = ["METHOD_NAMES", "REUSES_CHOSEN", "Method", "MethodContext", "MethodOutput", "PlainMethod", "SystemPromptMethod",
+__all__ = ["METHOD_NAMES", "Method", "MethodContext", "MethodOutput", "PlainMethod", "SystemPromptMethod",
            "make_method"]

@@ -56,6 +56,10 @@ class Method(ABC):
         self.search: list[dict[str, Any]] = []
         """Every candidate `prepare` tried on the tuning set, with its rates (`svgt.methods.tuning.sweep` rows);
         empty when there was nothing to choose. The report shows it."""
+        self.chosen: dict[str, Any] | None = None
+        """Settings an earlier run chose (its methods.jsonl `params`). When set, `prepare` fits what they use and
+        takes them instead of searching the tuning set (`svgt eval --reuse-settings`): the same training data gives
+        the same vectors, so a method is measured on new prompts as it was tuned, without its tuning runs."""
 
     def prepare(self, ctx: MethodContext) -> dict[str, Any]:
         """Fit and tune on `ctx`; return the chosen hyperparameters. The default does nothing."""

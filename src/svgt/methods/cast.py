@@ -43,7 +43,10 @@ from .base import Method, MethodContext, MethodOutput
 from .pairs import refusal_pairs
 from .steering import (add_to_output, attached, depth_candidates, mean_prompt_activations, response_activations,
                        subsample)
-from .tuning import conclude
+from .tuning import conclude, reuse
+
+CHOICE = ("condition_layer", "direction", "threshold", "window", "strength")
+"""The settings CAST's search chooses (the rest of its params are counts and what follows from these)."""
 
 
 def pca_direction(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
@@ -112,23 +115,15 @@ class CASTMethod(Method):
                  quantiles: Sequence[float] = (0.2, 0.35, 0.5, 0.65, 0.8),
                  windows: Sequence[tuple[float, float]] = ((1 / 3, 1 / 2), (1 / 2, 2 / 3)),
                  strengths: Sequence[float] = (0.25, 0.5, 1.0, 2.0), max_train: int = 256, tune_limit: int = 30,
-                 tune_max_new_tokens: int = 24, batch_size: int = 16, chosen: dict[str, Any] | None = None):
+                 tune_max_new_tokens: int = 24, batch_size: int = 16):
         """`condition_layers`: where the condition may be checked (default: 1/6, 1/3, 1/2, 2/3 of depth).
         Thresholds per layer: the one that best separates the training prompts (`best_split`, the paper's grid
         search) and, in both directions, the given `quantiles` of the training prompts' similarities.
         `windows`: candidate behavior layer ranges as fractions of depth `[start, end)`. `strengths`: candidate
         alphas. The grid is conditions x windows x strengths (352 candidates by default, composed from 8 steered
-        runs).
-
-        `chosen`: settings an earlier run chose (its `methods.jsonl` params: condition layer, direction, threshold,
-        window, strength). `prepare` then builds only the vectors they use and skips the search, so CAST can be
-        measured on new prompts without its tuning runs (half an hour on a 2-core CPU); the vectors come from the
-        same training prompts, so they are the ones the earlier run steered with."""
+        runs). With `chosen` set (`Method.chosen`), `prepare` builds only the chosen layer's condition and window's
+        behavior vectors and skips the search (half an hour on a 2-core CPU)."""
         super().__init__()
-        missing = sorted({"condition_layer", "direction", "threshold", "window", "strength"} - set(chosen or {}))
-        if chosen is not None and missing:
-            raise ValueError(f"cast: chosen settings lack {', '.join(missing)}")
-        self.chosen = dict(chosen) if chosen is not None else None
         self.condition_layers = list(condition_layers) if condition_layers is not None else None
         self.quantiles = list(quantiles)
         self.windows = [tuple(w) for w in windows]
@@ -154,6 +149,7 @@ class CASTMethod(Method):
         layers = self.condition_layers or depth_candidates(bb.num_layers, (1 / 6, 1 / 3, 1 / 2, 2 / 3))
         windows = self.windows
         if self.chosen is not None:
+            reuse(self, CHOICE)  # checks the earlier choice has every setting before any forward
             layers, windows = [int(self.chosen["condition_layer"])], [tuple(self.chosen["window"])]
         harmful = subsample(ctx.train_harmful, self.max_train, ctx.seed)
         benign = subsample(ctx.train_benign, self.max_train, ctx.seed + 1)
@@ -178,9 +174,7 @@ class CASTMethod(Method):
         self.params = {**conditions[0], **behaviors[0], "n_train_harmful": len(harmful),
                        "n_train_benign": len(benign), "n_pairs": len(pairs)}
         if self.chosen is not None:
-            keys = ("condition_layer", "direction", "threshold", "window", "strength")
-            self.params.update({k: self.chosen[k] for k in keys})
-            self.search = []
+            self.params, self.search = reuse(self, CHOICE), []
         else:
             self.params, self.search = self._tune(ctx, conditions, behaviors)
         self.params["behavior_layers"] = self.window_layers(self.params["window"])

@@ -207,7 +207,8 @@ def subsample(items: list[str], cap: int, seed: int) -> list[str]:
 
 def choose(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, limit: int,
            max_new_tokens: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`tune` on the tuning set when there is a choice; a single candidate is taken as it is."""
+    """`tune` on the tuning set when there is a choice (or the reused choice, `Method.chosen`); a single candidate
+    is taken as it is."""
     if len(grid) > 1:
         return tune(method, grid, ctx, limit=limit, max_new_tokens=max_new_tokens)
     return {**method.params, **(grid[0] if grid else {})}, []

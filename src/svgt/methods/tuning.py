@@ -14,7 +14,7 @@ one the rule ruled out.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
@@ -83,7 +83,10 @@ def tune(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, limi
          max_new_tokens: int = 24, max_overrefusal: float = 0.10,
          max_ppl_ratio: float = MAX_PPL_RATIO) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`sweep`, then leave the rule's choice in `method.params`; returns the params and the table (the chosen row
-    marked `chosen`, with the rule it was chosen by; every row marked `fluent` or not by the guard)."""
+    marked `chosen`, with the rule it was chosen by; every row marked `fluent` or not by the guard). With
+    `method.chosen` set, takes its values for the grid's keys and searches nothing (an empty table)."""
+    if method.chosen is not None:
+        return reuse(method, sorted({k for candidate in grid for k in candidate})), []
     table = sweep(method, grid, ctx, limit=limit, max_new_tokens=max_new_tokens)
     return conclude(method, table, max_overrefusal, max_ppl_ratio)
 
@@ -99,6 +102,18 @@ def conclude(method: Method, table: list[dict[str, Any]], max_overrefusal: float
                   max_overrefusal=max_overrefusal, max_ppl_ratio=max_ppl_ratio)
     method.params = {**method.params, **chosen["params"]}
     return method.params, table
+
+
+def reuse(method: Method, keys: Sequence[str]) -> dict[str, Any]:
+    """`method.params` with `method.chosen`'s values for `keys` (the settings a search would have chosen), left in
+    `method.params`. Raises naming the method and the missing keys when the earlier choice lacks some."""
+    assert method.chosen is not None
+    missing = [k for k in keys if k not in method.chosen]
+    if missing:
+        raise ValueError(f"{method.name}: the reused settings lack {', '.join(missing)} (from another version or "
+                         f"another grid?)")
+    method.params = {**method.params, **{k: method.chosen[k] for k in keys}}
+    return method.params
 
 
 def fluent(row: dict[str, Any], max_ppl_ratio: float = MAX_PPL_RATIO) -> bool:
