@@ -47,5 +47,5 @@ def test_chosen_settings_reads_an_earlier_runs_choices_and_names_bad_files(tmp_p
         chosen_settings(str(tmp_path / "missing" / "methods.jsonl"), ["cast"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(rows[0]) + "\n{not json\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.jsonl:2: not JSON"):
+    with pytest.raises(ValueError, match="bad.jsonl:2: invalid JSON"):
         chosen_settings(str(bad), ["cast"])

@@ -102,7 +102,8 @@ def _record(row: dict, schema: str, where: str, source: str) -> Record | None:
     return TextExample(prompt, _label(row.get("prompt_harm_label"), where, "prompt_harm_label"), source)
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """`(line number, object)` of each non-blank line; a line that is not a JSON object raises, naming it."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -137,7 +138,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
         yield i, row
 
 
-_READERS = {".jsonl": _jsonl_rows, ".ndjson": _jsonl_rows, ".csv": _csv_rows, ".parquet": _parquet_rows}
+_READERS = {".jsonl": jsonl_rows, ".ndjson": jsonl_rows, ".csv": _csv_rows, ".parquet": _parquet_rows}
 
 
 def load_file_with_report(path: str | Path) -> tuple[list[Record], LoadReport]:

@@ -68,20 +68,15 @@ def chosen_settings(path: str, methods: Sequence[str]) -> dict[str, dict[str, An
     """The settings an earlier run chose for those of `methods` it prepared, read from `path` (a run folder or its
     methods.jsonl), for `Method.chosen`. Raises naming the file when it is missing, is not JSON lines, or holds
     none of `methods`."""
-    import json
     from pathlib import Path
+
+    from ..data.userfiles import jsonl_rows
 
     file = Path(path) / "methods.jsonl" if Path(path).is_dir() else Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such file (expected an earlier `svgt eval` run's methods.jsonl)")
     found: dict[str, dict[str, Any]] = {}
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{file}:{n}: not JSON ({err.msg})") from None
+    for _, row in jsonl_rows(file):
         if row.get("method") in methods:
             found[row["method"]] = row["params"]
     if not found:
