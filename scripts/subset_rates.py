@@ -14,11 +14,11 @@ generating anything. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from svgt.data.records import file_lines
+from svgt.data.errors import DataError
+from svgt.data.userfiles import jsonl_rows
 from svgt.judges import is_looping, is_refusal
 
 SUITES = ("harmbench", "overrefusal", "jailbreak", "inthewild")
@@ -32,13 +32,11 @@ def read_responses(run: Path) -> dict[tuple[str, str], dict[str, dict]]:
     if not path.is_file():
         raise SystemExit(f"{path}: not found (expected an `svgt eval --out` directory)")
     rows: dict[tuple[str, str], dict[str, dict]] = {}
-    for number, line in enumerate(file_lines(path.read_text(encoding="utf-8")), 1):
-        if line.strip():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SystemExit(f"{path}:{number}: not JSON ({exc})") from exc
+    try:
+        for _, r in jsonl_rows(path):
             rows.setdefault((r["method"], r["suite"]), {})[r["id"]] = r
+    except DataError as exc:
+        raise SystemExit(str(exc)) from exc
     return rows
 
 

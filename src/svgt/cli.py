@@ -224,16 +224,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         suites.append(f"file:{args.prompts}")
     if not suites:
         raise UsageError("no suites: give --suites harmbench,jailbreak,inthewild,overrefusal and/or --prompts FILE")
+    chosen = None
     if args.reuse_settings:
-        try:  # checked before the backbone loads, so a wrong folder fails in a second, not after minutes
-            chosen_settings(args.reuse_settings, methods)
+        try:  # read before the backbone loads, so a wrong folder fails in a second, not after minutes
+            chosen = chosen_settings(args.reuse_settings, methods)
         except (OSError, ValueError) as err:
             raise UsageError(f"--reuse-settings: {err}") from None
     report = evaluate(methods, suites, args.out, backbone=_backbone(args), artifact=args.artifact, limit=args.limit,
                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
                       judge_kind=args.judge_kind, reference=args.reference, margin=args.margin,
                       sweep_margins=args.sweep_margins, gate_threshold=args.gate_threshold,
-                      reuse_settings=args.reuse_settings)
+                      chosen=chosen)
     print(Path(report).read_text())
     return 0
 

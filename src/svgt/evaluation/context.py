@@ -88,12 +88,12 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
              artifact: str | None = None, limit: int | None = None, max_new_tokens: int = 48, batch_size: int = 8,
              judge_path: str | None = None, judge_kind: str = "llamaguard", reference: str | None = None,
              margin: float | None = None, sweep_margins: Sequence[float] = (),
-             gate_threshold: float | None = None, reuse_settings: str | None = None) -> str:
+             gate_threshold: float | None = None, chosen: dict[str, dict[str, Any]] | None = None) -> str:
     """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report.
 
     sweep_margins: svgt's margins to measure on the tuning set for the report's tuning search (`SVGTMethod`).
-    reuse_settings: an earlier run's folder (or its methods.jsonl); the methods it prepared take the settings it
-    chose (`Method.chosen`) instead of searching the tuning set; the others search as usual."""
+    chosen: per method, settings an earlier run chose (`chosen_settings`), taken instead of searching the tuning
+    set (`Method.chosen`); the methods not in it search as usual."""
     from ..backbone import load_backbone
     from ..methods import make_method
     from .llm_judge import LLMJudge
@@ -106,7 +106,7 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     ref = load_backbone(reference, device=bb.device, dtype=bb.dtype) if reference else None
     options: dict[str, dict[str, Any]] = {"svgt": {"sweep_margins": list(sweep_margins)}}
     made = {name: make_method(name, **options.get(name, {})) for name in methods}
-    for name, params in (chosen_settings(reuse_settings, methods) if reuse_settings else {}).items():
+    for name, params in (chosen or {}).items():
         made[name].chosen = params
     run_evaluation(made, ctx, suites, out_dir, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
                    judge=judge, reference=ref)
