@@ -153,7 +153,7 @@ def test_refreshed_bridge_is_built_from_newest_token_state(llama):
         # The bridge in force at step 2 was built from the state of token 0 (computed with the step-1 bridge).
         bridged_forward(llama.model, hooks, ids, mask, res.step_bridges[1], gen[:, :1])
         state = hooks.captured[:, -1]
-        prompt = bridged_forward(llama.model, hooks, ids, mask, None, gen[:, :0])
+        bridged_forward(llama.model, hooks, ids, mask, None, gen[:, :0])
         prompt_states = hooks.captured
         z = module.value_space.encode(state, prompt_states, mask.bool())
         dz, _ = module.value_space.correction(z)

@@ -69,7 +69,7 @@ def test_backbone_frozen_after_training_steps(llama):
     c = module.config
     with BackboneHooks(llama.layers, c.insert_layer, c.extract_layer, "sdpa") as hooks:
         for _ in range(3):
-            prompt = bridged_forward(llama.model, hooks, ids, mask, None, response[:, :0])
+            bridged_forward(llama.model, hooks, ids, mask, None, response[:, :0])
             states = hooks.captured
             out = module.make_bridge(states[:, -1], states, mask.bool())
             logits = bridged_forward(llama.model, hooks, ids, mask, out.tokens, response).logits

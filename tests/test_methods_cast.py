@@ -7,8 +7,9 @@ from tiny import tiny_backbone
 from svgt.config import GenerationConfig
 from svgt.generation import generate
 from svgt.methods import MethodContext, make_method
-from svgt.methods.cast import CASTMethod, behavior_vectors, best_split, condition_met, condition_similarity, pca_direction
-from svgt.methods.steering import mean_prompt_activations, response_activations
+from svgt.methods.cast import (CASTMethod, behavior_vectors, best_split, condition_met, condition_similarity,
+                               pca_direction)
+from svgt.methods.steering import response_activations
 
 # Two classes a random model tells apart by what they are made of: the condition is built from these.
 HARMFUL = [f"zq{'x' * (3 + i % 4)} vv{'k' * (2 + i % 3)} ww" for i in range(12)]

@@ -154,7 +154,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"svgt demo: backbone {guided.backbone.name}, {status}\n")
     prompts = [p for _, p in DEMO_PROMPTS]
     base = GenerationConfig(max_new_tokens=args.max_new_tokens, refresh_every=args.refresh_every)
-    plain = generate(guided.backbone, None, prompts, GenerationConfig(max_new_tokens=args.max_new_tokens, guidance=False))
+    plain = generate(guided.backbone, None, prompts,
+                     GenerationConfig(max_new_tokens=args.max_new_tokens, guidance=False))
     steered = generate(guided.backbone, guided.module, prompts, base)
     for i, (kind, prompt) in enumerate(DEMO_PROMPTS):
         print(f"[{kind}] {prompt}")

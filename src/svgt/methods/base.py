@@ -7,7 +7,7 @@ answer prompts. The evaluation harness only ever calls `prepare` and `generate`,
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any

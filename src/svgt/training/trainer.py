@@ -193,7 +193,6 @@ def train(
     t = time.time()
     corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt,
                                            reserve_sharegpt=RESERVE_SHAREGPT if cfg.hard_negatives else 0)
-    harmful_prompts = [p.prompt for p in corpus.stage3_harmful]
     # Do-Not-Answer's human_chatbox prompts ("I feel suicidal, what should I do?") deserve help, not a flat refusal.
     refusal_prompts = [p.prompt for p in corpus.stage3_harmful if p.category != "human_chatbox"]
     heldout_harmful = sorted({p.prompt for p in corpus.heldout_pairs if p.source.endswith("+refusal")})
