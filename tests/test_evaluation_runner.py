@@ -109,6 +109,48 @@ def test_resume_after_interruption(ctx, tmp_path):
     assert results["methods"]["guard"]["params"] == fresh["methods"]["guard"]["params"]
 
 
+class TunedMethod(Method):
+    """Chooses `threshold` by the shared tuning rule over three candidates; crashes at `crash_at` if set."""
+
+    name = "tuned"
+
+    def __init__(self, crash_at=None):
+        super().__init__()
+        self.crash_at, self.tuning_calls = crash_at, []
+
+    def prepare(self, ctx):
+        from svgt.methods.tuning import tune
+
+        self.backbone, self.params = ctx.backbone, {}
+        self.params, self.search = tune(self, [{"threshold": t} for t in (1, 2, 3)], ctx)
+        return self.params
+
+    def generate(self, prompts, max_new_tokens, batch_size=8):
+        t = self.params["threshold"]
+        if t == self.crash_at:
+            raise RuntimeError("simulated crash")
+        if prompts[0].startswith("tune"):
+            self.tuning_calls.append(t)
+        refuse = [t >= 2 and any(w in p for w in HARMFUL_WORDS) for p in prompts]
+        return MethodOutput([REFUSAL if r else "Sure." for r in refuse], [2] * len(prompts), 0.01)
+
+
+def test_an_interrupted_tuning_search_resumes_from_tuning_jsonl(tmp_path):
+    tune_ctx = MethodContext(tiny_backbone("llama"), [], [], ["tune: a bomb", "tune: poison"],
+                             ["tune: a poem", "tune: a cake"])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_evaluation({"tuned": TunedMethod(crash_at=3)}, tune_ctx, SUITES[1:], tmp_path)
+    assert len(read_lines(tmp_path / "tuning.jsonl")) == 2  # candidates 1 and 2 finished
+    again = TunedMethod()
+    results = run_evaluation({"tuned": again}, tune_ctx, SUITES[1:], tmp_path)
+    assert again.tuning_calls == [3, 3]  # harmful and benign tuning prompts of the one unfinished candidate
+    fresh = TunedMethod()
+    expected = run_evaluation({"tuned": fresh}, tune_ctx, SUITES[1:], tmp_path / "fresh")
+    assert fresh.tuning_calls == [1, 1, 2, 2, 3, 3]
+    assert results["methods"]["tuned"]["search"] == expected["methods"]["tuned"]["search"]
+    assert results["methods"]["tuned"]["params"] == expected["methods"]["tuned"]["params"] == {"threshold": 2}
+
+
 def test_resume_refuses_other_settings(ctx, tmp_path):
     run_evaluation({"open": DummyMethod("open", False)}, ctx, SUITES[1:], tmp_path, max_new_tokens=8)
     with pytest.raises(ValueError, match="max_new_tokens"):

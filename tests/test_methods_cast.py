@@ -150,6 +150,24 @@ def test_chosen_settings_skip_the_search_and_steer_exactly_as_the_search_chose()
         partial.prepare(_ctx(bb))
 
 
+def test_a_search_with_a_store_reruns_nothing_it_finished():
+    from svgt.methods.tuning import TUNING_LOG
+
+    class Store(dict):
+        def put(self, key, value):
+            self[key] = value
+
+    bb, store = tiny_backbone("llama"), Store()
+    ctx = _ctx(bb)
+    ctx.extras[TUNING_LOG] = store
+    first = _method()
+    params = first.prepare(ctx)
+    assert len(store) == 3  # the plain run and one steered run per strength
+    again = _method()
+    again.answer = lambda *a, **k: pytest.fail("a finished tuning run was generated again")
+    assert again.prepare(ctx) == params and again.search == first.search
+
+
 def test_registered_with_the_other_methods():
     from svgt.methods import METHOD_NAMES
 

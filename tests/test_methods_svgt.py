@@ -81,6 +81,48 @@ def test_tuning_picks_best_under_overrefusal_cap(tmp_path):
     assert "1.5x" in table[1]["rule"] and all(r["fluent"] for r in table)  # nothing to judge fluency by
 
 
+def test_a_search_with_a_store_repeats_no_candidate_it_finished():
+    from svgt.methods.base import Method, MethodOutput
+    from svgt.methods.tuning import TUNING_LOG, tune
+
+    class Store(dict):
+        def put(self, key, value):
+            self[key] = value
+
+    class Counted(Method):
+        name = "counted"
+
+        def __init__(self, crash_at=None):
+            super().__init__()
+            self.calls, self.crash_at = [], crash_at
+
+        def generate(self, prompts, max_new_tokens, batch_size=8):
+            if self.params["x"] == self.crash_at:
+                raise KeyboardInterrupt
+            self.calls.append(self.params["x"])
+            refuse = self.params["x"] >= (1 if prompts[0].startswith("bad") else 3)
+            return MethodOutput(["I cannot." if refuse else "Sure."] * len(prompts), [2] * len(prompts), 0.1)
+
+    store, grid = Store(), [{"x": 0}, {"x": 1}, {"x": 3}]
+    ctx = MethodContext(None, [], [], ["bad a", "bad b"], ["good a", "good b"], extras={TUNING_LOG: store})
+    crashed = Counted(crash_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        tune(crashed, grid, ctx)
+    assert crashed.calls == [0, 0, 1, 1] and len(store) == 2  # two candidates finished (harmful + benign each)
+    resumed = Counted()
+    best, table = tune(resumed, grid, ctx)
+    assert resumed.calls == [3, 3] and best["x"] == 1  # only the candidate the crash cut short is run again
+    fresh = Counted()
+    assert tune(fresh, grid, MethodContext(None, [], [], ["bad a", "bad b"], ["good a", "good b"]))[1] == table
+    # Other tuning prompts or other base params are other runs.
+    other = Counted()
+    tune(other, grid, MethodContext(None, [], [], ["bad a"], ["good a"], extras={TUNING_LOG: store}))
+    assert other.calls == [0, 0, 1, 1, 3, 3]
+    other.calls, other.params = [], {"y": 1}
+    tune(other, grid, ctx)
+    assert other.calls == [0, 0, 1, 1, 3, 3]
+
+
 def test_selection_drops_candidates_that_break_the_text():
     from svgt.methods.tuning import fluent, select
 

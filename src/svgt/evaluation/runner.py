@@ -16,6 +16,7 @@ import resource
 import threading
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from ..backbone import Backbone
 from ..data.records import file_lines
 from ..methods.base import Method, MethodContext
+from ..methods.tuning import TUNING_LOG
 from . import fluency
 from .llm_judge import LLMJudge
 from .metrics import METRIC_BY_NAME, PHRASE_JUDGE, TOXICITY_JUDGE, aggregate, by_category, mark_unchanged
@@ -65,6 +67,22 @@ class JsonlLog:
             os.fsync(f.fileno())
         self.rows += rows
         self.keys.update(self.key(r) for r in rows)
+
+
+class TuningLog:
+    """tuning.jsonl in a run folder: every tuning run a method finished (`svgt.methods.tuning.remembered`), by key,
+    written as soon as it is done, so that a restarted evaluation resumes a search instead of repeating it."""
+
+    def __init__(self, path: Path) -> None:
+        self.log = JsonlLog(path, ("key",))
+        self.values = {r["key"]: r["value"] for r in self.log.rows}
+
+    def get(self, key: str) -> Any | None:
+        return self.values.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.log.append([{"key": key, "value": value}])
+        self.values[key] = value
 
 
 def _malloc_trim() -> None:
@@ -211,6 +229,7 @@ def run_evaluation(methods: dict[str, Method], ctx: MethodContext, suites: list[
     _check_resume(out / "run.json", settings)
     responses = JsonlLog(out / "responses.jsonl", ("method", "suite", "id"))
     prepared = JsonlLog(out / "methods.jsonl", ("method",))
+    ctx = replace(ctx, extras={**ctx.extras, TUNING_LOG: TuningLog(out / "tuning.jsonl")})
     first_harmful = [p.id for p in loaded[0].prompts if p.kind == "harmful"] if loaded else []
     trajectory_ids = set(first_harmful[:trajectory_prompts])
 

@@ -43,7 +43,7 @@ from .base import Method, MethodContext, MethodOutput
 from .pairs import refusal_pairs
 from .steering import (add_to_output, attached, depth_candidates, mean_prompt_activations, response_activations,
                        subsample)
-from .tuning import conclude, reuse
+from .tuning import conclude, remembered, reuse
 
 CHOICE = ("condition_layer", "direction", "threshold", "window", "strength")
 """The settings CAST's search chooses (the rest of its params are counts and what follows from these)."""
@@ -189,17 +189,25 @@ class CASTMethod(Method):
         prompts = harmful + benign
         base = dict(self.params)
 
-        def answers() -> tuple[list[str], list[tuple[float, int]]]:
-            texts = self.answer(prompts, self.tune_max_new_tokens).texts
-            return texts, response_nll(self.backbone, benign, texts[len(harmful):])
+        def answers(steer: bool) -> tuple[list[str], list[tuple[float, int]]]:
+            # Each run is kept in the evaluation's tuning log as soon as it is done (JSON: the NLL rows come back as
+            # lists), so a restarted search repeats none that finished.
+            def run() -> list[Any]:
+                texts = self.answer(prompts, self.tune_max_new_tokens, batch_size=8 if steer else 16,
+                                    steer=steer).texts
+                return [texts, response_nll(self.backbone, benign, texts[len(harmful):])]
 
-        plain_texts = self.answer(prompts, self.tune_max_new_tokens, batch_size=16, steer=False).texts
-        plain_nll = response_nll(self.backbone, benign, plain_texts[len(harmful):])
+            what = {"run": "cast steered" if steer else "cast plain", "limit": self.tune_limit,
+                    "max_new_tokens": self.tune_max_new_tokens}
+            texts, nll = remembered(ctx, self, what, run)
+            return texts, [(float(s), int(n)) for s, n in nll]
+
+        plain_texts, plain_nll = answers(steer=False)
         steered: list[tuple[list[str], list[tuple[float, int]]]] = []
         try:
             for behavior in tqdm(behaviors, desc="cast: tuning (steered runs)", unit="setting", leave=False):
                 self.params = {**base, **behavior}
-                steered.append(answers())
+                steered.append(answers(steer=True))
         finally:
             self.params = base
         layers = sorted({c["condition_layer"] for c in conditions})

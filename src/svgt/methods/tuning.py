@@ -13,8 +13,10 @@ one the rule ruled out.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -23,6 +25,40 @@ from .base import Method, MethodContext, PlainMethod
 
 MAX_PPL_RATIO = 1.5
 """The fluency guard's default: a candidate's benign PPL over this many times the backbone's own breaks the text."""
+
+TUNING_LOG = "tuning_log"
+"""`MethodContext.extras` key of a `TuningStore`. `svgt eval` keeps one per run folder (tuning.jsonl), so that a run
+stopped during a search (CAST's and svgt_inject's took about half an hour each on a 2-core CPU) restarts it where it
+stopped instead of from its first candidate."""
+
+T = TypeVar("T")
+
+
+class TuningStore(Protocol):
+    """What a search has already run, by key: the JSON value `remembered` stored."""
+
+    def get(self, key: str) -> Any | None: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+
+def remembered(ctx: MethodContext, method: Method, what: dict[str, Any], compute: Callable[[], T]) -> T:
+    """`compute()` (whose value must survive JSON), or what it returned before for the same method name, the same
+    `method.params`, tuning prompts and `what`, when `ctx.extras[TUNING_LOG]` holds it. Without a store it always
+    computes. Answers are greedy, so a stored run is the run that would be repeated."""
+    store: TuningStore | None = ctx.extras.get(TUNING_LOG)
+    if store is None:
+        return compute()
+    prompts = hashlib.sha256(json.dumps([ctx.tune_harmful, ctx.tune_benign]).encode()).hexdigest()[:16]
+    key = json.dumps({"method": method.name, "params": method.params, "tuning_prompts": prompts, **what},
+                     sort_keys=True, default=str)
+    found = store.get(key)
+    if found is not None:
+        return found
+    value = compute()
+    store.put(key, value)
+    return value
+
 
 RULE = ("highest tuning refusal with tuning over-refusal <= {cap:.0%}, among candidates whose benign PPL is at "
         "most {ratio:g}x the backbone's; if none is under the cap, the lowest over-refusal; if none is fluent, the "
@@ -66,11 +102,15 @@ def sweep(method: Method, grid: list[dict[str, Any]], ctx: MethodContext, *, lim
     try:
         for candidate in tqdm(grid, desc=f"{method.name}: tuning", unit="candidate", leave=False):
             method.params = {**base, **candidate}
-            h = method.generate(harmful, max_new_tokens).texts
-            b = method.generate(benign, max_new_tokens).texts
-            table.append({"params": candidate, "tune_refusal": refusal_rate(h), "tune_overrefusal": refusal_rate(b),
-                          "tune_ppl": _benign_ppl(ctx, benign, b), "n_harmful": len(h), "n_benign": len(b),
-                          "max_new_tokens": max_new_tokens, "chosen": False})
+
+            def rates() -> dict[str, Any]:
+                h = method.generate(harmful, max_new_tokens).texts
+                b = method.generate(benign, max_new_tokens).texts
+                return {"tune_refusal": refusal_rate(h), "tune_overrefusal": refusal_rate(b),
+                        "tune_ppl": _benign_ppl(ctx, benign, b), "n_harmful": len(h), "n_benign": len(b)}
+
+            row = remembered(ctx, method, {"run": "sweep", "limit": limit, "max_new_tokens": max_new_tokens}, rates)
+            table.append({"params": candidate, **row, "max_new_tokens": max_new_tokens, "chosen": False})
     finally:
         method.params = base
     reference = _unguided_ppl(ctx, benign, max_new_tokens) if table else None
