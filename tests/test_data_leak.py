@@ -54,6 +54,8 @@ def test_fast_on_5k_by_500():
     refs = [" ".join(rng.choices(vocab, k=rng.randint(3, 300))) for _ in range(500)]
     cands = [" ".join(rng.choices(vocab, k=rng.randint(3, 100))) for _ in range(5000)]
     cands[42] = refs[7].upper() + "!"
-    start = time.perf_counter()
+    # CPU time of this process, not wall time: a guard against a quadratic index, which other jobs on the machine
+    # must not trip (wall time failed here with an evaluation and the suite sharing 2 cores).
+    start = time.process_time()
     assert find_overlaps(cands, refs) == [42]
-    assert time.perf_counter() - start < 2.0  # ~0.4 s on 2 cores; generous for slow CI
+    assert time.process_time() - start < 2.0  # ~0.4 s; generous for slow CI
