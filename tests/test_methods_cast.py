@@ -153,11 +153,7 @@ def test_chosen_settings_skip_the_search_and_steer_exactly_as_the_search_chose()
 def test_a_search_with_a_store_reruns_nothing_it_finished():
     from svgt.methods.tuning import TUNING_LOG
 
-    class Store(dict):
-        def put(self, key, value):
-            self[key] = value
-
-    bb, store = tiny_backbone("llama"), Store()
+    bb, store = tiny_backbone("llama"), {}
     ctx = _ctx(bb)
     ctx.extras[TUNING_LOG] = store
     first = _method()

@@ -85,10 +85,6 @@ def test_a_search_with_a_store_repeats_no_candidate_it_finished():
     from svgt.methods.base import Method, MethodOutput
     from svgt.methods.tuning import TUNING_LOG, tune
 
-    class Store(dict):
-        def put(self, key, value):
-            self[key] = value
-
     class Counted(Method):
         name = "counted"
 
@@ -103,7 +99,7 @@ def test_a_search_with_a_store_repeats_no_candidate_it_finished():
             refuse = self.params["x"] >= (1 if prompts[0].startswith("bad") else 3)
             return MethodOutput(["I cannot." if refuse else "Sure."] * len(prompts), [2] * len(prompts), 0.1)
 
-    store, grid = Store(), [{"x": 0}, {"x": 1}, {"x": 3}]
+    store, grid = {}, [{"x": 0}, {"x": 1}, {"x": 3}]
     ctx = MethodContext(None, [], [], ["bad a", "bad b"], ["good a", "good b"], extras={TUNING_LOG: store})
     crashed = Counted(crash_at=3)
     with pytest.raises(KeyboardInterrupt):

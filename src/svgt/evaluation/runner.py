@@ -80,7 +80,7 @@ class TuningLog:
     def get(self, key: str) -> Any | None:
         return self.values.get(key)
 
-    def put(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: Any) -> None:
         self.log.append([{"key": key, "value": value}])
         self.values[key] = value
 

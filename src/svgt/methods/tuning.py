@@ -35,11 +35,12 @@ T = TypeVar("T")
 
 
 class TuningStore(Protocol):
-    """What a search has already run, by key: the JSON value `remembered` stored."""
+    """What a search has already run, by key: the JSON value `remembered` stored. A dict is one (in memory);
+    `svgt.evaluation.runner.TuningLog` is the one `svgt eval` writes to disk."""
 
     def get(self, key: str) -> Any | None: ...
 
-    def put(self, key: str, value: Any) -> None: ...
+    def __setitem__(self, key: str, value: Any) -> None: ...
 
 
 def remembered(ctx: MethodContext, method: Method, what: dict[str, Any], compute: Callable[[], T]) -> T:
@@ -56,7 +57,7 @@ def remembered(ctx: MethodContext, method: Method, what: dict[str, Any], compute
     if found is not None:
         return found
     value = compute()
-    store.put(key, value)
+    store[key] = value
     return value
 
 
