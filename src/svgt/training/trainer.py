@@ -29,6 +29,7 @@ from ..artifact import save_pretrained
 from ..backbone import Backbone, cache_dir
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
+from ..data.wrappers import wrapped_examples
 from ..data.content_requests import content_requests
 from ..data.contrast import contrast_prompts
 from ..data.roles import RESERVE_SHAREGPT
@@ -44,7 +45,7 @@ from .mining import (HARD_NEGATIVES_NAME, heldout_prompts, load_hard_negatives, 
 from .stages import Stage3Batcher, StateData, pair_scores, stage1_spec, stage2_spec, stage3_spec
 
 METRICS_NAME = "metrics.json"
-CONSTRUCTED = ("contextual+", "content+", "contrast+")
+CONSTRUCTED = ("contextual+", "content+", "contrast+", "wrapped+")
 """Sources of the prompts svgt writes itself (svgt.data.augment, content_requests, contrast)."""
 TRAIN_CONFIG_NAME = "train_config.json"
 
@@ -133,6 +134,16 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
         unsafe, safe = contextual_examples(requests, benign, contexts, cfg.contextual_examples, cfg.seed)
         extra += [svdata.TextExample(t, 1, "contextual+harmful") for t in unsafe]
         extra += [svdata.TextExample(t, 0, "contextual+benign") for t in safe]
+    if cfg.wrapped_examples:
+        # Half the benign requests are the contrast pairs' benign twins, so a wrapped grim-but-harmless question is
+        # in the data too; the rest, like the harmful ones, come from the training sources.
+        twins = [p.text for p in contrast_prompts(seed=cfg.seed).train if p.label == 0]
+        benign = [x.text for x in corpus.texts if x.label == 0 and x.source == "sharegpt"
+                  and len(x.text) <= cfg.max_benign_prompt_chars]
+        requests = [x.text for x in harmful] + framed
+        unsafe, safe = wrapped_examples(requests, benign[: len(twins)] + twins, cfg.wrapped_examples, cfg.seed)
+        extra += [svdata.TextExample(t, 1, "wrapped+harmful") for t in unsafe]
+        extra += [svdata.TextExample(t, 0, "wrapped+benign") for t in safe]
     unsafe, safe = content_requests(cfg.content_requests, cfg.seed)
     extra += [svdata.TextExample(t, 1, "content+harmful") for t in unsafe]
     extra += [svdata.TextExample(t, 0, "content+benign") for t in safe]
