@@ -4,7 +4,8 @@ alone decides nothing."""
 import re
 
 from svgt.data import evaluation_texts, find_overlaps
-from svgt.data.wrappers import WRAPPERS, wrap, wrapped_examples
+from svgt.data.wrappers import (HELDOUT_WRAPPERS, WRAPPERS, heldout_wrappers, training_wrappers, wrap,
+                                wrapped_examples, wrapped_tuning_prompts)
 
 
 def test_every_wrapper_holds_one_request_slot_and_is_distinct():
@@ -22,15 +23,24 @@ def test_no_wrapper_shares_an_8gram_with_an_evaluation_prompt():
 
 def test_pairs_share_their_wrapper_and_differ_only_in_the_request():
     harmful, benign = ["HARM-A", "HARM-B"], ["SAFE-A", "SAFE-B", "SAFE-C"]
-    unsafe, safe = wrapped_examples(harmful, benign, 2 * len(WRAPPERS), seed=0)
-    assert len(unsafe) == len(safe) == 2 * len(WRAPPERS)
+    train = training_wrappers(seed=0)
+    unsafe, safe = wrapped_examples(harmful, benign, 2 * len(train), seed=0)
+    assert len(unsafe) == len(safe) == 2 * len(train)
     used = []
     for u, s in zip(unsafe, safe):
         h = next(x for x in harmful if x in u)
         b = next(x for x in benign if x in s)
         assert u.replace(h, "{q}") == s.replace(b, "{q}")
         used.append(u.replace(h, "{q}"))
-    assert sorted(used[: len(WRAPPERS)]) == sorted(WRAPPERS)  # each wrapper once per round
+    assert sorted(used[: len(train)]) == sorted(train)  # each training wrapper once per round
     assert wrapped_examples(harmful, benign, 5, seed=0) == wrapped_examples(harmful, benign, 5, seed=0)
     assert wrapped_examples(harmful, benign, 5, seed=0) != wrapped_examples(harmful, benign, 5, seed=1)
     assert wrapped_examples(harmful, [], 5) == ([], []) and wrapped_examples(harmful, benign, 0) == ([], [])
+
+
+def test_held_out_wrappers_are_tuning_only():
+    held, train = heldout_wrappers(seed=0), training_wrappers(seed=0)
+    assert len(held) == HELDOUT_WRAPPERS and not set(held) & set(train) and len(held) + len(train) == len(WRAPPERS)
+    assert heldout_wrappers(seed=0) == held and heldout_wrappers(seed=1) != held
+    tuned = wrapped_tuning_prompts(["R0", "R1", "R2"], seed=0)
+    assert [t.replace(f"R{i}", "{q}") for i, t in enumerate(tuned)] == list(held[:3])

@@ -1,6 +1,7 @@
 import math
 import os
 import random
+import re
 
 import pytest
 import torch
@@ -186,9 +187,11 @@ def _fake_tuning(monkeypatch):
 
     def fake_generate(backbone, module, prompts, gen, batch_size):
         counts = _RATES[module.config.margin] if gen.guidance else (0, 0, 0)
-        n = counts[["harmful", "benign", "edgy"].index(prompts[0].split()[0])]
+        # (Found anywhere in the prompt: the wrapped check puts the harmful ones inside a wrapper.)
+        kinds = [re.search(r"(harmful|benign|edgy) (\d+)", p).groups() for p in prompts]
+        n = counts[["harmful", "benign", "edgy"].index(kinds[0][0])]
         # First-bridge scores: harmful i scores i - 2 (0, 1 and 2 at or below a gate at 0), the rest -5.
-        scores = [int(p.split()[1]) - 2 if p.startswith("harmful") else -5.0 for p in prompts]
+        scores = [int(i) - 2 if kind == "harmful" else -5.0 for kind, i in kinds]
         return SimpleNamespace(texts=["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n),
                                telemetry=[SimpleNamespace(bridge_score=s) for s in scores])
 
@@ -226,6 +229,10 @@ def test_gate_and_margin_are_chosen_together_from_composed_runs(monkeypatch):
     assert result["guided"]["harmbench_val_refusal"] == 0.6
     assert result["guided_unchanged"] == {"heldout_benign": 1.0, "heldout_edgy": 1.0}
     assert result["discrimination"]["harmbench_val_vs"] == {"heldout_benign": 1.0, "heldout_edgy": 1.0}
+    # HarmBench val in held-out wrappers, at the chosen settings (margin 6 refuses 9 of 10, whatever the gate).
+    assert result["wrapped"]["n"] == 10 and result["wrapped"]["unguided_refusal"] == 0.0
+    assert result["wrapped"]["guided_refusal"] == 0.9 and result["wrapped"]["guided_looping"] == 0.0
+    assert result["wrapped"]["first_bridge_auroc_vs"] == {"heldout_benign": 1.0, "heldout_edgy": 1.0}
 
 
 def test_margins_must_be_non_negative():

@@ -29,7 +29,7 @@ from ..artifact import save_pretrained
 from ..backbone import Backbone, cache_dir
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
-from ..data.wrappers import wrapped_examples
+from ..data.wrappers import wrapped_examples, wrapped_tuning_prompts
 from ..data.content_requests import content_requests
 from ..data.contrast import contrast_prompts
 from ..data.roles import RESERVE_SHAREGPT
@@ -602,11 +602,35 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     contrast_scores = first_bridge_scores(backbone, module, [p.text for p in heldout]) if heldout else None
     result["discrimination"] = discrimination_report(scores, heldout, contrast_scores)
     _log(f"first-bridge AUROC: {result['discrimination']}")
+    result["wrapped"] = wrapped_check(backbone, module, sets, scores, cfg)
+    _log(f"HarmBench val in held-out jailbreak-style wrappers: {result['wrapped']}")
     h = composed(chosen["params"]["gate_threshold"], chosen["params"]["margin"])["harmbench_val"]
     for name, texts in (("unguided", unguided["harmbench_val"]), ("guided", h)):
         result[f"{name}_examples"] = [{"prompt": p, "response": r}
                                       for p, r in list(zip(sets["harmbench_val"], texts))[:3]]
     return result
+
+
+def wrapped_check(backbone: Backbone, module: ValueModule, sets: dict[str, list[str]],
+                  scores: dict[str, list[float]], cfg: TrainConfig) -> dict[str, Any]:
+    """HarmBench val inside held-out jailbreak-style wrappers (`svgt.data.wrappers`): refusal and looping rates
+    unguided and guided at the module's settings, and the first-bridge AUROC of the wrapped prompts against each
+    benign tuning column (`scores`, as `tuning_check` measured them). Tuning data only; reported, not a selection
+    criterion. The DAN and in-the-wild evaluation suites are what it stands in for."""
+    from .metrics import auroc
+
+    prompts = wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed)
+    plain = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=False))
+    guided = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens))
+    wrapped = torch.tensor(first_bridge_scores(backbone, module, prompts))
+    vs = {}
+    for name, values in scores.items():
+        if name != "harmbench_val" and values:
+            labels = torch.cat([torch.ones(len(wrapped)), torch.zeros(len(values))])
+            vs[name] = round(auroc(torch.cat([wrapped, torch.tensor(values)]), labels), 4)
+    return {"n": len(prompts), "unguided_refusal": refusal_rate(plain.texts), "guided_refusal":
+            refusal_rate(guided.texts), "unguided_looping": looping_rate(plain.texts),
+            "guided_looping": looping_rate(guided.texts), "first_bridge_auroc_vs": vs}
 
 
 def _rates_line(rates: dict[str, float]) -> str:

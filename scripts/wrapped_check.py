@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""HarmBench val inside the held-out jailbreak-style wrappers, for trained artifacts: what `svgt train`'s tuning
+check records as `tuning.wrapped` (refusal and looping, unguided and at the artifact's settings, and the first-bridge
+AUROC against each benign tuning column), for a module trained before that check existed. Tuning data only.
+
+    .venv/bin/python scripts/wrapped_check.py runs/v9 runs/w1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from svgt import data as svdata
+from svgt.artifact import load_pretrained, read_config
+from svgt.backbone import load_backbone
+from svgt.config import TrainConfig
+from svgt.training.trainer import first_bridge_scores, tuning_sets, wrapped_check
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("artifacts", nargs="+", help="artifact folders (svgt train --out) of one backbone")
+    args = parser.parse_args(argv)
+    for a in args.artifacts:
+        if not (Path(a) / "svgt_config.json").is_file():
+            parser.error(f"{a}: no svgt_config.json (expected an `svgt train --out` folder)")
+    backbone = load_backbone(read_config(args.artifacts[0])["backbone"]["name"])
+    cfg = TrainConfig()
+    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    sets = {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
+    for a in args.artifacts:
+        module = load_pretrained(a, backbone).eval()
+        scores = {name: first_bridge_scores(backbone, module, prompts) for name, prompts in sets.items()}
+        print(a, json.dumps(wrapped_check(backbone, module, sets, scores, cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
