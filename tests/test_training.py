@@ -418,3 +418,22 @@ def test_states_are_kept_in_a_dtype_that_holds_them(cache):
                                          else out * 1e9)
     with pytest.raises(FloatingPointError, match="not finite as torch.float16"):
         activations.compute_states(huge, 2, pairs)
+
+
+def test_stage3_refuses_a_quarter_wrapped_and_answers_as_many_wrapped_benign():
+    from svgt.data import TextExample
+    from svgt.training.trainer import stage3_prompts
+
+    refusals = [f"plain harmful {i}" for i in range(500)]
+    wrapped = ([TextExample(f"wrapped harmful {i}", 1, "wrapped+harmful") for i in range(100)]
+               + [TextExample(f"wrapped benign {i}", 0, "wrapped+benign") for i in range(100)])
+    cfg = TrainConfig(stage3_examples=384)
+    refused, answered = stage3_prompts(refusals, wrapped, cfg)
+    assert len(refused) == 192 and len(set(refused)) == 192
+    assert sum(p.startswith("wrapped harmful") for p in refused) == 48
+    assert len(answered) == 48 and all(p.startswith("wrapped benign") for p in answered)
+    # Without wrapped prompts the sample is the one stage 3 drew before wrappers existed.
+    assert stage3_prompts(refusals, [], cfg) == (random.Random(cfg.seed + 2).sample(refusals, 192), [])
+    # Fewer wrapped prompts than a quarter: all of them, and the plain refusals fill the rest.
+    refused, answered = stage3_prompts(refusals, wrapped[:10] + wrapped[100:105], cfg)
+    assert sum(p.startswith("wrapped") for p in refused) == 5 and len(refused) == 192 and len(answered) == 5

@@ -205,8 +205,9 @@ class TrainConfig:
     """Harmful and benign prompts each, written as a request after a benign context (see svgt.data.augment); 0, the
     default, adds none. Measured with 400 and max_prompt_tokens=256 (docs/data.md and docs/training.md): it did not help."""
     wrapped_examples: int = 0
-    """Harmful and benign prompts each, written into the same jailbreak-style wrapper (see svgt.data.wrappers): the
-    harmful ones are also refused in stage 3. 0 adds none."""
+    """Harmful and benign prompts each, written into the same jailbreak-style wrapper (see svgt.data.wrappers), for
+    stages 1-2; in stage 3 a quarter of the refusals are wrapped harmful ones and as many wrapped benign ones keep the
+    backbone's answers (`trainer.stage3_prompts`). 0 adds none."""
     content_requests: int = 5
     """Kinds of text each constructed aim is written into, harmful and benign alike (see
     svgt.data.content_requests); 0 adds none. Measured before the Do-Not-Answer label fix (docs/results.md, "Trained

@@ -104,6 +104,19 @@ def _sample(items: list, n: int, seed: int) -> list:
     return random.Random(seed).sample(items, n)
 
 
+def stage3_prompts(refusal_prompts: list[str], wrapped: list[svdata.TextExample],
+                   cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """The prompts stage 3 refuses (`stage3_examples // 2`) and the wrapped benign ones it answers as the backbone
+    does. With wrapped prompts (`wrapped_examples`), a quarter of the refusals are wrapped harmful requests and as
+    many wrapped benign requests are answered: drawn with the rest they would be one in twelve, too few to teach a
+    refusal that ends inside a long preamble, and the benign ones keep the bridge from refusing the preamble itself."""
+    n_wrapped = min(cfg.stage3_examples // 8, sum(x.label == 1 for x in wrapped), sum(x.label == 0 for x in wrapped))
+    wrapped_refused = _sample([x.text for x in wrapped if x.label == 1], n_wrapped, cfg.seed + 6)
+    wrapped_answered = _sample([x.text for x in wrapped if x.label == 0], n_wrapped, cfg.seed + 7)
+    refused = _sample(refusal_prompts, cfg.stage3_examples // 2 - n_wrapped, cfg.seed + 2)
+    return refused + wrapped_refused, wrapped_answered
+
+
 def select_answered_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], list[str]]:
     """The harmful and benign training prompts the unguided backbone answers (same for training and baselines)."""
     harmful = _sample([p.prompt for p in corpus.stage3_harmful], cfg.generated_answers, cfg.seed)
@@ -232,7 +245,9 @@ def train(
     sourced: list[svdata.TextExample] = []
     for x in texts:
         (constructed if x.source.startswith(CONSTRUCTED) else sourced).append(x)
-    refusal_prompts += [x.text for x in constructed if x.label == 1]
+    # Wrapped prompts are sampled for stage 3 on their own (stage3_prompts).
+    refusal_prompts += [x.text for x in constructed if x.label == 1 and not x.source.startswith("wrapped+")]
+    wrapped_pairs = [x for x in constructed if x.source.startswith("wrapped+")]
     _, text_states = _states(backbone, layer, [(x.text, None) for x in texts], cfg, "activations (texts)")
     # Stage 2 sees every unsafe pair there is (few: rho's and the backbone's complied answers) and a sample of the
     # many safe ones, plus standalone prompts scored at their last token (what the first bridge is built from).
@@ -295,15 +310,18 @@ def train(
     t = time.time()
 
     if 3 in stages:
+        refused, wrapped_answered = stage3_prompts(refusal_prompts, wrapped_pairs, cfg)
         examples = [encode_pair(backbone, p, svdata.refusal_for(p, cfg.seed) + _eos(backbone), cfg.max_prompt_tokens,
-                                cfg.answer_tokens + 8) for p in _sample(refusal_prompts, cfg.stage3_examples // 2,
-                                                                        cfg.seed + 2)]
+                                cfg.answer_tokens + 8) for p in refused]
         # Benign contrast twins, answered by the backbone: a bridge the gate lets through must leave them as they were.
         twins = _sample(sorted({x.text for x in constructed if x.label == 0 and x.source == "contrast+benign"}),
                         cfg.contrast_answers, cfg.seed + 5)
         twin_answers = backbone_answers(backbone, twins, cfg.answer_tokens, "answers (contrast)") if twins else []
+        wrapped_answers = (backbone_answers(backbone, wrapped_answered, cfg.answer_tokens, "answers (wrapped)")
+                           if wrapped_answered else [])
         examples += [encode_pair(backbone, p, a, cfg.max_prompt_tokens, cfg.answer_tokens)
-                     for p, a in zip(answered_benign + twins, benign_answers + twin_answers) if a.strip()]
+                     for p, a in zip(answered_benign + twins + wrapped_answered,
+                                     benign_answers + twin_answers + wrapped_answers) if a.strip()]
         examples = [e for e in examples if e.response_ids]
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed))
         n_val = max(8, len(examples) // 20)
