@@ -207,8 +207,8 @@ class TrainConfig:
     wrapped_examples: int = 0
     """Harmful and benign prompts each, written into the same jailbreak-style wrapper (see svgt.data.wrappers), for
     stages 1-2; in stage 3 a quarter of the refusals are wrapped harmful ones and as many wrapped benign ones keep the
-    backbone's answers (`trainer.stage3_prompts`). 0, the default, adds none: measured with 400 (docs/value-judgment.md), it
-    cost the plain tuning columns and did not raise refusal inside held-out wrappers."""
+    backbone's answers (`trainer.stage3_prompts`). 0, the default, adds none: measured with 400
+    (docs/value-judgment.md), it cost the plain tuning columns and did not raise refusal inside held-out wrappers."""
     content_requests: int = 5
     """Kinds of text each constructed aim is written into, harmful and benign alike (see
     svgt.data.content_requests); 0 adds none. Measured before the Do-Not-Answer label fix (docs/results.md, "Trained
