@@ -482,14 +482,7 @@ def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | 
     against benign twins of the held-out contrast aims, overall and per category (with counts)."""
     from .metrics import auroc
 
-    harmful = torch.tensor(scores["harmbench_val"])
-    out: dict[str, Any] = {"harmbench_val_vs": {}}
-    for name, values in scores.items():
-        if name == "harmbench_val" or not values:
-            continue
-        both = torch.cat([harmful, torch.tensor(values)])
-        labels = torch.cat([torch.ones(len(harmful)), torch.zeros(len(values))])
-        out["harmbench_val_vs"][name] = round(auroc(both, labels), 4)
+    out: dict[str, Any] = {"harmbench_val_vs": auroc_vs_benign(scores["harmbench_val"], scores)}
     if contrast and contrast_scores:
         s, y = torch.tensor(contrast_scores), torch.tensor([p.label for p in contrast])
         out["heldout_contrast"] = {"all": round(auroc(s, y), 4), "n": len(contrast), "by_category": {}}
@@ -497,6 +490,19 @@ def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | 
             idx = torch.tensor([i for i, p in enumerate(contrast) if p.category == category])
             out["heldout_contrast"]["by_category"][category] = {"auroc": round(auroc(s[idx], y[idx]), 4),
                                                                 "n": len(idx)}
+    return out
+
+
+def auroc_vs_benign(harmful: list[float], scores: dict[str, list[float]]) -> dict[str, float]:
+    """AUROC of the harmful prompts' first-bridge scores against each benign tuning column of `scores` (every
+    non-empty column but HarmBench val), rounded to 4 places."""
+    from .metrics import auroc
+
+    h, out = torch.tensor(harmful), {}
+    for name, values in scores.items():
+        if name != "harmbench_val" and values:
+            labels = torch.cat([torch.ones(len(h)), torch.zeros(len(values))])
+            out[name] = round(auroc(torch.cat([h, torch.tensor(values)]), labels), 4)
     return out
 
 
@@ -635,17 +641,10 @@ def wrapped_check(backbone: Backbone, module: ValueModule, sets: dict[str, list[
     unguided and guided at the module's settings, and the first-bridge AUROC of the wrapped prompts against each
     benign tuning column (`scores`, as `tuning_check` measured them). Tuning data only; reported, not a selection
     criterion. The DAN and in-the-wild evaluation suites are what it stands in for."""
-    from .metrics import auroc
-
     prompts = wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed)
     plain = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=False))
     guided = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens))
-    wrapped = torch.tensor(first_bridge_scores(backbone, module, prompts))
-    vs = {}
-    for name, values in scores.items():
-        if name != "harmbench_val" and values:
-            labels = torch.cat([torch.ones(len(wrapped)), torch.zeros(len(values))])
-            vs[name] = round(auroc(torch.cat([wrapped, torch.tensor(values)]), labels), 4)
+    vs = auroc_vs_benign(first_bridge_scores(backbone, module, prompts), scores)
     return {"n": len(prompts), "unguided_refusal": refusal_rate(plain.texts), "guided_refusal":
             refusal_rate(guided.texts), "unguided_looping": looping_rate(plain.texts),
             "guided_looping": looping_rate(guided.texts), "first_bridge_auroc_vs": vs}
