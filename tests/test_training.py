@@ -437,3 +437,68 @@ def test_stage3_refuses_a_quarter_wrapped_and_answers_as_many_wrapped_benign():
     # Fewer wrapped prompts than a quarter: all of them, and the plain refusals fill the rest.
     refused, answered = stage3_prompts(refusals, wrapped[:10] + wrapped[100:105], cfg)
     assert sum(p.startswith("wrapped") for p in refused) == 5 and len(refused) == 192 and len(answered) == 5
+
+
+def test_tense_texts_leave_the_left_out_tense_out_of_stages_1_and_2():
+    from svgt import data as svdata
+    from svgt.data import TextExample
+    from svgt.data.augment import imperative_variant
+    from svgt.training.trainer import augmented_texts, discriminator_texts
+
+    rewordings = svdata.tense_rewordings()
+    past = next(p.prompt for p in rewordings if p.category == "past_tense")
+    future = next(p.prompt for p in rewordings if p.category == "future_tense")
+    corpus = _fake_corpus()
+    corpus.texts += [TextExample(past, 1, "tense_rewordings"), TextExample(future, 1, "tense_rewordings"),
+                     TextExample(past, 0, "synthetic")]  # same words, another source: not a rewording, kept
+
+    def kept(cfg):
+        texts = discriminator_texts(corpus, cfg) + augmented_texts(corpus, cfg)
+        return {(x.text, x.source) for x in texts}
+
+    both = kept(TrainConfig(content_requests=0, contrast=0))
+    assert {(past, "tense_rewordings"), (future, "tense_rewordings"),
+            (imperative_variant(past, 0), "tense_rewordings+imperative")} <= both
+    only_future = kept(TrainConfig(content_requests=0, contrast=0, tense_texts=["future"]))
+    assert (past, "tense_rewordings") not in only_future and (past, "synthetic") in only_future
+    assert (imperative_variant(past, 0), "tense_rewordings+imperative") not in only_future
+    assert (future, "tense_rewordings") in only_future
+    assert both - only_future == {(past, "tense_rewordings"), (imperative_variant(past, 0), "tense_rewordings+imperative")}
+    with pytest.raises(ValueError, match="tense_texts"):
+        TrainConfig(tense_texts=["present"])
+
+
+def test_stage2_standalone_prompts_reuse_their_stage1_states(cache, tmp_path, monkeypatch):
+    from svgt.training import trainer
+
+    seen = {}
+    real = trainer._states
+
+    def spy(backbone, layer, items, cfg, desc):
+        seen[desc] = items
+        return real(backbone, layer, items, cfg, desc)
+
+    monkeypatch.setattr(trainer, "_states", spy)
+    real_spec = trainer.stage2_spec
+
+    def spec_spy(module, pairs, heldout, cfg):
+        seen["stage2"] = pairs
+        return real_spec(module, pairs, heldout, cfg)
+
+    monkeypatch.setattr(trainer, "stage2_spec", spec_spy)
+    bb = tiny_backbone("llama")
+    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=1, stage2_epochs=1,
+                      generated_answers=4, answer_tokens=4, stage2_texts=8, contrast=0, content_requests=0,
+                      probe_sweep=False)
+    metrics = trainer.train(bb, tmp_path / "out", cfg, corpus=_fake_corpus(), stages=(1, 2), evaluate=False)
+    # Only prompt-response pairs are run through the backbone for stage 2; the 8 standalone prompts' states are
+    # their stage-1 states (same tokens, nothing after them), appended after the pairs.
+    answered = seen["activations (pairs)"]
+    assert answered and all(r for _, r in answered)
+    data = seen["stage2"]
+    assert len(data.labels) == len(answered) + 8
+    stage1 = trainer._states(bb, 2, seen["activations (texts)"], cfg, "texts again")[1].prompt_states
+    for i in range(len(answered), len(data.labels)):
+        assert data.states.response_states[i].shape[0] == 0
+        assert any(torch.equal(data.states.prompt_states[i], t) for t in stage1)
+    assert math.isfinite(metrics["stage2"][-1]["loss"])

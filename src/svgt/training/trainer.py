@@ -126,6 +126,14 @@ def select_answered_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], l
     return harmful, _sample(short, cfg.generated_answers, cfg.seed + 1)
 
 
+def discriminator_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
+    """The corpus's stage-1 texts less the tense rewordings of tenses `cfg.tense_texts` leaves out."""
+    if set(cfg.tense_texts) == {"past", "future"}:
+        return list(corpus.texts)
+    left_out = {p.prompt for p in svdata.tense_rewordings() if p.category.removesuffix("_tense") not in cfg.tense_texts}
+    return [x for x in corpus.texts if not (x.source == "tense_rewordings" and x.text in left_out)]
+
+
 def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     """Stage-1 texts written from training data (see `svgt.data.augment`), leak-checked like every training text.
 
@@ -133,7 +141,8 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     answer as context followed once by a harmful request (1) and once by a benign one (0); and constructed requests
     to write harmful (1) or benign (0) texts in the same frames (`svgt.data.content_requests`).
     """
-    harmful = [x for x in corpus.texts if x.label == 1 and x.source in ("donotanswer", "tense_rewordings", "rho_pairs")]
+    harmful = [x for x in discriminator_texts(corpus, cfg)
+               if x.label == 1 and x.source in ("donotanswer", "tense_rewordings", "rho_pairs")]
     framed = [imperative_variant(x.text, cfg.seed) for x in harmful]
     extra: list[svdata.TextExample] = []
     if cfg.augment_harmful:
@@ -238,7 +247,7 @@ def train(
     t = lap("backbone_answers", t)
 
     # Stage-1 texts and stage-2 pairs (plus held-out pairs for the stage-1 vs stage-2 report), as cached states.
-    texts = list(corpus.texts) + augmented_texts(corpus, cfg)
+    texts = discriminator_texts(corpus, cfg) + augmented_texts(corpus, cfg)
     # Constructed prompts are few and aimed at what the other sources miss: all of them go to stage 2, and their
     # harmful ones are refused in stage 3.
     constructed: list[svdata.TextExample] = []
@@ -255,10 +264,15 @@ def train(
     unsafe += [svdata.PairExample(p, a, 1, "backbone_complied") for p, a in complied]
     safe = _sample([p for p in corpus.pairs if p.label == 0], cfg.stage2_safe_pairs, cfg.seed)
     pairs = unsafe + safe
-    standalone = _sample(sourced, cfg.stage2_texts, cfg.seed) + constructed
-    pairs += [svdata.PairExample(x.text, "", x.label, x.source) for x in standalone]
     _, pair_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in pairs], cfg,
                              "activations (pairs)")
+    # A standalone prompt's states are its stage-1 text states (same tokens, no response): taken from there, not
+    # recomputed.
+    row = {id(x): i for i, x in enumerate(texts)}
+    standalone = [row[id(x)] for x in _sample(sourced, cfg.stage2_texts, cfg.seed) + constructed]
+    pairs += [svdata.PairExample(texts[i].text, "", texts[i].label, texts[i].source) for i in standalone]
+    pair_states = pair_states + StateSet([text_states.prompt_states[i] for i in standalone],
+                                         [text_states.response_states[i] for i in standalone])
     _, held_states = _states(backbone, layer, [(p.prompt, p.response or None) for p in heldout_pairs], cfg,
                              "activations (held-out)")
     text_data = StateData(text_states, torch.tensor([x.label for x in texts]))
