@@ -180,3 +180,19 @@ def test_unavailable_device_is_a_one_line_error(tiny_path, capsys):
 def test_train_set_checks_the_value_against_the_field(tiny_path, capsys, tmp_path, item, message):
     assert main(["train", "--backbone", tiny_path, "--out", str(tmp_path / "o"), "--set", item]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, stages", [([], (1, 2, 3)), (["--stage", "3"], (3,)),
+                                           (["--stage", "2", "--stage", "1"], (1, 2))])
+def test_train_runs_the_stages_named(tiny_path, tmp_path, monkeypatch, capsys, flags, stages):
+    from svgt.training import trainer
+
+    seen = {}
+
+    def fake_train(backbone, out, cfg, stages, resume, evaluate):
+        seen["stages"] = stages
+        return {"timings_s": {}}
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    assert main(["train", "--backbone", tiny_path, "--out", str(tmp_path / "o"), "--no-eval", *flags]) == 0
+    assert seen["stages"] == stages

@@ -200,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             chosen = reselect(args.out, backbone, cfg)
             result = {"chosen": chosen["params"], "rates": chosen["rates"]}
         else:
-            stages = (1, 2, 3) if args.stage is None else (args.stage,)
+            stages = (1, 2, 3) if args.stage is None else tuple(sorted(set(args.stage)))
             metrics = train(backbone, args.out, cfg, stages=stages, resume=args.resume, evaluate=not args.no_eval)
             result = {k: metrics[k] for k in ("discrimination_heldout_pairs", "tuning", "timings_s") if k in metrics}
         if distributed.is_main():
@@ -382,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a value module: three stages on the packaged safety data")
     _add_backbone_args(t, artifact=False)
     t.add_argument("--out", default="runs/value-module", help="artifact directory to write (default: %(default)s)")
-    t.add_argument("--stage", type=int, choices=[1, 2, 3], default=None, help="run one stage only (default: all)")
+    t.add_argument("--stage", type=int, choices=[1, 2, 3], action="append", default=None,
+                   help="run this stage only; repeat for several, e.g. --stage 1 --stage 2 (default: all three)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-eval", action="store_true", help="skip the tuning-set check at the end")
