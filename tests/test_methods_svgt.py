@@ -138,6 +138,20 @@ def test_selection_drops_candidates_that_break_the_text():
     assert select(unscored) is unscored[1]  # without PPL the rule is the refusal rule alone (svgt train's margins)
 
 
+def test_selection_drops_candidates_that_loop_more_than_the_backbone():
+    from svgt.methods.tuning import fluent, select
+
+    def row(refusal, looping, unguided=0.05):
+        return {"tune_refusal": refusal, "tune_overrefusal": 0.0, "looping": looping, "looping_unguided": unguided}
+
+    loopy, clean = row(0.9, 0.08), row(0.6, 0.07)
+    assert not fluent(loopy) and fluent(clean)  # 2 points above the backbone's own loops at most, inclusive
+    assert select([loopy, clean]) is clean
+    assert select([loopy, row(0.6, 0.2)]) is loopy  # nothing fluent: the least looping
+    assert select([loopy, clean], max_ppl_ratio=1.5) is clean
+    assert fluent({"looping": 0.5}) and fluent({"looping": 0.5, "looping_unguided": None})  # nothing to compare
+
+
 def test_sweep_restores_params_even_when_a_candidate_fails():
     from svgt.methods.base import Method, MethodOutput
     from svgt.methods.tuning import sweep

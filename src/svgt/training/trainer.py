@@ -547,7 +547,8 @@ def reselect(out_dir: str | os.PathLike[str], backbone: Backbone, cfg: TrainConf
     metrics = json.loads((out / METRICS_NAME).read_text())
     tuning = metrics["tuning"]
     allowed = set(candidates(cfg))
-    table = [r for r in tuning["margin"]["search"]
+    # Searches stored before the looping guard kept the backbone's own looping once, not per row.
+    table = [{"looping_unguided": tuning.get("unguided_looping"), **r} for r in tuning["margin"]["search"]
              if (r["params"].get("gate_threshold"), r["params"]["margin"]) in allowed]
     if not table:
         raise ValueError(f"{out / METRICS_NAME}: no stored candidate is in the grid {sorted(allowed, key=str)}")
@@ -612,6 +613,7 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
         return {name: [u if threshold is not None and s <= threshold else g
                        for u, g, s in zip(unguided[name], guided[margin][name], scores[name])] for name in sets}
 
+    unguided_looping = looping_rate([t for name in sets for t in unguided[name]])
     table: list[dict[str, Any]] = []
     for threshold, margin in candidates(cfg):
         texts = composed(threshold, margin)
@@ -622,7 +624,7 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
             "tune_overrefusal": max(rates[f"{name}_refusal"] for name in benign), "rates": rates,
             "unchanged": {name: sum(a == b for a, b in zip(texts[name], unguided[name])) / len(texts[name])
                           for name in benign},
-            "looping": looping_rate([t for name in sets for t in texts[name]]),
+            "looping": looping_rate([t for name in sets for t in texts[name]]), "looping_unguided": unguided_looping,
         })
     chosen = select(table, cfg.max_overrefusal)
     module.config.set_margin(chosen["params"]["margin"])
@@ -630,7 +632,7 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     result["margin"] = {"chosen": module.config.margin, "gate_threshold": module.config.gate_threshold,
                         "search": table, "rule": selection_rule(cfg, benign)}
     result["unguided"] = {f"{name}_refusal": refusal_rate(t) for name, t in unguided.items()}
-    result["unguided_looping"] = looping_rate([t for name in sets for t in unguided[name]])
+    result["unguided_looping"] = unguided_looping
     result["guided"] = chosen["rates"]
     result["guided_unchanged"] = chosen["unchanged"]
     result["guided_looping"] = chosen["looping"]
