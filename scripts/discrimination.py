@@ -9,6 +9,7 @@ column, and the held-out constructed contrast aims (harmful twin against benign 
 only: no evaluation prompt is scored.
 
     .venv/bin/python scripts/discrimination.py runs/v9 runs/x27
+    .venv/bin/python scripts/discrimination.py --mean runs/dexp/s2t200 runs/dexp/s2t0 runs/dexp/ep16
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import torch
 
 from svgt import data as svdata
 from svgt.artifact import load_pretrained, read_config
@@ -31,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("artifacts", nargs="+", help="artifact folders (svgt train --out) of one backbone")
     parser.add_argument("--backbone", default=None, help="default: the one the first artifact names")
     parser.add_argument("--json", default=None, help="also write every report here")
+    parser.add_argument("--mean", action="store_true",
+                        help="also report the mean of the artifacts' scores, each standardised by the mean and spread "
+                             "of its own tuning-prompt scores (what averaging several discriminators would give)")
     args = parser.parse_args(argv)
     for a in args.artifacts:
         if not (Path(a) / "svgt_config.json").is_file():
@@ -40,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
     sets = {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
     heldout = contrast_prompts(seed=cfg.seed).heldout
-    reports = {}
+    reports, standardised = {}, []
     for a in args.artifacts:
         module = load_pretrained(a, backbone).eval()
         scores = {name: first_bridge_scores(backbone, module, prompts) for name, prompts in sets.items()}
@@ -48,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         layers = f"extract {module.config.extract_layer}, insert {module.config.insert_layer}"
         reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast)}
         print(f"{a} ({layers}): {json.dumps(reports[a])}", file=sys.stderr)
+        own = torch.tensor([x for column in scores.values() for x in column])
+        standardised.append({name: (torch.tensor(v) - own.mean()) / own.std()
+                             for name, v in {**scores, "contrast": contrast}.items()})
+    if args.mean:
+        mean = {name: (sum(s[name] for s in standardised) / len(standardised)).tolist() for name in standardised[0]}
+        contrast = mean.pop("contrast")
+        reports["mean"] = {"layers": "-", **discrimination_report(mean, heldout, contrast)}
     columns = list(next(iter(reports.values()))["harmbench_val_vs"])
     categories = list(next(iter(reports.values()))["heldout_contrast"]["by_category"])
     print("| artifact | layers | " + " | ".join(f"HB val vs {c}" for c in columns) + " | contrast, all |")
