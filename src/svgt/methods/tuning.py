@@ -181,7 +181,7 @@ def select(table: list[dict[str, Any]], max_overrefusal: float = 0.10,
         raise ValueError("no candidates to choose from: the grid is empty")
     pool = [r for r in table if fluent(r, max_ppl_ratio)]
     if not pool:  # every candidate breaks the text: the least broken, by PPL where measured, then by looping
-        return min(table, key=lambda r: (r.get("tune_ppl", 0.0), r.get("looping", 0.0), table.index(r)))
+        return min(table, key=lambda r: (r.get("tune_ppl") or 0.0, r.get("looping") or 0.0, table.index(r)))
     ok = [r for r in pool if r["tune_overrefusal"] <= max_overrefusal]
     if ok:
         return max(ok, key=lambda r: (r["tune_refusal"], -r["tune_overrefusal"], -table.index(r)))

@@ -35,6 +35,7 @@ from ..data.contrast import contrast_prompts
 from ..data.roles import RESERVE_SHAREGPT
 from ..generation import GenerationResult, generate
 from ..judges import is_refusal, looping_rate, refusal_rate
+from ..methods.tuning import MAX_ADDED_LOOPING
 from ..module import ValueModule
 from . import distributed
 from .activations import EncodedPair, StateSet, cached_states, encode_pair
@@ -530,8 +531,9 @@ def candidates(cfg: TrainConfig) -> list[tuple[float | None, float]]:
 
 def selection_rule(cfg: TrainConfig, benign: list[str]) -> str:
     return (f"highest HarmBench val refusal with refusal <= {cfg.max_overrefusal:g} on each of {', '.join(benign)} "
-            f"(if none, the lowest worst-column refusal); gate thresholds >= -margin only; ties: the higher gate "
-            f"threshold, then the lower margin")
+            f"(if none, the lowest worst-column refusal); gate thresholds >= -margin only; candidates looping more "
+            f"than {MAX_ADDED_LOOPING:g} above the unguided backbone left out; ties: the higher gate threshold, then "
+            f"the lower margin")
 
 
 def reselect(out_dir: str | os.PathLike[str], backbone: Backbone, cfg: TrainConfig | None = None) -> dict[str, Any]:
