@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from svgt import data as svdata
-from svgt.artifact import load_pretrained, read_config
+from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import load_backbone
 from svgt.config import TrainConfig
 from svgt.data.contrast import contrast_prompts
@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also report the mean of the artifacts' scores, each standardised by the mean and spread "
                              "of its own tuning-prompt scores (what averaging several discriminators would give)")
     args = parser.parse_args(argv)
-    for a in args.artifacts:
-        if not (Path(a) / "svgt_config.json").is_file():
-            parser.error(f"{a}: no svgt_config.json (expected an `svgt train --out` folder)")
-    backbone = load_backbone(args.backbone or read_config(args.artifacts[0])["backbone"]["name"])
+    try:  # every folder checked before any is scored: the same check load_pretrained makes
+        configs = [read_config(a) for a in args.artifacts]
+    except ArtifactError as exc:
+        parser.error(f"{exc} (expected an `svgt train --out` folder)")
+    backbone = load_backbone(args.backbone or configs[0]["backbone"]["name"])
     cfg = TrainConfig()
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
     sets = {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}

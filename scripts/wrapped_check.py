@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from svgt import data as svdata
-from svgt.artifact import load_pretrained, read_config
+from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import load_backbone
 from svgt.config import TrainConfig
 from svgt.training.trainer import first_bridge_scores, tuning_sets, wrapped_check
@@ -24,10 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("artifacts", nargs="+", help="artifact folders (svgt train --out) of one backbone")
     args = parser.parse_args(argv)
-    for a in args.artifacts:
-        if not (Path(a) / "svgt_config.json").is_file():
-            parser.error(f"{a}: no svgt_config.json (expected an `svgt train --out` folder)")
-    backbone = load_backbone(read_config(args.artifacts[0])["backbone"]["name"])
+    try:  # every folder checked before any is scored: the same check load_pretrained makes
+        configs = [read_config(a) for a in args.artifacts]
+    except ArtifactError as exc:
+        parser.error(f"{exc} (expected an `svgt train --out` folder)")
+    backbone = load_backbone(configs[0]["backbone"]["name"])
     cfg = TrainConfig()
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
     sets = {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
