@@ -59,3 +59,30 @@ def test_limit_sets_keeps_the_first_prompts_of_each_label():
 
     sets = {"a": (["h1", "b1", "h2", "h3", "b2", "b3"], [1, 0, 1, 1, 0, 0])}
     assert limit_sets(sets, 2) == {"a": (["h1", "b1", "h2", "b2"], [1, 0, 1, 0])}
+
+
+def test_mean_pooled_states_average_each_layer_over_the_prompt_tokens_only():
+    bb = tiny_backbone("llama")
+    prompts = ["a short one", "a somewhat longer prompt about cats"]
+    states = last_token_states(bb, prompts, batch_size=2, pool="mean")  # the short one is left-padded
+    from svgt.prompts import encode_prompts
+
+    ids, mask = encode_prompts(bb.tokenizer, prompts[:1])
+    with torch.no_grad():
+        hidden = bb.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert torch.allclose(states[2, 0], hidden[3][0].mean(0), atol=1e-5)
+    import pytest
+
+    with pytest.raises(ValueError, match="pool"):
+        last_token_states(bb, prompts, pool="max")
+
+
+def test_layer_sweep_reads_each_prompt_inside_its_template():
+    # A template that drops the prompt leaves every state equal, so no layer can separate anything.
+    bb = tiny_backbone("llama")
+    train = {"a": (["cat", "dog", "sun", "moon"], [1, 1, 0, 0])}
+    test = {"t": (["cow", "star", "hen", "sky"], [1, 0, 1, 0])}
+    blind = layer_sweep(bb, train, test, template="Is this harmful?")
+    assert all(v == 0.5 for v in blind["auroc"]["a"]["t"])
+    seen = layer_sweep(bb, train, test, template="Is this harmful? {prompt}")
+    assert any(v != 0.5 for v in seen["auroc"]["a"]["t"])

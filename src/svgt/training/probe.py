@@ -26,11 +26,14 @@ from .metrics import auroc
 
 @torch.no_grad()
 def last_token_states(backbone: Backbone, prompts: list[str], batch_size: int = 16,
-                      max_prompt_tokens: int = 128) -> torch.Tensor:
+                      max_prompt_tokens: int = 128, pool: str = "last") -> torch.Tensor:
     """`(layers, N, d)`: each decoder layer's output at the last prompt token, prompts templated as in generation
     (longer prompts are cut as in training: `prompts.keep_end`) at the positions generation gives them. Batches are
     length-sorted: left padding is wasted work. Only the last position's logits are computed: the states are what is
-    read, and a batch's logits over a 262k-token vocabulary (Gemma) would cost more than its layers."""
+    read, and a batch's logits over a 262k-token vocabulary (Gemma) would cost more than its layers.
+    `pool="mean"` averages each layer's output over the prompt's tokens (padding left out) instead."""
+    if pool not in ("last", "mean"):
+        raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
     tok = backbone.tokenizer
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: torch.Tensor | None = None
@@ -41,7 +44,11 @@ def last_token_states(backbone: Backbone, prompts: list[str], batch_size: int = 
                                    max_tokens=max_prompt_tokens)
         hidden = backbone.model(input_ids=ids, attention_mask=mask, position_ids=padded_positions(mask),
                                 output_hidden_states=True, **extra).hidden_states
-        states = torch.stack([h[:, -1].float().cpu() for h in hidden[1:]])  # outputs of layers 0..L-1
+        if pool == "last":
+            states = torch.stack([h[:, -1].float().cpu() for h in hidden[1:]])  # outputs of layers 0..L-1
+        else:
+            weights = (mask / mask.sum(1, keepdim=True)).float()[None, :, :, None]
+            states = (torch.stack([h.float() for h in hidden[1:]]) * weights).sum(2).cpu()
         if out is None:
             out = torch.zeros(states.shape[0], len(prompts), states.shape[-1])
         out[:, idx] = states
@@ -71,12 +78,16 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-2, steps: int = 1
 
 
 def layer_sweep(backbone: Backbone, train: dict[str, tuple[list[str], list[int]]],
-                test: dict[str, tuple[list[str], list[int]]]) -> dict[str, Any]:
+                test: dict[str, tuple[list[str], list[int]]], template: str = "{prompt}",
+                pool: str = "last") -> dict[str, Any]:
     """For each training set in `train` and each layer, a probe's AUROC on each set in `test`:
-    `{"layers": [...], "auroc": {train_name: {test_name: [per layer]}}, "n": {...}}`."""
+    `{"layers": [...], "auroc": {train_name: {test_name: [per layer]}}, "n": {...}}`. Each prompt is read as
+    `template.format(prompt=...)` (e.g. inside a question about it), pooled as `last_token_states` pools."""
     texts = list(dict.fromkeys(t for sets in (train, test) for ts, _ in sets.values() for t in ts))
     row = {t: i for i, t in enumerate(texts)}
-    states = last_token_states(backbone, texts)
+    wrapped = template != "{prompt}"  # a wrapped prompt is longer: room for the template around a cut prompt
+    states = last_token_states(backbone, [template.format(prompt=t) for t in texts],
+                               max_prompt_tokens=256 if wrapped else 128, pool=pool)
     layers = list(range(states.shape[0]))
     result: dict[str, Any] = {"layers": layers, "auroc": {},
                               "n": {name: len(ts) for sets in (train, test) for name, (ts, _) in sets.items()}}
