@@ -49,3 +49,41 @@ def test_chosen_settings_reads_an_earlier_runs_choices_and_names_bad_files(tmp_p
     bad.write_text(json.dumps(rows[0]) + "\n{not json\n", encoding="utf-8")
     with pytest.raises(ValueError, match="bad.jsonl:2: invalid JSON"):
         chosen_settings(str(bad), ["cast"])
+
+
+def test_the_backbones_answers_are_generated_only_when_asked(monkeypatch):
+    # Minutes of generation on a fresh CPU machine: `svgt eval --methods none,svgt` must not pay for DPO's data.
+    try:
+        corpus = build_corpus(seed=0, max_sharegpt=300)
+    except MissingSourceError as e:
+        pytest.skip(str(e))
+    import svgt.evaluation.context as context
+
+    asked: list[str] = []
+
+    def fake_answers(backbone, prompts, max_new_tokens, desc):
+        asked.append(desc)
+        return ["I can't help with that." if "harmful" in desc else "Sure."] * len(prompts)
+
+    monkeypatch.setattr(context, "backbone_answers", fake_answers)
+    ctx = context.build_context(None, corpus=corpus, answers=False)
+    assert asked == [] and not {"harmful_answers", "benign_answers", "train_pairs"} & set(ctx.extras)
+    assert ctx.extras["heldout_benign"] == [p.prompt for p in corpus.heldout_benign]
+    ctx = context.build_context(None, corpus=corpus, answers=True)
+    assert len(asked) == 2 and ctx.extras["harmful_answers"] and ctx.extras["benign_answers"]
+    assert {label for _, _, label in ctx.extras["train_pairs"]} == {"safe"}  # every fake harmful answer refuses
+
+
+def test_every_method_that_reads_the_backbones_answers_says_so():
+    import importlib
+    import inspect
+
+    from svgt.methods import METHOD_NAMES, make_method
+
+    for name in METHOD_NAMES:
+        method = make_method(name)
+        module = type(method).__module__
+        # base.py defines the flag (and names the extras in its docs) and the two methods that prepare nothing
+        source = "" if module == "svgt.methods.base" else inspect.getsource(importlib.import_module(module))
+        reads = any(k in source for k in ("refusal_pairs(", "preference_pairs(", '"train_pairs"'))
+        assert method.uses_backbone_answers == reads, name

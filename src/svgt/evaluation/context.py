@@ -26,33 +26,33 @@ def training_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], list[str
 
 def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainConfig | None = None,
                   corpus: Any = None, margin: float | None = None,
-                  gate_threshold: float | None = None) -> MethodContext:
+                  gate_threshold: float | None = None, answers: bool = True) -> MethodContext:
     """Training prompts, tuning prompts (HarmBench val + the tuning half of held-out benign prompts) and extras.
 
-    Extras: `artifact`, `margin` and `gate_threshold` (for svgt / svgt_inject; None: the artifact's), the backbone's
-    answers to the prompts `svgt train` answered (`harmful_answers`, `benign_answers`: DPO's rejected / chosen sides),
-    `train_pairs` (RE-Control's value targets) and `heldout_benign` (whose evaluation half the over-refusal suite
-    uses).
+    Extras: `artifact`, `margin` and `gate_threshold` (for svgt / svgt_inject; None: the artifact's), and
+    `heldout_benign` (whose evaluation half the over-refusal suite uses). With `answers` (for the methods whose
+    `uses_backbone_answers` is set), also the backbone's answers to the prompts `svgt train` answered
+    (`harmful_answers`, `benign_answers`: DPO's rejected / chosen sides, CAA's, ITI's and CAST's pairs) and
+    `train_pairs` (RE-Control's value targets); cached on disk, but minutes of generation the first time.
     """
     cfg = cfg or TrainConfig()
     corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
-    harmful, benign = select_answered_prompts(corpus, cfg)
-    harmful_answers = dict(zip(harmful, backbone_answers(backbone, harmful, cfg.answer_tokens, "answers (harmful)")))
-    benign_answers = dict(zip(benign, backbone_answers(backbone, benign, cfg.answer_tokens, "answers (benign)")))
-    train_pairs = [(p, a, "safe" if is_refusal(a) else "unsafe") for p, a in harmful_answers.items()]
-    train_pairs += [(p, a, "safe") for p, a in benign_answers.items()]
-    heldout = [p.prompt for p in corpus.heldout_benign]
-    train_harmful, train_benign = training_prompts(corpus, cfg)
-    tune_harmful, tune_benign = svdata.tuning_prompts(corpus)
     extras: dict[str, Any] = {
         "artifact": artifact,
         "margin": margin,
         "gate_threshold": gate_threshold,
-        "harmful_answers": harmful_answers,
-        "benign_answers": benign_answers,
-        "train_pairs": train_pairs,
-        "heldout_benign": heldout,
+        "heldout_benign": [p.prompt for p in corpus.heldout_benign],
     }
+    if answers:
+        harmful, benign = select_answered_prompts(corpus, cfg)
+        harmful_answers = dict(zip(harmful, backbone_answers(backbone, harmful, cfg.answer_tokens,
+                                                             "answers (harmful)")))
+        benign_answers = dict(zip(benign, backbone_answers(backbone, benign, cfg.answer_tokens, "answers (benign)")))
+        train_pairs = [(p, a, "safe" if is_refusal(a) else "unsafe") for p, a in harmful_answers.items()]
+        train_pairs += [(p, a, "safe") for p, a in benign_answers.items()]
+        extras.update(harmful_answers=harmful_answers, benign_answers=benign_answers, train_pairs=train_pairs)
+    train_harmful, train_benign = training_prompts(corpus, cfg)
+    tune_harmful, tune_benign = svdata.tuning_prompts(corpus)
     return MethodContext(
         backbone=backbone,
         train_harmful=train_harmful,
@@ -100,12 +100,13 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     from .report import write_report
     from .runner import run_evaluation
 
-    bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
-    ctx = build_context(bb, artifact, margin=margin, gate_threshold=gate_threshold)
-    judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
-    ref = load_backbone(reference, device=bb.device, dtype=bb.dtype) if reference else None
     options: dict[str, dict[str, Any]] = {"svgt": {"sweep_margins": list(sweep_margins)}}
     made = {name: make_method(name, **options.get(name, {})) for name in methods}
+    bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
+    ctx = build_context(bb, artifact, margin=margin, gate_threshold=gate_threshold,
+                        answers=any(m.uses_backbone_answers for m in made.values()))
+    judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
+    ref = load_backbone(reference, device=bb.device, dtype=bb.dtype) if reference else None
     for name, params in (chosen or {}).items():
         made[name].chosen = params
     run_evaluation(made, ctx, suites, out_dir, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,

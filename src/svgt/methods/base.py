@@ -48,6 +48,10 @@ class MethodContext:
 
 class Method(ABC):
     name: str = "method"
+    uses_backbone_answers: bool = False
+    """Whether `prepare` reads the backbone's own answers to training prompts (`ctx.extras["harmful_answers"]`,
+    `"benign_answers"`, `"train_pairs"`). Generating them takes minutes on a CPU the first time, so `svgt eval` does
+    it only when a method asks."""
 
     def __init__(self) -> None:
         self.backbone: Backbone | None = None

@@ -48,6 +48,7 @@ def mean_difference_vectors(backbone: Backbone, harmful: list[str], benign: list
 
 class CAAMethod(Method):
     name = "caa"
+    uses_backbone_answers = True
 
     def __init__(self, layers: Sequence[int] | None = None, multipliers: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
                  max_train: int = 256, tune_limit: int = 30, tune_max_new_tokens: int = 24, batch_size: int = 16,

@@ -110,6 +110,7 @@ def behavior_vectors(backbone: Backbone, pairs: list[dict[str, str]], layers: Se
 
 class CASTMethod(Method):
     name = "cast"
+    uses_backbone_answers = True
 
     def __init__(self, condition_layers: Sequence[int] | None = None,
                  quantiles: Sequence[float] = (0.2, 0.35, 0.5, 0.65, 0.8),

@@ -87,6 +87,7 @@ def remove_lora(model: nn.Module) -> None:
 
 class DPOLoRAMethod(Method):
     name = "dpo_lora"
+    uses_backbone_answers = True
 
     def __init__(self, max_pairs: int = 256, beta: float = 0.1, learning_rate: float = 5e-4, epochs: int = 1,
                  max_steps: int = -1, batch_size: int = 8, lora_r: int = 8, lora_alpha: int = 16,

@@ -83,6 +83,7 @@ def mass_mean_shifts(acts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 class ITIMethod(Method):
     name = "iti"
+    uses_backbone_answers = True
 
     def __init__(self, top_k: Sequence[int] = (8, 16, 32), alphas: Sequence[float] = (1.0, 2.5, 5.0, 10.0),
                  max_train: int = 256, val_fraction: float = 0.3, probe_steps: int = 300, tune_limit: int = 30,

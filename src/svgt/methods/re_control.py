@@ -128,6 +128,7 @@ def response_states(backbone: Backbone, items: list[tuple[str, str, float]], lay
 
 class REControlMethod(Method):
     name = "re_control"
+    uses_backbone_answers = True
 
     def __init__(self, layer: int | None = None, step_sizes: Sequence[float] = (0.25, 0.5, 1.0),
                  n_steps: Sequence[int] = (10, 30), hidden: int = 256, train_steps: int = 300, lr: float = 1e-3,
