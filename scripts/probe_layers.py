@@ -28,13 +28,10 @@ SWEEP_NAME = "probe_sweep.json"
 
 def quick_sweep(backbone: Backbone, corpus: Any, cfg: TrainConfig, out: Path, per_class: int) -> dict[str, Any]:
     """The sweep on its first `per_class` prompts of each label per set: shows that it runs on a backbone."""
-    from svgt.data.contrast import contrast_prompts
-    from svgt.training.probe import layer_sweep, limit_sets, plot_sweep, sweep_sets
-    from svgt.training.trainer import tuning_sets
+    from svgt.training.probe import layer_sweep, limit_sets, plot_sweep
+    from svgt.training.trainer import probe_sets
 
-    contrast = contrast_prompts(seed=cfg.seed)
-    train, test = sweep_sets(corpus, contrast.heldout, tuning_sets(corpus, cfg.seed), contrast.train,
-                             per_class=per_class, seed=cfg.seed)
+    train, test = probe_sets(corpus, cfg, per_class)
     result = layer_sweep(backbone, limit_sets(train, per_class), limit_sets(test, per_class))
     plot_sweep(result, out / "probe_sweep.png")
     return {**result, "limit_per_class": per_class}

@@ -1,6 +1,7 @@
 """The per-layer probe sweep: states per layer as the backbone computes them, a probe that separates what is
 separable, AUROC per layer for each training set and test set."""
 
+import pytest
 import torch
 from tiny import tiny_backbone
 
@@ -71,8 +72,6 @@ def test_mean_pooled_states_average_each_layer_over_the_prompt_tokens_only():
     with torch.no_grad():
         hidden = bb.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
     assert torch.allclose(states[2, 0], hidden[3][0].mean(0), atol=1e-5)
-    import pytest
-
     with pytest.raises(ValueError, match="pool"):
         last_token_states(bb, prompts, pool="max")
 

@@ -413,14 +413,23 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
 PROBE_PLOT_NAME = "probe_sweep.png"
 
 
+def probe_sets(corpus: Any, cfg: TrainConfig, per_class: int = 400) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The probe sweep's training and test sets (`svgt.training.probe.sweep_sets`, `per_class` sourced prompts of
+    each label) for this run's data and seed."""
+    from .probe import sweep_sets
+
+    contrast = contrast_prompts(seed=cfg.seed)
+    return sweep_sets(corpus, contrast.heldout, tuning_sets(corpus, cfg.seed), contrast.train, per_class=per_class,
+                      seed=cfg.seed)
+
+
 def probe_sweep(backbone: Backbone, corpus: Any, cfg: TrainConfig, out_dir: str | os.PathLike[str] | None = None,
                 extract_layer: int | None = None) -> dict[str, Any]:
     """The per-layer probe sweep (`svgt.training.probe`) on this run's training and tuning data; with `out_dir`,
     also its plot there (`probe_sweep.png`). Tuning data only."""
-    from .probe import layer_sweep, plot_sweep, sweep_sets
+    from .probe import layer_sweep, plot_sweep
 
-    contrast = contrast_prompts(seed=cfg.seed)
-    train, test = sweep_sets(corpus, contrast.heldout, tuning_sets(corpus, cfg.seed), contrast.train, seed=cfg.seed)
+    train, test = probe_sets(corpus, cfg)
     result = layer_sweep(backbone, train, test)
     result["extract_layer"] = extract_layer
     for name, curves in result["auroc"].items():
