@@ -10,6 +10,11 @@ only: no evaluation prompt is scored.
 
     .venv/bin/python scripts/discrimination.py runs/v9 runs/x27
     .venv/bin/python scripts/discrimination.py --mean runs/dexp/s2t200 runs/dexp/s2t0 runs/dexp/ep16
+    .venv/bin/python scripts/discrimination.py --answers 32 src/svgt/artifacts/smollm2-135m-instruct
+
+`--answers N` also reads the backbone's own greedy answers (N new tokens, unguided) to the same prompts with the
+module's conditional per-token score, averaged over the answer (stage 2's pair score): whether reading what the
+backbone says separates the columns better than reading what was asked.
 """
 
 from __future__ import annotations
@@ -25,8 +30,24 @@ from svgt import data as svdata
 from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import load_backbone
 from svgt.config import TrainConfig
+from svgt.backbone import Backbone
+from svgt.config import GenerationConfig
 from svgt.data.contrast import contrast_prompts
+from svgt.generation import generate
+from svgt.module import ValueModule
+from svgt.training.activations import compute_states, encode_pair
+from svgt.training.stages import StateData, pair_scores
 from svgt.training.trainer import discrimination_report, first_bridge_scores, tuning_sets
+
+
+def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], answers: list[str],
+                  cfg: TrainConfig) -> list[float]:
+    """Per (prompt, answer), the module's conditional score averaged over the answer's tokens, as stage 2 scores a
+    pair (an empty answer is read as one space)."""
+    pairs = [encode_pair(backbone, p, a or " ", cfg.max_prompt_tokens, cfg.max_response_tokens)
+             for p, a in zip(prompts, answers)]
+    states = compute_states(backbone, module.config.extract_layer, pairs, desc="answer states")
+    return pair_scores(module, StateData(states, torch.zeros(len(pairs))), conditional=True).tolist()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mean", action="store_true",
                         help="also report the mean of the artifacts' scores, each standardised by the mean and spread "
                              "of its own tuning-prompt scores (what averaging several discriminators would give)")
+    parser.add_argument("--answers", type=int, default=0, metavar="TOKENS",
+                        help="also score the backbone's own greedy answers of TOKENS new tokens (see above)")
     args = parser.parse_args(argv)
     try:  # every folder checked before any is scored: the same check load_pretrained makes
         configs = [read_config(a) for a in args.artifacts]
@@ -47,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
     sets = {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
     heldout = contrast_prompts(seed=cfg.seed).heldout
+    answers: dict[str, list[str]] = {}
+    if args.answers:  # once for every artifact: the unguided backbone's answers do not depend on the module
+        gen = GenerationConfig(max_new_tokens=args.answers, telemetry=False)
+        answers = {name: generate(backbone, None, prompts, gen, batch_size=16).texts
+                   for name, prompts in {**sets, "contrast": [p.text for p in heldout]}.items()}
     reports, standardised = {}, []
     for a in args.artifacts:
         module = load_pretrained(a, backbone).eval()
@@ -55,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         layers = f"extract {module.config.extract_layer}, insert {module.config.insert_layer}"
         reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast)}
         print(f"{a} ({layers}): {json.dumps(reports[a])}", file=sys.stderr)
+        if answers:
+            read = {name: answer_scores(backbone, module, prompts, answers[name], cfg) for name, prompts in sets.items()}
+            read_contrast = answer_scores(backbone, module, [p.text for p in heldout], answers["contrast"], cfg)
+            reports[f"{a}, answers"] = {"layers": f"{layers}; {args.answers}-token unguided answers",
+                                        **discrimination_report(read, heldout, read_contrast)}
         own = torch.tensor([x for column in scores.values() for x in column])
         standardised.append({name: (torch.tensor(v) - own.mean()) / own.std()
                              for name, v in {**scores, "contrast": contrast}.items()})
