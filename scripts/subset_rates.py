@@ -9,6 +9,9 @@ generating anything. Prints a Markdown table.
 
     .venv/bin/python scripts/subset_rates.py --subset runs/eval-gemma \\
         smollm2=runs/eval-itw gemma-3-270m=runs/eval-gemma
+
+`--unguided DIR` reads method `none`'s answers from another run of the same backbone (for a method evaluated on its
+own, e.g. `cast` after `none` was measured).
 """
 
 from __future__ import annotations
@@ -40,14 +43,20 @@ def read_responses(run: Path) -> dict[tuple[str, str], dict[str, dict]]:
     return rows
 
 
-def rates(rows: dict[tuple[str, str], dict[str, dict]], ids: dict[str, set[str]], method: str) -> list[str]:
-    """One table row's cells for `method`: per suite its rate on the prompts in `ids`, then its looping answers."""
+def rates(rows: dict[tuple[str, str], dict[str, dict]], ids: dict[str, set[str]], method: str,
+          unguided: dict[tuple[str, str], dict[str, dict]] | None = None) -> list[str]:
+    """One table row's cells for `method`: per suite its rate on the prompts in `ids`, then its looping answers.
+    Benign answers count as left as written where they equal method `none`'s in `unguided` (default: `rows`)."""
     cells, loops = [], 0
     for suite in SUITES:
         wanted = ids.get(suite, set())
+        if not wanted:  # a suite the subset run did not evaluate
+            cells += ["–", "–"] if suite == "overrefusal" else ["–"]
+            continue
         answers = {i: r for i, r in rows.get((method, suite), {}).items() if i in wanted}
         if len(answers) < len(wanted):
-            cells.append(f"{len(answers)} of {len(wanted)} prompts answered")
+            missing = f"{len(answers)} of {len(wanted)} prompts answered"
+            cells += [missing, "–"] if suite == "overrefusal" else [missing]
             continue
         loops += sum(is_looping(r["text"]) for r in answers.values())
         refused = {i for i, r in answers.items() if is_refusal(r["text"])}
@@ -55,8 +64,8 @@ def rates(rows: dict[tuple[str, str], dict[str, dict]], ids: dict[str, set[str]]
         if suite == "overrefusal":
             edgy = [i for i, r in answers.items() if r["category"]]
             plain = [i for i, r in answers.items() if not r["category"]]
-            unguided = rows.get(("none", suite), {})
-            same = sum(i in unguided and r["text"] == unguided[i]["text"] for i, r in answers.items())
+            plain_answers = (unguided or rows).get(("none", suite), {})
+            same = sum(i in plain_answers and r["text"] == plain_answers[i]["text"] for i, r in answers.items())
             cells.append(f"{len(refused)}/{n} (edgy {len(refused.intersection(edgy))}/{len(edgy)}, ShareGPT "
                          f"{len(refused.intersection(plain))}/{len(plain)})")
             cells.append(f"{same}/{n}")
@@ -71,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subset", required=True, type=Path, help="the run whose prompt ids to count on")
     parser.add_argument("--methods", default="none,svgt")
+    parser.add_argument("--unguided", type=Path, default=None,
+                        help="the run to read method none's answers from (default: each run itself)")
     parser.add_argument("runs", nargs="+", help="NAME=DIR: runs whose answers to count")
     args = parser.parse_args(argv)
+    unguided = read_responses(args.unguided) if args.unguided else None
     ids: dict[str, set[str]] = {}
     for (method, suite), answers in read_responses(args.subset).items():
         ids.setdefault(suite, set()).update(answers)
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{spec!r}: expected NAME=DIR")
         rows = read_responses(Path(folder))
         for method in args.methods.split(","):
-            print(f"| {name} | {method} | " + " | ".join(rates(rows, ids, method)) + " |")
+            print(f"| {name} | {method} | " + " | ".join(rates(rows, ids, method, unguided)) + " |")
     return 0
 
 
