@@ -28,10 +28,8 @@ import torch
 
 from svgt import data as svdata
 from svgt.artifact import ArtifactError, load_pretrained, read_config
-from svgt.backbone import load_backbone
-from svgt.config import TrainConfig
-from svgt.backbone import Backbone
-from svgt.config import GenerationConfig
+from svgt.backbone import Backbone, load_backbone
+from svgt.config import GenerationConfig, TrainConfig
 from svgt.data.contrast import contrast_prompts
 from svgt.generation import generate
 from svgt.module import ValueModule
