@@ -12,7 +12,7 @@ only: no evaluation prompt is scored.
     .venv/bin/python scripts/discrimination.py --mean runs/dexp/s2t200 runs/dexp/s2t0 runs/dexp/ep16
     .venv/bin/python scripts/discrimination.py --answers 32 src/svgt/artifacts/smollm2-135m-instruct
 
-`--answers N` also reads the backbone's own greedy answers (N new tokens, unguided) to the same prompts with the
+`--answers N` also reads the backbone's own greedy answers (N new tokens, unguided; `svgt train`'s answer cache) to the same prompts with the
 module's conditional per-token score, averaged over the answer (stage 2's pair score): whether reading what the
 backbone says separates the columns better than reading what was asked.
 """
@@ -29,13 +29,12 @@ import torch
 from svgt import data as svdata
 from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import Backbone, load_backbone
-from svgt.config import GenerationConfig, TrainConfig
+from svgt.config import TrainConfig
 from svgt.data.contrast import contrast_prompts
-from svgt.generation import generate
 from svgt.module import ValueModule
 from svgt.training.activations import compute_states, encode_pair
 from svgt.training.stages import StateData, pair_scores
-from svgt.training.trainer import discrimination_report, first_bridge_scores, tuning_sets
+from svgt.training.trainer import backbone_answers, discrimination_report, first_bridge_scores, tuning_sets
 
 
 def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], answers: list[str],
@@ -70,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     heldout = contrast_prompts(seed=cfg.seed).heldout
     answers: dict[str, list[str]] = {}
     if args.answers:  # once for every artifact: the unguided backbone's answers do not depend on the module
-        gen = GenerationConfig(max_new_tokens=args.answers, telemetry=False)
-        answers = {name: generate(backbone, None, prompts, gen, batch_size=16).texts
+        answers = {name: backbone_answers(backbone, prompts, args.answers, f"answers ({name})")
                    for name, prompts in {**sets, "contrast": [p.text for p in heldout]}.items()}
     reports, standardised = {}, []
     for a in args.artifacts:

@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 
 from svgt.artifact import load_pretrained
-from svgt.backbone import load_backbone
+from svgt.backbone import DEFAULT_BACKBONE, load_backbone
 from svgt.config import GenerationConfig
 from svgt.evaluation.suites import load_suite
 from svgt.generation import generate
@@ -28,7 +28,7 @@ from svgt.pipeline import packaged_artifact
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbone", default="smollm2-135m-instruct")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("-n", type=int, default=24, help="prompts of the DAN suite (its first N)")
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -50,13 +50,10 @@ def rates(rows: dict[tuple[str, str], dict[str, dict]], ids: dict[str, set[str]]
     cells, loops = [], 0
     for suite in SUITES:
         wanted = ids.get(suite, set())
-        if not wanted:  # a suite the subset run did not evaluate
-            cells += ["–", "–"] if suite == "overrefusal" else ["–"]
-            continue
         answers = {i: r for i, r in rows.get((method, suite), {}).items() if i in wanted}
-        if len(answers) < len(wanted):
-            missing = f"{len(answers)} of {len(wanted)} prompts answered"
-            cells += [missing, "–"] if suite == "overrefusal" else [missing]
+        if not wanted or len(answers) < len(wanted):  # a suite the subset lacks, or one this run has not finished
+            note = f"{len(answers)} of {len(wanted)} prompts answered" if wanted else "–"
+            cells += [note, "–"] if suite == "overrefusal" else [note]  # over-refusal fills two columns
             continue
         loops += sum(is_looping(r["text"]) for r in answers.values())
         refused = {i for i, r in answers.items() if is_refusal(r["text"])}
