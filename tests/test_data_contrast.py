@@ -6,8 +6,9 @@ import re
 import pytest
 
 from svgt.data import evaluation_texts, find_overlaps
-from svgt.data.contrast import (CATEGORIES, FRAMED_TEMPLATES, HELDOUT_FRACTION, PAIRS, PLAIN_TEMPLATES,
-                                STANDALONE_TEMPLATES, contrast_prompts, heldout_aims)
+from svgt.data import contrast
+from svgt.data.contrast import (BATCHES, CATEGORIES, FRAMED_TEMPLATES, PAIRS, PLAIN_TEMPLATES, STANDALONE_TEMPLATES,
+                                contrast_prompts, heldout_aims, heldout_count)
 
 
 def test_every_category_has_many_distinct_pairs():
@@ -34,11 +35,23 @@ def test_twins_share_their_template_and_held_out_aims_are_whole():
             cap = lambda a: a[:1].upper() + a[1:]  # noqa: E731
             assert benign.text.replace(b_aim, "#").replace(cap(b_aim), "#") == \
                 harmful.text.replace(h_aim, "#").replace(cap(h_aim), "#")  # same template around each aim
-    for category, pairs in PAIRS.items():
-        assert len(held[category]) == max(1, round(HELDOUT_FRACTION * len(pairs)))
+    for category in PAIRS:
+        assert len(held[category]) == sum(heldout_count(len(batch.get(category, ()))) for batch in BATCHES)
     templates = {p.text.replace(PAIRS[p.category][p.aim][p.label], "{aim}") for p in data.train}
     assert len(templates) > 8  # plain, framed and standalone templates all in use
     assert len(data.train) == 6 * sum(len(p) - len(held[c]) for c, p in PAIRS.items())
+
+
+def test_a_later_batch_of_aims_moves_no_earlier_aim_between_training_and_tuning(monkeypatch):
+    assert len(BATCHES) > 1 and all(BATCHES)
+    held = heldout_aims(seed=0)
+    earlier = {c: len(BATCHES[0].get(c, ())) for c in PAIRS}
+    monkeypatch.setattr(contrast, "BATCHES", BATCHES[:1])
+    first_only = heldout_aims(seed=0)
+    for category, n in earlier.items():
+        assert {i for i in held[category] if i < n} == first_only.get(category, set())
+        later = [i for i in held[category] if i >= n]
+        assert len(later) == heldout_count(len(PAIRS[category]) - n)  # the later batch is held out on its own
 
 
 def test_seeded():
