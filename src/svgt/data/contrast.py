@@ -918,7 +918,8 @@ def heldout_aims(seed: int = 0, fraction: float = HELDOUT_FRACTION) -> dict[str,
     for number, batch in enumerate(BATCHES):
         for category, pairs in batch.items():
             order = list(range(offset[category], offset[category] + len(pairs)))
-            key = f"{seed}/contrast-heldout/{category}" + (f"/batch{number + 1}" if number else "")  # batch 1: as before
+            # The first batch keeps the key it was held out with before later batches existed.
+            key = f"{seed}/contrast-heldout/{category}" + (f"/batch{number + 1}" if number else "")
             random.Random(key).shuffle(order)
             out[category] |= set(order[: heldout_count(len(pairs), fraction)])
             offset[category] += len(pairs)
