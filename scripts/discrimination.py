@@ -12,9 +12,9 @@ only: no evaluation prompt is scored.
     .venv/bin/python scripts/discrimination.py --mean runs/dexp/s2t200 runs/dexp/s2t0 runs/dexp/ep16
     .venv/bin/python scripts/discrimination.py --answers 32 src/svgt/artifacts/smollm2-135m-instruct
 
-`--answers N` also reads the backbone's own greedy answers (N new tokens, unguided; `svgt train`'s answer cache) to the same prompts with the
-module's conditional per-token score, averaged over the answer (stage 2's pair score): whether reading what the
-backbone says separates the columns better than reading what was asked.
+`--answers N` also reads the backbone's own greedy answers (N new tokens, unguided; `svgt train`'s answer cache) to
+the same prompts with the module's conditional per-token score, averaged over the answer (stage 2's pair score):
+whether reading what the backbone says separates the columns better than reading what was asked.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast)}
         print(f"{a} ({layers}): {json.dumps(reports[a])}", file=sys.stderr)
         if answers:
-            read = {name: answer_scores(backbone, module, prompts, answers[name], cfg) for name, prompts in sets.items()}
+            read = {name: answer_scores(backbone, module, prompts, answers[name], cfg)
+                    for name, prompts in sets.items()}
             read_contrast = answer_scores(backbone, module, [p.text for p in heldout], answers["contrast"], cfg)
             reports[f"{a}, answers"] = {"layers": f"{layers}; {args.answers}-token unguided answers",
                                         **discrimination_report(read, heldout, read_contrast)}
