@@ -166,6 +166,29 @@ def test_train_writes_exactly_the_documented_files(cache, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in bb.model.state_dict().items())
 
 
+def test_metrics_so_far_are_on_disk_while_the_tuning_check_runs(cache, tmp_path, monkeypatch):
+    import json
+
+    from svgt.training import trainer
+
+    seen = {}
+
+    def tuning_check(backbone, module, corpus, cfg):
+        seen["during"] = json.loads((tmp_path / "out" / "metrics.json").read_text())
+        raise KeyboardInterrupt  # stopped by hand mid-check: what was trained is still described on disk
+
+    monkeypatch.setattr(trainer, "tuning_check", tuning_check)
+    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=1, stage2_epochs=1,
+                      stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4, stage3_batch=4,
+                      contrast=0, probe_sweep=True)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(tiny_backbone("llama"), tmp_path / "out", cfg, corpus=_fake_corpus())
+    assert seen["during"]["pending"] == ["tuning_check", "probe_sweep"]
+    assert {"stage1", "stage2", "stage3", "timings_s"} <= set(seen["during"])
+    assert "train_total" in seen["during"]["timings_s"]
+    assert not (tmp_path / "out" / "value_module.safetensors").exists()  # no artifact before its margin is chosen
+
+
 # Refusals out of 10 harmful, 10 benign and 10 edgy tuning prompts per margin: at 4 the edgy ones pass the 10% cap
 # (the everyday benign ones only at 6), so 2 must win.
 _RATES = {0.0: (2, 0, 0), 2.0: (5, 1, 1), 4.0: (7, 1, 2), 6.0: (9, 3, 4)}

@@ -345,15 +345,20 @@ def train(
         t = lap("stage3", t)
 
     timings["train_total"] = round(time.time() - t0, 1)
-    module.config.set_margin(cfg.margins[0])
-    if evaluate:
-        metrics["tuning"] = tuning_check(backbone, module, corpus, cfg)
-        t = lap("tuning_check", t)
-    if cfg.probe_sweep:  # every process runs it (it is not split); the main one draws the plot
-        metrics["probe_sweep"] = probe_sweep(backbone, corpus, cfg, out if distributed.is_main() else None,
-                                             mcfg.extract_layer)
-        t = lap("probe_sweep", t)
     metrics["timings_s"] = timings
+    module.config.set_margin(cfg.margins[0])
+    # The check and the sweep take longer than the stages on a CPU: what is known so far is on disk meanwhile, marked
+    # with what is still to come (the final write below drops the mark).
+    pending = [name for name, wanted in (("tuning_check", evaluate), ("probe_sweep", cfg.probe_sweep)) if wanted]
+    while pending:
+        _write_progress(out, metrics, pending)
+        if pending.pop(0) == "tuning_check":
+            metrics["tuning"] = tuning_check(backbone, module, corpus, cfg)
+            t = lap("tuning_check", t)
+        else:  # every process runs it (it is not split); the main one draws the plot
+            metrics["probe_sweep"] = probe_sweep(backbone, corpus, cfg, out if distributed.is_main() else None,
+                                                 mcfg.extract_layer)
+            t = lap("probe_sweep", t)
     data_info = {"fingerprints": corpus.report.get("fingerprints", {}), "roles": svdata.ROLES}
     if distributed.is_main():
         save_pretrained(module, out, backbone, data=data_info, training=cfg.to_dict())
@@ -362,6 +367,12 @@ def train(
     distributed.barrier()  # every process returns once the artifact is there
     _log(f"wrote {out} in {timings['train_total']:.0f}s of training")
     return metrics
+
+
+def _write_progress(out: Path, metrics: dict[str, Any], pending: list[str]) -> None:
+    """metrics.json as it stands, with `pending` naming the phases still to run (no artifact is written yet)."""
+    if distributed.is_main():
+        (out / METRICS_NAME).write_text(json.dumps({**metrics, "pending": pending}, indent=2, default=_jsonable) + "\n")
 
 
 def _stages_1_2(module: ValueModule, text_data: StateData, pair_data: StateData, held_data: StateData,
