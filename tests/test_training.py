@@ -90,6 +90,34 @@ def test_stage3_trains_only_the_bridge_and_lowers_loss(cache, insert_layer):
     assert all(torch.equal(vs_before[k], v) for k, v in module.value_space.state_dict().items())
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_stage3_loss_and_gradient_do_not_depend_on_the_logits_it_skips(cache, family, monkeypatch):
+    # Stage 3 asks the backbone for the target's logits only (`logits_to_keep`); with every position's logits the
+    # loss and the bridge's gradient must be the same.
+    from svgt.training import stages
+
+    bb = tiny_backbone(family)
+    module = make_module(bb)
+    examples = [encode_pair(bb, t, "fixed target words" + " here" * (i % 3), 64, 8) for i, (t, _) in
+                enumerate(_texts(6))]
+    batcher = Stage3Batcher(bb, module, examples, _tiny_cfg())
+
+    def loss_and_grads():
+        module.zero_grad()
+        loss, _ = batcher.loss(torch.arange(len(examples)))
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in module.bridge.parameters() if p.grad is not None]
+
+    kept, kept_grads = loss_and_grads()
+    full_forward = stages.bridged_forward
+    monkeypatch.setattr(stages, "bridged_forward", lambda *a, logits_to_keep=0, **kw: full_forward(*a, **kw))
+    full, full_grads = loss_and_grads()
+    assert kept_grads and len(kept_grads) == len(full_grads)
+    torch.testing.assert_close(kept, full, rtol=1e-5, atol=1e-6)
+    for a, b in zip(kept_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_resume_equals_uninterrupted(cache, tmp_path):
     bb = tiny_backbone("llama")
     texts = _state_data(bb, [(t, None, lab) for t, lab in _texts()])

@@ -174,11 +174,14 @@ class Stage3Batcher:
             h = module.value_space.aggregator(prompt_states, p_mask.bool())
             bridge = module.make_bridge(h, prompt_states, p_mask.bool()).tokens
             # Pass 2: the guided, teacher-forced sequence; gradients reach only the bridge.
-            out = bridged_forward(self.backbone.model, hooks, p_ids, p_mask, bridge, t_ids, t_mask, self.pad)
             t = t_ids.shape[1]
+            # Only the logits that predict the target are needed: the last t + 1 positions (the last bridge token's
+            # and the target's but its final one). The rest cost more than the layers on a 262k vocabulary (Gemma).
+            out = bridged_forward(self.backbone.model, hooks, p_ids, p_mask, bridge, t_ids, t_mask, self.pad,
+                                  logits_to_keep=t + 1)
             # The target's extract-layer states, which the bridge influences (it enters at or below that layer).
             states = hooks.captured[:, -t:].float()
-        logits = out.logits[:, -(t + 1) : -1].float()
+        logits = out.logits[:, -(t + 1) : -1].float()  # the same slice whether or not the model honours the keyword
         mask = t_mask.bool()
         n_tokens = int(mask.sum())
         ce = distributed.share(F.cross_entropy(logits[mask], t_ids[mask]), n_tokens, tokens)
