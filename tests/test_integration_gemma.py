@@ -167,3 +167,18 @@ def test_sliding_and_global_layers_below_the_insert_layer_never_see_the_bridge(g
 def test_the_shipped_module_leaves_gated_prompts_as_the_backbone_wrote_them_and_bridges_the_others(gemma):
     guided = check_gate_leaves_safe_prompts_alone(gemma, max_new_tokens=12)
     assert guided.artifact.endswith("gemma-3-270m") and guided.module.config.extract_layer == 12
+
+
+def test_a_stage3_step_equals_the_full_bridged_forward(gemma, module):
+    # Stage 3 continues from the prompt's KV cache: on Gemma that cache holds sliding-window and global layers.
+    from conftest import stage3_step_against_full_forward
+
+    from svgt.config import TrainConfig
+    from svgt.training.activations import encode_pair
+    from svgt.training.stages import Stage3Batcher
+
+    examples = [encode_pair(gemma, q, "Paris is the capital, and it is in France.", 128, 16)
+                for q in QUESTIONS + ["Tell me about the lighthouse keeper and the ships he counts each night."]]
+    loss_diff, grad_diff = stage3_step_against_full_forward(Stage3Batcher(gemma, module, examples, TrainConfig()),
+                                                            torch.arange(len(examples)))
+    assert loss_diff < 1e-5 and grad_diff < 1e-4

@@ -18,7 +18,6 @@ ride along in the next token's forward (no extra pass):
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -27,7 +26,8 @@ from transformers import DynamicCache
 
 from .backbone import Backbone
 from .config import GenerationConfig
-from .hooks import BackboneHooks, ForwardPlan, bridge_block, padded_positions, prompt_states
+from .hooks import (BackboneHooks, ForwardPlan, accepts, bridge_block, cache_keyword, padded_positions,
+                    prompt_states)
 from .module import ValueModule
 from .prompts import encode_prompts, left_pad, paragraph_ids
 
@@ -75,10 +75,6 @@ class GenerationResult:
     """With `keep_logits=True`: the `(B, V)` logits each step sampled from."""
     step_bridges: list[torch.Tensor | None] = field(default_factory=list)
     """With `keep_logits=True`: the Bridge Tokens in force for each step's logits."""
-
-
-def _accepts(model: torch.nn.Module, name: str) -> bool:
-    return name in inspect.signature(model.forward).parameters
 
 
 def stop_token_ids(backbone: Backbone, extra: list[int] | None = None) -> set[int]:
@@ -191,9 +187,8 @@ class GuidedDecoder:
         self.cfg = cfg
         self.guided = cfg.guidance and module is not None
         self.k = module.config.num_bridge_tokens if self.guided else 0
-        self.keep_last = _accepts(self.model, "logits_to_keep")
-        # transformers 5.24 renamed `past_key_values` to `cache`; accept either spelling.
-        self.cache_kwarg = "cache" if _accepts(self.model, "cache") else "past_key_values"
+        self.keep_last = accepts(self.model, "logits_to_keep")
+        self.cache_kwarg = cache_keyword(self.model)
         self.placeholder = backbone.tokenizer.pad_token_id or 0
         self.stop_strings = stop_strings(backbone, cfg)
         self.stopped_at: dict[int, int] = {}

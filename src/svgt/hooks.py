@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
+from transformers import DynamicCache
 
 
 @dataclass
@@ -52,6 +53,16 @@ class ForwardPlan:
         if key not in self._memo:
             self._memo[key] = (obj, make(obj))
         return self._memo[key][1]
+
+
+def accepts(model: nn.Module, name: str) -> bool:
+    """Whether `model.forward` takes the keyword `name` (`logits_to_keep`, and the cache's, vary by version)."""
+    return name in inspect.signature(model.forward).parameters
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The keyword `model.forward` takes its KV cache by: transformers 5.24 renamed `past_key_values` to `cache`."""
+    return "cache" if accepts(model, "cache") else "past_key_values"
 
 
 def _param_index(module: nn.Module, name: str) -> int | None:
@@ -231,9 +242,62 @@ def bridged_forward(
         cols = slice(m_len, m_len + k)
         plan = ForwardPlan(cols, bridge_tokens, bridge_block(total, total, cols, device))
     hooks.plan = plan
-    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep else {}
+    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep and accepts(model, "logits_to_keep") else {}
     try:
         return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False, **extra)
+    finally:
+        hooks.plan = None
+
+
+@torch.no_grad()
+def prompt_prefix(model: nn.Module, hooks: BackboneHooks, prompt_ids: torch.Tensor,
+                  prompt_mask: torch.Tensor) -> tuple[torch.Tensor, DynamicCache]:
+    """A left-padded prompt batch through every layer into a fresh KV cache: its extract-layer states `(B, M, d)` and
+    the cache, which `bridged_continuation` continues from.
+
+    Whatever follows the prompt cannot change what its positions compute (the mask is causal), so a pass that needs
+    gradients through the bridge (stage 3) runs the prompt once, here, outside autograd, instead of carrying its rows
+    through the graph. `hooks` must be attached."""
+    cache = DynamicCache()
+    hooks.plan = ForwardPlan()
+    extra = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
+    try:
+        model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=padded_positions(prompt_mask),
+              use_cache=True, **{cache_keyword(model): cache}, **extra)
+    finally:
+        hooks.plan = None
+    return hooks.captured.float(), cache
+
+
+def bridged_continuation(
+    model: nn.Module,
+    hooks: BackboneHooks,
+    prefix: DynamicCache,
+    prompt_mask: torch.Tensor,
+    bridge_tokens: torch.Tensor,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor | None = None,
+    placeholder_id: int = 0,
+    logits_to_keep: int = 0,
+) -> Any:
+    """`bridged_forward` for `[Bridge Tokens (K), response (T)]` after a prompt already in `prefix` (from
+    `prompt_prefix`, which this extends): the same logits and extract-layer states (`hooks.captured`, here only for
+    the K + T new rows), the same honest positions and the same invisibility of the bridge below the insert layer,
+    without recomputing the prompt. `prefix` is used up: it then holds the new rows too."""
+    batch, m_len = prompt_mask.shape
+    k, t = bridge_tokens.shape[1], response_ids.shape[1]
+    device = response_ids.device
+    if response_mask is None:
+        response_mask = torch.ones_like(response_ids)
+    ids = torch.cat([torch.full((batch, k), placeholder_id, device=device), response_ids], dim=1)
+    attn = torch.cat([prompt_mask, torch.ones(batch, k, dtype=prompt_mask.dtype, device=device), response_mask], 1)
+    positions = prompt_mask.long().sum(-1, keepdim=True) + torch.arange(k + t, device=device)
+    cols = slice(m_len, m_len + k)
+    hooks.plan = ForwardPlan(slice(0, k), bridge_tokens, bridge_block(k + t, m_len + k + t, cols, device))
+    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep and accepts(model, "logits_to_keep") else {}
+    try:
+        return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                     **{cache_keyword(model): prefix}, **extra)
     finally:
         hooks.plan = None
 

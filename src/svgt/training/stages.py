@@ -14,8 +14,7 @@ import torch.nn.functional as F
 
 from ..backbone import Backbone
 from ..config import TrainConfig
-from ..hooks import BackboneHooks, bridged_forward
-from ..hooks import prompt_states as prompt_states_of
+from ..hooks import BackboneHooks, bridged_continuation, prompt_prefix
 from ..module import ValueModule
 from ..prompts import left_pad
 from . import distributed
@@ -143,6 +142,8 @@ class Stage3Batcher:
     def __init__(self, backbone: Backbone, module: ValueModule, examples: list[EncodedPair], cfg: TrainConfig):
         self.backbone, self.module, self.examples, self.cfg = backbone, module, examples, cfg
         c = module.config
+        if c.num_bridge_tokens < 1:
+            raise ValueError("stage 3 trains the Bridge Tokens, and num_bridge_tokens is 0: set it to 1 or more")
         self.hooks = BackboneHooks(backbone.layers, c.insert_layer, c.extract_layer, None)
         self.pad = backbone.tokenizer.pad_token_id or 0
 
@@ -169,16 +170,17 @@ class Stage3Batcher:
         tokens = sum(len(self.examples[i].response_ids) for i in idx)
         p_ids, p_mask, t_ids, t_mask = self.tensors(mine)
         with hooks:
-            # Pass 1 (no grad, stops at the extract layer): the prompt's states and the trigger state.
-            prompt_states = prompt_states_of(self.backbone.model, hooks, p_ids, p_mask)
+            # Pass 1 (no grad): the prompt through every layer into a KV cache, with its extract-layer states (the
+            # trigger state). Nothing after the prompt changes what its positions compute, so pass 2 starts there.
+            prompt_states, prefix = prompt_prefix(self.backbone.model, hooks, p_ids, p_mask)
             h = module.value_space.aggregator(prompt_states, p_mask.bool())
             bridge = module.make_bridge(h, prompt_states, p_mask.bool()).tokens
-            # Pass 2: the guided, teacher-forced sequence; gradients reach only the bridge.
+            # Pass 2: the guided, teacher-forced [Bridge Tokens ; target]; gradients reach only the bridge. Only the
+            # logits that predict the target are computed: on a 262k vocabulary (Gemma) the rest cost more than the
+            # layers.
             t = t_ids.shape[1]
-            # Only the logits that predict the target are needed: the last t + 1 positions (the last bridge token's
-            # and the target's but its final one). The rest cost more than the layers on a 262k vocabulary (Gemma).
-            out = bridged_forward(self.backbone.model, hooks, p_ids, p_mask, bridge, t_ids, t_mask, self.pad,
-                                  logits_to_keep=t + 1)
+            out = bridged_continuation(self.backbone.model, hooks, prefix, p_mask, bridge, t_ids, t_mask, self.pad,
+                                       logits_to_keep=t + 1)
             # The target's extract-layer states, which the bridge influences (it enters at or below that layer).
             states = hooks.captured[:, -t:].float()
         logits = out.logits[:, -(t + 1) : -1].float()  # the same slice whether or not the model honours the keyword
