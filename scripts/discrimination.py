@@ -12,6 +12,13 @@ only: no evaluation prompt is scored.
     .venv/bin/python scripts/discrimination.py --mean runs/dexp/s2t200 runs/dexp/s2t0 runs/dexp/ep16
     .venv/bin/python scripts/discrimination.py --answers 32 src/svgt/artifacts/smollm2-135m-instruct
 
+`--last-sentence` scores each prompt's last sentence on its own too (`GenerationConfig.score_last_sentence`);
+`--wrapped` adds HarmBench val inside the held-out jailbreak-style wrappers (the tuning check's wrapped column) and
+each column's share of prompts the module's gate would bridge:
+
+    .venv/bin/python scripts/discrimination.py --wrapped src/svgt/artifacts/smollm2-135m-instruct
+    .venv/bin/python scripts/discrimination.py --wrapped --last-sentence src/svgt/artifacts/smollm2-135m-instruct
+
 `--answers N` also reads the backbone's own greedy answers (N new tokens, unguided; `svgt train`'s answer cache) to
 the same prompts with the module's conditional per-token score, averaged over the answer (stage 2's pair score):
 whether reading what the backbone says separates the columns better than reading what was asked.
@@ -31,10 +38,12 @@ from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import Backbone, load_backbone
 from svgt.config import TrainConfig
 from svgt.data.contrast import contrast_prompts
+from svgt.data.wrappers import wrapped_tuning_prompts
 from svgt.module import ValueModule
 from svgt.training.activations import compute_states, encode_pair
 from svgt.training.stages import StateData, pair_scores
-from svgt.training.trainer import backbone_answers, discrimination_report, first_bridge_scores, tuning_sets
+from svgt.training.trainer import (auroc_vs_benign, backbone_answers, discrimination_report, first_bridge_scores,
+                                   tuning_sets)
 
 
 def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], answers: list[str],
@@ -57,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
                              "of its own tuning-prompt scores (what averaging several discriminators would give)")
     parser.add_argument("--answers", type=int, default=0, metavar="TOKENS",
                         help="also score the backbone's own greedy answers of TOKENS new tokens (see above)")
+    parser.add_argument("--last-sentence", action="store_true",
+                        help="also score each prompt's last sentence on its own (GenerationConfig.score_last_sentence)")
+    parser.add_argument("--wrapped", action="store_true",
+                        help="add HarmBench val in the held-out jailbreak-style wrappers, and each column's share "
+                             "above the module's gate")
     args = parser.parse_args(argv)
+    settings = {"score_last_sentence": True} if args.last_sentence else {}
     try:  # every folder checked before any is scored: the same check load_pretrained makes
         configs = [read_config(a) for a in args.artifacts]
     except ArtifactError as exc:
@@ -74,10 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     reports, standardised = {}, []
     for a in args.artifacts:
         module = load_pretrained(a, backbone).eval()
-        scores = {name: first_bridge_scores(backbone, module, prompts) for name, prompts in sets.items()}
-        contrast = first_bridge_scores(backbone, module, [p.text for p in heldout])
+        scores = {name: first_bridge_scores(backbone, module, prompts, **settings) for name, prompts in sets.items()}
+        contrast = first_bridge_scores(backbone, module, [p.text for p in heldout], **settings)
         layers = f"extract {module.config.extract_layer}, insert {module.config.insert_layer}"
         reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast)}
+        if args.wrapped:
+            wrapped = first_bridge_scores(backbone, module, wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed),
+                                          **settings)
+            gate = module.config.gate_threshold
+            reports[a]["wrapped_vs"] = auroc_vs_benign(wrapped, scores)
+            reports[a]["above_gate"] = {"gate": gate, **{
+                name: round(sum(x > (gate if gate is not None else float("-inf")) for x in v) / len(v), 4)
+                for name, v in {**scores, "wrapped": wrapped}.items()}}
         print(f"{a} ({layers}): {json.dumps(reports[a])}", file=sys.stderr)
         if answers:
             read = {name: answer_scores(backbone, module, prompts, answers[name], cfg)
@@ -99,6 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     for a, r in reports.items():
         cells = [f"{r['harmbench_val_vs'][c]:.3f}" for c in columns] + [f"{r['heldout_contrast']['all']:.3f}"]
         print(f"| {a} | {r['layers']} | " + " | ".join(cells) + " |")
+    wrapped_rows = {a: r for a, r in reports.items() if "wrapped_vs" in r}
+    if wrapped_rows:
+        shares = [c for c in next(iter(wrapped_rows.values()))["above_gate"] if c != "gate"]
+        print("\n| artifact | " + " | ".join(f"wrapped vs {c}" for c in columns)
+              + " | " + " | ".join(f"{c} above gate" for c in shares) + " |")
+        print("|---|" + "---|" * (len(columns) + len(shares)))
+        for a, r in wrapped_rows.items():
+            cells = [f"{r['wrapped_vs'][c]:.3f}" for c in columns] + [f"{r['above_gate'][c]:.1%}" for c in shares]
+            print(f"| {a} (gate {r['above_gate']['gate']}) | " + " | ".join(cells) + " |")
     print("\n| contrast category | " + " | ".join(reports) + " |")
     print("|---|" + "---|" * len(reports))
     for c in categories:

@@ -332,6 +332,21 @@ def test_first_bridge_comes_from_the_most_unsafe_paragraph(llama):
     assert scored.telemetry[1].bridge_score == pytest.approx(single.telemetry[0].bridge_score, abs=1e-5)
 
 
+def test_the_last_sentence_is_scored_on_its_own(llama):
+    # On, whichever of the whole prompt and its last sentence scores higher builds the first bridge; off (the
+    # default), only the whole.
+    module = make_module(llama)
+    cfg = dict(max_new_tokens=2, stop_at_eos=False)
+    for tail in ("a request", "zq zq zq"):
+        prompt = f"a long benign document about cats and dogs. Now the question: {tail}"
+        whole = generate(llama, module, [prompt], GenerationConfig(**cfg))
+        alone = generate(llama, module, [tail], GenerationConfig(**cfg))
+        scored = generate(llama, module, [prompt], GenerationConfig(score_last_sentence=True, **cfg))
+        s_whole, s_alone = whole.telemetry[0].bridge_score, alone.telemetry[0].bridge_score
+        assert s_whole != pytest.approx(s_alone, abs=1e-6)  # else the test could not tell which was taken
+        assert scored.telemetry[0].bridge_score == pytest.approx(max(s_whole, s_alone), abs=1e-7)
+
+
 class _ScriptedScores(GuidedDecoder):
     """Every observed response state scores `self.scores` (one per row)."""
 

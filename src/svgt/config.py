@@ -154,6 +154,14 @@ class GenerationConfig:
     the whole prompt and its paragraphs scores most unsafe. A long document around a request pulls the whole
     prompt's score far to the safe side (HarmBench val's contextual behaviors: s ≈ -8 with their context, up to +12
     without it). Costs one forward up to the extract layer per paragraph, once per prompt."""
+    score_last_sentence: bool = False
+    """Also score the last sentence of a prompt of several sentences on its own (`prompts.last_sentence_prompt`;
+    whichever part scores most unsafe builds the first bridge). A jailbreak preamble ends in its request ("...my first
+    question: <request>"), and the preamble around it pulls the whole prompt's score to the safe side: HarmBench val
+    in held-out wrappers scored below plain edgy questions, and with this on scores like plain HarmBench val; more
+    benign prompts pass the gate too (docs/value-judgment.md, "Scoring the last sentence"). Off by default until the
+    shipped modules' margin and gate are chosen and their test sets measured with it on. One more forward up to the
+    extract layer, once per prompt."""
     stop_at_eos: bool = True
     """Stop a row at the backbone's stop tokens and stop strings; False decodes `max_new_tokens` whatever is picked."""
     telemetry: bool = True

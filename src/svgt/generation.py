@@ -29,7 +29,7 @@ from .config import GenerationConfig
 from .hooks import (BackboneHooks, ForwardPlan, accepts, bridge_block, cache_keyword, padded_positions,
                     prompt_states)
 from .module import ValueModule
-from .prompts import encode_prompts, left_pad, paragraph_ids
+from .prompts import encode_prompts, left_pad, part_ids
 
 
 @dataclass
@@ -146,8 +146,8 @@ def prompt_value(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModu
                  mask: torch.Tensor, paragraphs: list[list[list[int]]] | None = None, pad_id: int = 0,
                  chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, the `(h_v, z)` a prompt's first bridge is built from: its pooled extract-layer `states` encoded
-    against the prompt. With `paragraphs` (token ids of each paragraph as a prompt of its own, per row; see
-    `GenerationConfig.score_paragraphs`), whichever of the whole prompt and its paragraphs scores most unsafe.
+    against the prompt. With `paragraphs` (token ids of each part of a prompt as a prompt of its own, per row: its
+    paragraphs and last sentence, `prompts.part_ids`), whichever of the whole prompt and its parts scores most unsafe.
     `hooks` must be attached."""
     vs = module.value_space
     h_v, z = encode_prompt(module, states, mask)
@@ -224,8 +224,8 @@ class GuidedDecoder:
     @torch.inference_mode()
     def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep_logits: bool = False,
             paragraphs: list[list[list[int]]] | None = None) -> GenerationResult:
-        """`paragraphs`: per row, the token ids of each paragraph of its prompt as a prompt of its own
-        (`prompts.paragraph_ids`), scored when `cfg.score_paragraphs`; None or [] for a row scores only its prompt."""
+        """`paragraphs`: per row, the token ids of each part of its prompt as a prompt of its own (`prompts.part_ids`),
+        scored when `cfg.score_paragraphs` or `cfg.score_last_sentence`; None or [] for a row scores only its prompt."""
         cfg = self.cfg
         batch, device = input_ids.shape[0], input_ids.device
         generator = None
@@ -244,7 +244,7 @@ class GuidedDecoder:
     def _begin(self, attention_mask: torch.Tensor, paragraphs: list[list[list[int]]] | None) -> torch.Tensor:
         """A fresh cache for a batch of prompts with this mask (and these paragraphs, kept only where the config
         scores them); returns the prompts' lengths, what `_prefill` takes."""
-        self.paragraphs = paragraphs if self.cfg.score_paragraphs else None
+        self.paragraphs = paragraphs if self.cfg.score_paragraphs or self.cfg.score_last_sentence else None
         self.cache = DynamicCache()
         self.attn = attention_mask.long()
         return self.attn.sum(-1)
@@ -523,12 +523,14 @@ class GuidedDecoder:
 def encode_batch(backbone: Backbone, module: ValueModule | None, prompts: list[str] | list[list[dict[str, str]]],
                  config: GenerationConfig, chat_template: bool = True,
                  ) -> tuple[torch.Tensor, torch.Tensor, list[list[list[int]]] | None]:
-    """`(input_ids, attention_mask, paragraphs)` of one batch as `GuidedDecoder.run` takes them: the paragraphs'
-    ids only where they will be scored (guidance on, a module, `config.score_paragraphs`)."""
+    """`(input_ids, attention_mask, paragraphs)` of one batch as `GuidedDecoder.run` takes them: the ids of the
+    prompts' parts only where they will be scored (guidance on, a module, `config.score_paragraphs` or
+    `config.score_last_sentence`)."""
     ids, mask = encode_prompts(backbone.tokenizer, prompts, chat_template, backbone.device)
     paragraphs = None
-    if config.score_paragraphs and config.guidance and module is not None:
-        paragraphs = [paragraph_ids(backbone.tokenizer, p, chat_template) for p in prompts]
+    if (config.score_paragraphs or config.score_last_sentence) and config.guidance and module is not None:
+        paragraphs = [part_ids(backbone.tokenizer, p, chat_template, config.score_paragraphs,
+                               config.score_last_sentence) for p in prompts]
     return ids, mask, paragraphs
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# Where a sentence (or a lead-in such as "my question:") ends: after . ! ? or : and whitespace, or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n+")
 
 
 @dataclass(frozen=True)
@@ -71,24 +73,58 @@ def format_prompt(tokenizer: Any, prompt: str | list[dict[str, str]], chat_templ
     return prompt
 
 
+def _last_user_text(prompt: str | list[dict[str, str]]) -> tuple[str, int | None] | None:
+    """The text the parts are cut from: the prompt itself, or the last user message's (with its index)."""
+    if not isinstance(prompt, list):
+        return prompt, None
+    users = [i for i, m in enumerate(prompt) if m.get("role") == "user"]
+    return (prompt[users[-1]]["content"], users[-1]) if users else None
+
+
+def _as_prompt(prompt: str | list[dict[str, str]], index: int | None, text: str) -> str | list[dict[str, str]]:
+    """`text` as a prompt of the same kind as `prompt`: in a conversation, in place of its last user message."""
+    if index is None:
+        return text
+    return [*prompt[:index], {**prompt[index], "content": text}, *prompt[index + 1 :]]
+
+
 def paragraph_prompts(prompt: str | list[dict[str, str]]) -> list[str | list[dict[str, str]]]:
     """The prompt once per paragraph of its (last user) text, as prompts of the same kind; [] for one paragraph.
 
     Paragraphs are split at blank lines; ones without a word character (a `---` rule) are dropped."""
-    if isinstance(prompt, list):
-        users = [i for i, m in enumerate(prompt) if m.get("role") == "user"]
-        if not users:
-            return []
-        text = prompt[users[-1]]["content"]
-    else:
-        text = prompt
+    found = _last_user_text(prompt)
+    if found is None:
+        return []
+    text, index = found
     parts = [p.strip() for p in _PARAGRAPH_BREAK.split(text)]
     parts = [p for p in parts if re.search(r"\w", p)]
     if len(parts) < 2:
         return []
-    if isinstance(prompt, list):
-        return [[*prompt[: users[-1]], {**prompt[users[-1]], "content": p}, *prompt[users[-1] + 1 :]] for p in parts]
-    return parts
+    return [_as_prompt(prompt, index, p) for p in parts]
+
+
+def last_sentence_prompt(prompt: str | list[dict[str, str]]) -> list[str | list[dict[str, str]]]:
+    """The last sentence of the prompt's (last user) text as a prompt of its own, in a list; [] for one sentence.
+
+    A sentence ends at . ! ? or : followed by whitespace, or at a line break, so "... my first question: <request>"
+    ends in the request alone. Pieces without a word character are dropped."""
+    found = _last_user_text(prompt)
+    if found is None:
+        return []
+    text, index = found
+    pieces = [p.strip() for p in _SENTENCE_END.split(text)]
+    pieces = [p for p in pieces if re.search(r"\w", p)]
+    return [_as_prompt(prompt, index, pieces[-1])] if len(pieces) > 1 else []
+
+
+def part_prompts(prompt: str | list[dict[str, str]], paragraphs: bool = True,
+                 last_sentence: bool = False) -> list[str | list[dict[str, str]]]:
+    """The parts of a prompt that are also scored on their own for its first bridge: its paragraphs, then its last
+    sentence unless that is a paragraph. The defaults are `GenerationConfig`'s (`score_paragraphs`,
+    `score_last_sentence`)."""
+    parts = paragraph_prompts(prompt) if paragraphs else []
+    tail = last_sentence_prompt(prompt) if last_sentence else []
+    return parts + [t for t in tail if t not in parts]
 
 
 def _ids(tokenizer: Any, text: str, templated: bool) -> list[int]:
@@ -129,10 +165,12 @@ def encode_prompts(
     return left_pad(rows, tokenizer.pad_token_id, device)
 
 
-def paragraph_ids(tokenizer: Any, prompt: str | list[dict[str, str]], chat_template: bool = True) -> list[list[int]]:
-    """Token ids of each paragraph of `prompt` as a prompt of its own (see `paragraph_prompts`); [] for one."""
+def part_ids(tokenizer: Any, prompt: str | list[dict[str, str]], chat_template: bool = True, paragraphs: bool = True,
+             last_sentence: bool = False) -> list[list[int]]:
+    """Token ids of each part of `prompt` (`part_prompts`) as a prompt of its own; [] when it has none."""
     templated = chat_template and has_chat_template(tokenizer)
-    rows = [_ids(tokenizer, format_prompt(tokenizer, p, chat_template), templated) for p in paragraph_prompts(prompt)]
+    rows = [_ids(tokenizer, format_prompt(tokenizer, p, chat_template), templated)
+            for p in part_prompts(prompt, paragraphs, last_sentence)]
     return [r for r in rows if r]
 
 

@@ -14,7 +14,7 @@ from ..generation import generate, prompt_value
 from ..hooks import BackboneHooks, prompt_states
 from ..module import ValueModule
 from ..pipeline import load_guided_model
-from ..prompts import encode_prompts, paragraph_ids
+from ..prompts import encode_prompts, part_ids
 from .base import Method, MethodContext, MethodOutput
 from .tuning import sweep, tune
 
@@ -145,7 +145,7 @@ class SVGTInjectMethod(_ModuleMethod):
         for i in range(0, len(prompts), batch_size):
             chunk = prompts[i : i + batch_size]
             ids, mask = encode_prompts(self.backbone.tokenizer, chunk, device=self.backbone.device)
-            paragraphs = [paragraph_ids(self.backbone.tokenizer, p) for p in chunk]
+            paragraphs = [part_ids(self.backbone.tokenizer, p) for p in chunk]
             with self._inject(self._corrections(ids, mask, paragraphs)):
                 res = generate(self.backbone, None, chunk, cfg, batch_size=len(chunk))
             texts += res.texts

@@ -50,7 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..backbone import DEFAULT_BACKBONE, load_backbone
 from ..pipeline import GuidedModel, load_guided_model
-from ..prompts import format_prompt, has_chat_template, paragraph_ids
+from ..prompts import format_prompt, has_chat_template, part_ids
 from .protocol import (
     APIError,
     GuidanceOptions,
@@ -158,11 +158,12 @@ def create_app(
             raise bad(None, f"the request body is not valid JSON: {exc}", "invalid_json") from exc
 
     def paragraphs(req: ParsedRequest) -> list[list[int]]:
-        """Each paragraph as a prompt of its own, for the first bridge's score (GenerationConfig.score_paragraphs)."""
+        """Each part (paragraph, last sentence) as a prompt of its own, for the first bridge's score
+        (GenerationConfig.score_paragraphs, score_last_sentence)."""
         if guided.module is None or not req.guidance.enabled:
             return []
         with scheduler.tokenizer_lock:
-            return paragraph_ids(tokenizer, req.prompt, req.kind == "chat")
+            return part_ids(tokenizer, req.prompt, req.kind == "chat")
 
     def encode(req: ParsedRequest) -> list[int]:
         chat = req.kind == "chat"

@@ -505,9 +505,11 @@ def contrast_tuning_prompts(seed: int = 0) -> list[str]:
     return out
 
 
-def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[str]) -> list[float]:
-    """The score `s` each prompt's first bridge is built from (what the gate compares with its threshold)."""
-    gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf"), telemetry=False)
+def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[str],
+                        **settings: Any) -> list[float]:
+    """The score `s` each prompt's first bridge is built from (what the gate compares with its threshold);
+    `settings`: other `GenerationConfig` fields, e.g. which parts of a prompt are scored."""
+    gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf"), telemetry=False, **settings)
     return [t.bridge_score for t in _generate(backbone, module, prompts, gen).telemetry]
 
 
