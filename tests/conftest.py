@@ -45,37 +45,18 @@ def svgt_device() -> torch.device:
 
 
 def stage3_step_against_full_forward(batcher, idx) -> tuple[float, float]:
-    """Stage 3's loss on items `idx` (its prompt-prefix, target-logits-only step) against one full forward over
-    `[prompt ; bridge ; target]` (`bridged_forward`, what generation is checked against) with every position's
-    logits: (relative difference of the losses, largest relative difference of a bridge parameter's gradient)."""
-    import torch.nn.functional as F
-
-    from svgt.hooks import bridged_forward, prompt_states
-
-    module, cfg, model = batcher.module, batcher.cfg, batcher.backbone.model
-
-    def full():
-        p_ids, p_mask, t_ids, t_mask = batcher.tensors(idx)
-        with batcher.hooks as hooks:
-            states = prompt_states(model, hooks, p_ids, p_mask)
-            h = module.value_space.aggregator(states, p_mask.bool())
-            bridge = module.make_bridge(h, states, p_mask.bool()).tokens
-            out = bridged_forward(model, hooks, p_ids, p_mask, bridge, t_ids, t_mask, batcher.pad)
-            t = t_ids.shape[1]
-            target_states = hooks.captured[:, -t:].float()
-        mask = t_mask.bool()
-        ce = F.cross_entropy(out.logits[:, -(t + 1) : -1].float()[mask], t_ids[mask])
-        s = module.score(target_states, states, p_mask.bool())
-        safe = ((F.softplus(s) + cfg.safe_relu_weight * F.relu(s)) * mask).sum() / mask.sum()
-        reg = F.relu((bridge.norm(dim=-1) / h.norm(dim=-1, keepdim=True) - 1).abs() - cfg.reg_tau).mean()
-        return cfg.lambda_ce * ce + cfg.lambda_safe * safe + cfg.lambda_reg * reg
-
+    """Stage 3's loss on items `idx` (its default prompt-prefix, target-logits-only step) against the same batcher's
+    reference step (`prefix_cache=False`: one full forward over `[prompt ; bridge ; target]`, every position's
+    logits): (relative difference of the losses, largest relative difference of a bridge parameter's gradient)."""
+    module = batcher.module
     results = []
-    for compute in (lambda: batcher.loss(idx)[0], full):
+    for prefix_cache in (True, False):
+        batcher.prefix_cache = prefix_cache
         module.zero_grad()
-        loss = compute()
+        loss = batcher.loss(idx)[0]
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in module.bridge.parameters() if p.grad is not None]))
+    batcher.prefix_cache = True
     (fast, fast_grads), (ref, ref_grads) = results
     assert fast_grads and len(fast_grads) == len(ref_grads), "the bridge gets no gradient"
     grad = max(float((a - b).norm() / b.norm().clamp_min(1e-12)) for a, b in zip(fast_grads, ref_grads))

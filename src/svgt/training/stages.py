@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from ..backbone import Backbone
 from ..config import TrainConfig
-from ..hooks import BackboneHooks, bridged_continuation, prompt_prefix
+from ..hooks import BackboneHooks, bridged_continuation, bridged_forward, prompt_prefix
+from ..hooks import prompt_states as prompt_states_of
 from ..module import ValueModule
 from ..prompts import left_pad
 from . import distributed
@@ -139,8 +140,13 @@ def stage2_spec(module: ValueModule, pairs: StateData, heldout: StateData, cfg: 
 class Stage3Batcher:
     """Teacher-forced batches `[prompt ; Bridge Tokens ; target]` with the bridge built from the prompt's state."""
 
-    def __init__(self, backbone: Backbone, module: ValueModule, examples: list[EncodedPair], cfg: TrainConfig):
+    def __init__(self, backbone: Backbone, module: ValueModule, examples: list[EncodedPair], cfg: TrainConfig,
+                 prefix_cache: bool = True):
+        """`prefix_cache=False` runs each step as one full forward over `[prompt ; bridge ; target]` with every
+        position's logits (`bridged_forward`, the reference generation is checked against): slower, the same loss and
+        gradient, kept to check and time the default against (tests, `benchmarks/stage3_step.py`)."""
         self.backbone, self.module, self.examples, self.cfg = backbone, module, examples, cfg
+        self.prefix_cache = prefix_cache
         c = module.config
         if c.num_bridge_tokens < 1:
             raise ValueError("stage 3 trains the Bridge Tokens, and num_bridge_tokens is 0: set it to 1 or more")
@@ -169,18 +175,25 @@ class Stage3Batcher:
             return None, dict.fromkeys(self.METRICS, 0.0)
         tokens = sum(len(self.examples[i].response_ids) for i in idx)
         p_ids, p_mask, t_ids, t_mask = self.tensors(mine)
+        t = t_ids.shape[1]
+        model = self.backbone.model
         with hooks:
-            # Pass 1 (no grad): the prompt through every layer into a KV cache, with its extract-layer states (the
-            # trigger state). Nothing after the prompt changes what its positions compute, so pass 2 starts there.
-            prompt_states, prefix = prompt_prefix(self.backbone.model, hooks, p_ids, p_mask)
+            if self.prefix_cache:
+                # Pass 1 (no grad): the prompt through every layer into a KV cache, with its extract-layer states (the
+                # trigger state). Nothing after the prompt changes what its positions compute: pass 2 starts there.
+                prompt_states, prefix = prompt_prefix(model, hooks, p_ids, p_mask)
+            else:
+                prompt_states = prompt_states_of(model, hooks, p_ids, p_mask)
             h = module.value_space.aggregator(prompt_states, p_mask.bool())
             bridge = module.make_bridge(h, prompt_states, p_mask.bool()).tokens
-            # Pass 2: the guided, teacher-forced [Bridge Tokens ; target]; gradients reach only the bridge. Only the
-            # logits that predict the target are computed: on a 262k vocabulary (Gemma) the rest cost more than the
-            # layers.
-            t = t_ids.shape[1]
-            out = bridged_continuation(self.backbone.model, hooks, prefix, p_mask, bridge, t_ids, t_mask, self.pad,
-                                       logits_to_keep=t + 1)
+            # Pass 2: the guided, teacher-forced target; gradients reach only the bridge. By default only
+            # [bridge ; target] runs, and only the logits that predict the target are computed: on a 262k vocabulary
+            # (Gemma) the rest cost more than the layers.
+            if self.prefix_cache:
+                out = bridged_continuation(model, hooks, prefix, p_mask, bridge, t_ids, t_mask, self.pad,
+                                           logits_to_keep=t + 1)
+            else:
+                out = bridged_forward(model, hooks, p_ids, p_mask, bridge, t_ids, t_mask, self.pad)
             # The target's extract-layer states, which the bridge influences (it enters at or below that layer).
             states = hooks.captured[:, -t:].float()
         logits = out.logits[:, -(t + 1) : -1].float()  # the same slice whether or not the model honours the keyword
