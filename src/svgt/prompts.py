@@ -73,34 +73,30 @@ def format_prompt(tokenizer: Any, prompt: str | list[dict[str, str]], chat_templ
     return prompt
 
 
-def _last_user_text(prompt: str | list[dict[str, str]]) -> tuple[str, int | None] | None:
-    """The text the parts are cut from: the prompt itself, or the last user message's (with its index)."""
-    if not isinstance(prompt, list):
-        return prompt, None
-    users = [i for i, m in enumerate(prompt) if m.get("role") == "user"]
-    return (prompt[users[-1]]["content"], users[-1]) if users else None
-
-
-def _as_prompt(prompt: str | list[dict[str, str]], index: int | None, text: str) -> str | list[dict[str, str]]:
-    """`text` as a prompt of the same kind as `prompt`: in a conversation, in place of its last user message."""
-    if index is None:
-        return text
-    return [*prompt[:index], {**prompt[index], "content": text}, *prompt[index + 1 :]]
+def _pieces(prompt: str | list[dict[str, str]], boundary: re.Pattern[str]) -> list[str | list[dict[str, str]]]:
+    """The prompt's (last user) text split at `boundary`, each piece with a word character as a prompt of the same
+    kind (in a conversation, in place of that message); [] when there are fewer than two such pieces."""
+    if isinstance(prompt, list):
+        users = [i for i, m in enumerate(prompt) if m.get("role") == "user"]
+        if not users:
+            return []
+        text = prompt[users[-1]]["content"]
+    else:
+        text = prompt
+    pieces = [p for p in (p.strip() for p in boundary.split(text)) if re.search(r"\w", p)]
+    if len(pieces) < 2:
+        return []
+    if isinstance(prompt, list):
+        i = users[-1]
+        return [[*prompt[:i], {**prompt[i], "content": p}, *prompt[i + 1 :]] for p in pieces]
+    return pieces
 
 
 def paragraph_prompts(prompt: str | list[dict[str, str]]) -> list[str | list[dict[str, str]]]:
     """The prompt once per paragraph of its (last user) text, as prompts of the same kind; [] for one paragraph.
 
     Paragraphs are split at blank lines; ones without a word character (a `---` rule) are dropped."""
-    found = _last_user_text(prompt)
-    if found is None:
-        return []
-    text, index = found
-    parts = [p.strip() for p in _PARAGRAPH_BREAK.split(text)]
-    parts = [p for p in parts if re.search(r"\w", p)]
-    if len(parts) < 2:
-        return []
-    return [_as_prompt(prompt, index, p) for p in parts]
+    return _pieces(prompt, _PARAGRAPH_BREAK)
 
 
 def last_sentence_prompt(prompt: str | list[dict[str, str]]) -> list[str | list[dict[str, str]]]:
@@ -108,13 +104,7 @@ def last_sentence_prompt(prompt: str | list[dict[str, str]]) -> list[str | list[
 
     A sentence ends at . ! ? or : followed by whitespace, or at a line break, so "... my first question: <request>"
     ends in the request alone. Pieces without a word character are dropped."""
-    found = _last_user_text(prompt)
-    if found is None:
-        return []
-    text, index = found
-    pieces = [p.strip() for p in _SENTENCE_END.split(text)]
-    pieces = [p for p in pieces if re.search(r"\w", p)]
-    return [_as_prompt(prompt, index, pieces[-1])] if len(pieces) > 1 else []
+    return _pieces(prompt, _SENTENCE_END)[-1:]
 
 
 def part_prompts(prompt: str | list[dict[str, str]], paragraphs: bool = True,
