@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from svgt import data as svdata
 from svgt.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from svgt.config import TrainConfig
-from svgt.hooks import accepts, padded_positions
+from svgt.hooks import keep_logits, padded_positions
 from svgt.prompts import encode_prompts
 from svgt.training.metrics import auroc
 from svgt.training.probe import layer_sweep
@@ -46,7 +46,7 @@ def yes_log_odds(backbone: Backbone, prompts: list[str], batch_size: int = 16) -
     out = torch.zeros(len(prompts))
     # Only the last position's logits are read: over Gemma's 262k-token vocabulary, every position's would cost more
     # than the layers.
-    extra = {"logits_to_keep": 1} if accepts(backbone.model, "logits_to_keep") else {}
+    extra = keep_logits(backbone.model, 1)
     for start in tqdm(range(0, len(prompts), batch_size), desc="yes/no", unit="batch", leave=False):
         ids, mask = encode_prompts(tok, prompts[start : start + batch_size], device=backbone.device, max_tokens=256)
         logits = backbone.model(input_ids=ids, attention_mask=mask, position_ids=padded_positions(mask),

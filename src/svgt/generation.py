@@ -26,7 +26,7 @@ from transformers import DynamicCache
 
 from .backbone import Backbone
 from .config import GenerationConfig
-from .hooks import (BackboneHooks, ForwardPlan, accepts, bridge_block, cache_keyword, padded_positions,
+from .hooks import (BackboneHooks, ForwardPlan, bridge_block, cache_keyword, keep_logits, padded_positions,
                     prompt_states)
 from .module import ValueModule
 from .prompts import encode_prompts, left_pad, part_ids
@@ -187,7 +187,7 @@ class GuidedDecoder:
         self.cfg = cfg
         self.guided = cfg.guidance and module is not None
         self.k = module.config.num_bridge_tokens if self.guided else 0
-        self.keep_last = accepts(self.model, "logits_to_keep")
+        self.keep_last = keep_logits(self.model, 1)  # once: the signature check is not free on every step
         self.cache_kwarg = cache_keyword(self.model)
         self.placeholder = backbone.tokenizer.pad_token_id or 0
         self.stop_strings = stop_strings(backbone, cfg)
@@ -198,7 +198,6 @@ class GuidedDecoder:
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, plan: ForwardPlan | None) -> torch.Tensor:
         if self.hooks is not None:
             self.hooks.plan = plan
-        extra = {"logits_to_keep": 1} if self.keep_last else {}
         try:
             out = self.model(
                 input_ids=ids,
@@ -206,7 +205,7 @@ class GuidedDecoder:
                 position_ids=positions,
                 use_cache=True,
                 **{self.cache_kwarg: self.cache},
-                **extra,
+                **self.keep_last,
             )
         finally:
             if self.hooks is not None:

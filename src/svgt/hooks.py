@@ -60,6 +60,13 @@ def accepts(model: nn.Module, name: str) -> bool:
     return name in inspect.signature(model.forward).parameters
 
 
+def keep_logits(model: nn.Module, last: int) -> dict[str, int]:
+    """The keyword that limits `model`'s logits to the `last` positions, where it takes one (else, or for `last` 0,
+    none: every position's logits). Over Gemma's 262k-token vocabulary every position's logits cost more than the
+    layers."""
+    return {"logits_to_keep": last} if last and accepts(model, "logits_to_keep") else {}
+
+
 def cache_keyword(model: nn.Module) -> str:
     """The keyword `model.forward` takes its KV cache by: transformers 5.24 renamed `past_key_values` to `cache`."""
     return "cache" if accepts(model, "cache") else "past_key_values"
@@ -242,9 +249,9 @@ def bridged_forward(
         cols = slice(m_len, m_len + k)
         plan = ForwardPlan(cols, bridge_tokens, bridge_block(total, total, cols, device))
     hooks.plan = plan
-    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep and accepts(model, "logits_to_keep") else {}
     try:
-        return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False, **extra)
+        return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False,
+                     **keep_logits(model, logits_to_keep))
     finally:
         hooks.plan = None
 
@@ -260,10 +267,9 @@ def prompt_prefix(model: nn.Module, hooks: BackboneHooks, prompt_ids: torch.Tens
     through the graph. `hooks` must be attached."""
     cache = DynamicCache()
     hooks.plan = ForwardPlan()
-    extra = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
     try:
         model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=padded_positions(prompt_mask),
-              use_cache=True, **{cache_keyword(model): cache}, **extra)
+              use_cache=True, **{cache_keyword(model): cache}, **keep_logits(model, 1))
     finally:
         hooks.plan = None
     return hooks.captured.float(), cache
@@ -294,10 +300,9 @@ def bridged_continuation(
     positions = prompt_mask.long().sum(-1, keepdim=True) + torch.arange(k + t, device=device)
     cols = slice(m_len, m_len + k)
     hooks.plan = ForwardPlan(slice(0, k), bridge_tokens, bridge_block(k + t, m_len + k + t, cols, device))
-    extra = {"logits_to_keep": logits_to_keep} if logits_to_keep and accepts(model, "logits_to_keep") else {}
     try:
         return model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                     **{cache_keyword(model): prefix}, **extra)
+                     **{cache_keyword(model): prefix}, **keep_logits(model, logits_to_keep))
     finally:
         hooks.plan = None
 

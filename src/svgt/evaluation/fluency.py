@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
-from ..hooks import accepts, padded_positions
+from ..hooks import keep_logits, padded_positions
 from ..prompts import format_prompt, has_chat_template
 
 PROTOCOL = (
@@ -60,7 +60,7 @@ def response_nll(backbone: Backbone, prompts: list[str], responses: list[str], *
             mask[b, width_c - len(context) : width_c + len(answer)] = 1
         ids, mask = ids.to(backbone.device), mask.to(backbone.device)
         keep = width_a + 1
-        extra = {"logits_to_keep": keep} if accepts(backbone.model, "logits_to_keep") else {}
+        extra = keep_logits(backbone.model, keep)
         logits = backbone.model(input_ids=ids, attention_mask=mask, position_ids=padded_positions(mask),
                                 use_cache=False, **extra).logits[:, -keep:-1].float()
         logp = torch.log_softmax(logits, -1).gather(-1, ids[:, width_c:, None]).squeeze(-1).double()

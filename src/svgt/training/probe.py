@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone
-from ..hooks import accepts, padded_positions
+from ..hooks import keep_logits, padded_positions
 from ..prompts import encode_prompts
 from .metrics import auroc
 
@@ -36,7 +36,7 @@ def last_token_states(backbone: Backbone, prompts: list[str], batch_size: int = 
     tok = backbone.tokenizer
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: torch.Tensor | None = None
-    extra = {"logits_to_keep": 1} if accepts(backbone.model, "logits_to_keep") else {}
+    extra = keep_logits(backbone.model, 1)
     for start in tqdm(range(0, len(order), batch_size), desc="probe states", unit="batch", leave=False):
         idx = order[start : start + batch_size]
         ids, mask = encode_prompts(tok, [prompts[i] for i in idx], device=backbone.device,
