@@ -334,7 +334,7 @@ def test_first_bridge_comes_from_the_most_unsafe_paragraph(llama):
 
 def test_the_last_sentence_is_scored_on_its_own(llama):
     # On, whichever of the whole prompt and its last sentence scores higher builds the first bridge; off (the
-    # default), only the whole.
+    # shipped modules' setting), only the whole.
     module = make_module(llama)
     cfg = dict(max_new_tokens=2, stop_at_eos=False)
     for tail in ("a request", "zq zq zq"):
@@ -345,6 +345,13 @@ def test_the_last_sentence_is_scored_on_its_own(llama):
         s_whole, s_alone = whole.telemetry[0].bridge_score, alone.telemetry[0].bridge_score
         assert s_whole != pytest.approx(s_alone, abs=1e-6)  # else the test could not tell which was taken
         assert scored.telemetry[0].bridge_score == pytest.approx(max(s_whole, s_alone), abs=1e-7)
+        # A module that scores the last sentence (its gate was chosen so) does it unless the run says otherwise.
+        module.config.score_last_sentence = True
+        own = generate(llama, module, [prompt], GenerationConfig(**cfg))
+        off = generate(llama, module, [prompt], GenerationConfig(score_last_sentence=False, **cfg))
+        module.config.score_last_sentence = False
+        assert own.telemetry[0].bridge_score == pytest.approx(max(s_whole, s_alone), abs=1e-7)
+        assert off.telemetry[0].bridge_score == pytest.approx(s_whole, abs=1e-7)
 
 
 class _ScriptedScores(GuidedDecoder):

@@ -120,6 +120,20 @@ def test_multi_paragraph_prompt_scores_paragraphs_like_generate(server, guided):
     assert ref.token_ids != whole.token_ids  # the paragraphs changed the first bridge here, so the test has teeth
 
 
+def test_a_module_that_scores_the_last_sentence_is_served_like_generate(server, guided):
+    messages = [{"role": "user", "content": "A long document about gardening and weeds. Now answer: zq zq zq"}]
+    whole = _expected(guided, messages, max_new_tokens=6)
+    guided.module.config.score_last_sentence = True  # the server reads the module's setting per request
+    try:
+        resp = _client(server).chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0)
+        ref = _expected(guided, messages, max_new_tokens=6)
+    finally:
+        guided.module.config.score_last_sentence = False
+    assert resp.choices[0].message.content == ref.texts[0]
+    assert resp.svgt["max_score"] == pytest.approx(max(ref.telemetry[0].score), abs=1e-5)
+    assert ref.telemetry[0].bridge_score > whole.telemetry[0].bridge_score  # the sentence was scored, and won
+
+
 def test_guidance_off_per_request(server, guided):
     client = _client(server)
     off = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=8, temperature=0,

@@ -310,6 +310,25 @@ def test_retune_saves_the_chosen_margin_and_keeps_weights_and_other_metrics(monk
                                   "max_overrefusal": 0.1}
 
 
+def test_retune_chooses_under_and_saves_the_last_sentence_setting_it_is_given(monkeypatch, tmp_path):
+    from svgt import load_pretrained, save_pretrained
+
+    trainer = _fake_tuning(monkeypatch)
+    seen = []
+    fake = trainer.generate
+    monkeypatch.setattr(trainer, "generate", lambda backbone, module, prompts, gen, batch_size: (
+        seen.append(module.config.score_last_sentence), fake(backbone, module, prompts, gen, batch_size))[1])
+    bb = tiny_backbone("llama")
+    save_pretrained(make_module(bb), tmp_path, bb)
+    trainer.retune(bb, tmp_path, TrainConfig(margins=[0, 2], gate_thresholds=[None], contrast=0,
+                                             score_last_sentence=True))
+    assert seen and all(seen)  # every tuning run scored under it
+    assert load_pretrained(tmp_path, bb).config.score_last_sentence is True
+    seen.clear()
+    trainer.retune(bb, tmp_path, TrainConfig(margins=[0, 2], gate_thresholds=[None], contrast=0))  # None: keep it
+    assert seen and all(seen) and load_pretrained(tmp_path, bb).config.score_last_sentence is True
+
+
 def test_train_mines_hard_negatives_then_trains_the_discriminator_again(cache, tmp_path, monkeypatch):
     import json
 

@@ -62,6 +62,11 @@ class ValueModuleConfig:
     answer is the backbone's own, token for token, at no extra cost; a refresh likewise leaves a row as it is while
     its newest `s` is at or below it (and inserts a bridge into a gated row once it is above). None: no gate. An
     inference-time choice, searched with the margin on the tuning set (`svgt train` reports the search)."""
+    score_last_sentence: bool = False
+    """Whether the first bridge also scores a prompt's last sentence on its own (`GenerationConfig.score_last_sentence`
+    when that is None). Kept with the gate because the gate threshold is calibrated on the scores it produces: a
+    jailbreak preamble pulls the whole prompt's score to the safe side, its closing request does not. An
+    inference-time choice, set before the tuning check (`TrainConfig.score_last_sentence`)."""
     gate_init: float = 1e-2
     """Initial value of the bridge gate α; near zero so an untrained bridge is close to `h_v` itself."""
 
@@ -154,13 +159,13 @@ class GenerationConfig:
     the whole prompt and its paragraphs scores most unsafe. A long document around a request pulls the whole
     prompt's score far to the safe side (HarmBench val's contextual behaviors: s ≈ -8 with their context, up to +12
     without it). Costs one forward up to the extract layer per paragraph, once per prompt."""
-    score_last_sentence: bool = False
+    score_last_sentence: bool | None = None
     """Also score the last sentence of a prompt of several sentences on its own (`prompts.last_sentence_prompt`;
     whichever part scores most unsafe builds the first bridge). A jailbreak preamble ends in its request ("...my first
     question: <request>"), and the preamble around it pulls the whole prompt's score to the safe side: HarmBench val
     in held-out wrappers scored below plain edgy questions, and with this on scores like plain HarmBench val; more
-    benign prompts pass the gate too (docs/value-judgment.md, "Scoring the last sentence"). Off by default until the
-    shipped modules' margin and gate are chosen and their test sets measured with it on. One more forward up to the
+    benign prompts pass the gate too (docs/value-judgment.md, "Scoring the last sentence"). None: the module's own
+    setting (`ValueModuleConfig.score_last_sentence`, which its gate was chosen under). One more forward up to the
     extract layer, once per prompt."""
     stop_at_eos: bool = True
     """Stop a row at the backbone's stop tokens and stop strings; False decodes `max_new_tokens` whatever is picked."""
@@ -212,6 +217,10 @@ class TrainConfig:
     contextual_examples: int = 0
     """Harmful and benign prompts each, written as a request after a benign context (see svgt.data.augment); 0, the
     default, adds none. Measured with 400 and max_prompt_tokens=256 (docs/data.md and docs/training.md): it did not help."""
+    score_last_sentence: bool | None = None
+    """The module's `ValueModuleConfig.score_last_sentence`, set before the tuning check chooses its margin and gate
+    (so `svgt train --retune --set score_last_sentence=true` re-chooses them under it). None: a new module's default
+    (False), or a retuned module's own."""
     wrapped_examples: int = 0
     """Harmful and benign prompts each, written into the same jailbreak-style wrapper (see svgt.data.wrappers), for
     stages 1-2; in stage 3 a quarter of the refusals are wrapped harmful ones and as many wrapped benign ones keep the

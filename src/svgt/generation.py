@@ -224,7 +224,7 @@ class GuidedDecoder:
     def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep_logits: bool = False,
             paragraphs: list[list[list[int]]] | None = None) -> GenerationResult:
         """`paragraphs`: per row, the token ids of each part of its prompt as a prompt of its own (`prompts.part_ids`),
-        scored when `cfg.score_paragraphs` or `cfg.score_last_sentence`; None or [] for a row scores only its prompt."""
+        scored when `cfg.score_paragraphs` or `scores_last_sentence`; None or [] for a row scores only its prompt."""
         cfg = self.cfg
         batch, device = input_ids.shape[0], input_ids.device
         generator = None
@@ -243,7 +243,8 @@ class GuidedDecoder:
     def _begin(self, attention_mask: torch.Tensor, paragraphs: list[list[list[int]]] | None) -> torch.Tensor:
         """A fresh cache for a batch of prompts with this mask (and these paragraphs, kept only where the config
         scores them); returns the prompts' lengths, what `_prefill` takes."""
-        self.paragraphs = paragraphs if self.cfg.score_paragraphs or self.cfg.score_last_sentence else None
+        scored = self.cfg.score_paragraphs or scores_last_sentence(self.cfg, self.module)
+        self.paragraphs = paragraphs if scored else None
         self.cache = DynamicCache()
         self.attn = attention_mask.long()
         return self.attn.sum(-1)
@@ -519,17 +520,25 @@ class GuidedDecoder:
         return GenerationResult(rows, texts, telemetry, finish_reasons, step_logits, step_bridges)
 
 
+def scores_last_sentence(config: GenerationConfig, module: ValueModule | None) -> bool:
+    """Whether a run scores each prompt's last sentence for its first bridge: the config's setting, else the
+    module's (its gate was chosen under it)."""
+    if config.score_last_sentence is not None:
+        return config.score_last_sentence
+    return module is not None and module.config.score_last_sentence
+
+
 def encode_batch(backbone: Backbone, module: ValueModule | None, prompts: list[str] | list[list[dict[str, str]]],
                  config: GenerationConfig, chat_template: bool = True,
                  ) -> tuple[torch.Tensor, torch.Tensor, list[list[list[int]]] | None]:
     """`(input_ids, attention_mask, paragraphs)` of one batch as `GuidedDecoder.run` takes them: the ids of the
     prompts' parts only where they will be scored (guidance on, a module, `config.score_paragraphs` or
-    `config.score_last_sentence`)."""
+    `scores_last_sentence`)."""
     ids, mask = encode_prompts(backbone.tokenizer, prompts, chat_template, backbone.device)
     paragraphs = None
-    if (config.score_paragraphs or config.score_last_sentence) and config.guidance and module is not None:
-        paragraphs = [part_ids(backbone.tokenizer, p, chat_template, config.score_paragraphs,
-                               config.score_last_sentence) for p in prompts]
+    last = scores_last_sentence(config, module)
+    if (config.score_paragraphs or last) and config.guidance and module is not None:
+        paragraphs = [part_ids(backbone.tokenizer, p, chat_template, config.score_paragraphs, last) for p in prompts]
     return ids, mask, paragraphs
 
 

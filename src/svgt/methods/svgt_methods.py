@@ -145,7 +145,8 @@ class SVGTInjectMethod(_ModuleMethod):
         for i in range(0, len(prompts), batch_size):
             chunk = prompts[i : i + batch_size]
             ids, mask = encode_prompts(self.backbone.tokenizer, chunk, device=self.backbone.device)
-            paragraphs = [part_ids(self.backbone.tokenizer, p) for p in chunk]
+            last = self.module.config.score_last_sentence
+            paragraphs = [part_ids(self.backbone.tokenizer, p, last_sentence=last) for p in chunk]
             with self._inject(self._corrections(ids, mask, paragraphs)):
                 res = generate(self.backbone, None, chunk, cfg, batch_size=len(chunk))
             texts += res.texts

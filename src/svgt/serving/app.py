@@ -159,11 +159,12 @@ def create_app(
 
     def paragraphs(req: ParsedRequest) -> list[list[int]]:
         """Each part (paragraph, last sentence) as a prompt of its own, for the first bridge's score
-        (GenerationConfig.score_paragraphs, score_last_sentence)."""
+        (GenerationConfig.score_paragraphs, and the module's score_last_sentence: requests cannot change either)."""
         if guided.module is None or not req.guidance.enabled:
             return []
         with scheduler.tokenizer_lock:
-            return part_ids(tokenizer, req.prompt, req.kind == "chat")
+            return part_ids(tokenizer, req.prompt, req.kind == "chat",
+                            last_sentence=guided.module.config.score_last_sentence)
 
     def encode(req: ParsedRequest) -> list[int]:
         chat = req.kind == "chat"

@@ -213,7 +213,8 @@ def train(
     overrides = {name: getattr(cfg, name) for name in ("extract_layer", "insert_layer")
                  if getattr(cfg, name) is not None}
     mcfg = ValueModuleConfig.for_backbone(backbone.hidden_size, backbone.num_layers, value_dim=cfg.value_dim,
-                                          num_bridge_tokens=cfg.num_bridge_tokens, **overrides)
+                                          num_bridge_tokens=cfg.num_bridge_tokens,
+                                          score_last_sentence=bool(cfg.score_last_sentence), **overrides)
     torch.manual_seed(cfg.seed)
     # The module trains in float32 on the backbone's device, whatever the backbone's dtype (states are cast up as
     # they are batched; Bridge Tokens are cast to the backbone's dtype where they enter it).
@@ -222,6 +223,8 @@ def train(
         from ..artifact import load_pretrained
 
         module = load_pretrained(out, backbone)
+        if cfg.score_last_sentence is not None:
+            module.config.score_last_sentence = cfg.score_last_sentence
     layer = mcfg.extract_layer
 
     t = time.time()
@@ -402,6 +405,8 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     cfg = cfg or TrainConfig()
     out = Path(out_dir)
     module = load_pretrained(out, backbone).eval()
+    if cfg.score_last_sentence is not None:  # the margin and gate below are chosen under the new setting
+        module.config.score_last_sentence = cfg.score_last_sentence
     saved = read_config(out)
     t = time.time()
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
