@@ -157,6 +157,19 @@ def test_resume_refuses_other_settings(ctx, tmp_path):
         run_evaluation({"open": DummyMethod("open", False)}, ctx, SUITES[1:], tmp_path, max_new_tokens=16)
 
 
+def test_a_method_resumed_with_other_settings_is_refused_not_mixed(ctx, tmp_path):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_evaluation({"guard": DummyMethod("guard", True, fail_after=2)}, ctx, SUITES, tmp_path, batch_size=1)
+    retuned = DummyMethod("guard", False)  # e.g. a module whose gate was re-chosen in place
+    with pytest.raises(ValueError, match="refuse"):
+        run_evaluation({"guard": retuned}, ctx, SUITES, tmp_path, batch_size=1)
+    assert retuned.answered == [] and len(read_lines(tmp_path / "responses.jsonl")) == 2
+    again = DummyMethod("guard", True)
+    again.prepare = lambda c, m=again, p=again.prepare: {**p(c), "recorded_later": 1}  # a new key alone: resumes
+    run_evaluation({"guard": again}, ctx, SUITES, tmp_path, batch_size=1)
+    assert len(again.answered) == 9 - 2
+
+
 def test_refuses_tuning_prompts_in_evaluation(tmp_path):
     leaky = MethodContext(tiny_backbone("llama"), [], [], [], ["What is the capital of France?"])
     with pytest.raises(ValueError, match="training/tuning"):

@@ -15,7 +15,6 @@ import os
 import resource
 import threading
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -169,6 +168,16 @@ def _check_resume(path: Path, settings: dict[str, Any]) -> None:
         path.write_text(json.dumps(settings, indent=1), encoding="utf-8")
 
 
+def _check_same_params(name: str, before: dict[str, Any], now: dict[str, Any], out: Path) -> None:
+    """A resumed method must answer as it did: mixing rows from two settings (a module retuned in place, another
+    artifact) would report a rate of neither. Keys only one side has are not compared, so runs written before a
+    method recorded a setting still resume."""
+    changed = {k: (before[k], now[k]) for k in before.keys() & now.keys() if before[k] != now[k]}
+    if changed:
+        raise ValueError(f"{out}: {name} now prepares with other settings than its stored responses were generated "
+                         f"with (before, now): {changed}; use a new out_dir or another method name")
+
+
 def _generate(method: Method, name: str, suite: Suite, todo: list[EvalPrompt], log: JsonlLog, device: torch.device,
               max_new_tokens: int, batch_size: int, trajectory_ids: set[str]) -> None:
     for start in tqdm(range(0, len(todo), batch_size), desc=f"{name}/{suite.name}", unit="batch", leave=False):
@@ -242,8 +251,8 @@ def run_evaluation(methods: dict[str, Method], ctx: MethodContext, suites: list[
         if (name,) not in prepared.keys:
             prepared.append([{"method": name, "params": params, "prepare_seconds": time.perf_counter() - start,
                               "search": _jsonable(method.search)}])
-        elif next(r for r in prepared.rows if r["method"] == name)["params"] != params:
-            warnings.warn(f"{name}: prepare() chose other params than before the restart; keeping the first")
+        else:
+            _check_same_params(name, next(r for r in prepared.rows if r["method"] == name)["params"], params, out)
         for suite in tqdm(loaded, desc=name, unit="suite", leave=False):
             _generate(method, name, suite, todo[suite.name], responses, device, max_new_tokens, batch_size,
                       trajectory_ids if suite is loaded[0] else set())

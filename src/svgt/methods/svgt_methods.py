@@ -35,7 +35,10 @@ class _ModuleMethod(Method):
         self.backbone = ctx.backbone
         self.module, artifact = _load_module(ctx)
         self.params["artifact"] = artifact
+        # Everything the module's answers depend on beyond its weights, so a run resumed after a retune is caught.
         self.params["margin"] = self.module.config.margin
+        self.params["gate_threshold"] = self.module.config.gate_threshold
+        self.params["score_last_sentence"] = self.module.config.score_last_sentence
         if self.grid:
             self.params, self.search = tune(self, self.grid, ctx)
         return self.params
