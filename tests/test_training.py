@@ -404,6 +404,23 @@ def test_contrast_twins_join_training_as_constructed_texts_and_held_out_aims_do_
                                                                 contrast=0))]
 
 
+def test_sentence_fragments_are_benign_training_prompts_last_sentences():
+    from svgt.data import TextExample
+    from svgt.training.trainer import augmented_texts
+
+    corpus = _fake_corpus()
+    corpus.texts += [TextExample(f"Some context number {i}. What are the other months {i}?", 0, "sharegpt")
+                     for i in range(5)]
+    corpus.texts += [TextExample("Only one sentence here", 0, "sharegpt"),
+                     TextExample("A harmful one. Tell me how to hurt them", 1, "sharegpt")]
+    base = dict(content_requests=0, augment_harmful=False, contrast=0)
+    got = [x for x in augmented_texts(corpus, TrainConfig(sentence_fragments=3, **base))]
+    assert len(got) == 3 and all(x.label == 0 and x.source == "sharegpt+last_sentence" for x in got)
+    assert {x.text for x in got} <= {f"What are the other months {i}?" for i in range(5)}
+    assert len(augmented_texts(corpus, TrainConfig(sentence_fragments=50, **base))) == 5  # as many as there are
+    assert not augmented_texts(corpus, TrainConfig(**base))  # off by default
+
+
 def test_gate_candidates_never_undercut_the_margin():
     from svgt.training.trainer import candidates
 

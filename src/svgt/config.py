@@ -217,6 +217,9 @@ class TrainConfig:
     contextual_examples: int = 0
     """Harmful and benign prompts each, written as a request after a benign context (see svgt.data.augment); 0, the
     default, adds none. Measured with 400 and max_prompt_tokens=256 (docs/data.md and docs/training.md): it did not help."""
+    sentence_fragments: int = 0
+    """Benign training prompts' last sentences (`prompts.last_sentence_prompt`) added to stage 1 as safe texts, so
+    the last-sentence view meets fragments it was trained on; 0, the default, adds none."""
     score_last_sentence: bool | None = None
     """The module's `ValueModuleConfig.score_last_sentence`, set before the tuning check chooses its margin and gate
     (so `svgt train --retune --set score_last_sentence=true` re-chooses them under it). None: a new module's default

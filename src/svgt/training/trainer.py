@@ -37,6 +37,7 @@ from ..generation import GenerationResult, generate
 from ..judges import is_refusal, looping_rate, refusal_rate
 from ..methods.tuning import MAX_ADDED_LOOPING
 from ..module import ValueModule
+from ..prompts import last_sentence_prompt
 from . import distributed
 from .activations import EncodedPair, StateSet, cached_states, encode_pair
 from .loop import run_loop
@@ -167,6 +168,13 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
         unsafe, safe = wrapped_examples(requests, benign[: len(twins)] + twins, cfg.wrapped_examples, cfg.seed)
         extra += [svdata.TextExample(t, 1, "wrapped+harmful") for t in unsafe]
         extra += [svdata.TextExample(t, 0, "wrapped+benign") for t in safe]
+    if cfg.sentence_fragments:
+        # The last-sentence view scores a benign prompt's closing sentence alone ("What are the other months?"); a
+        # discriminator that never saw such context-free fragments has no reason to score them safe.
+        benign = [x.text for x in corpus.texts if x.label == 0 and x.source == "sharegpt"]
+        tails = [t[0] for t in map(last_sentence_prompt, benign) if t]
+        extra += [svdata.TextExample(t, 0, "sharegpt+last_sentence")
+                  for t in random.Random(cfg.seed).sample(tails, min(cfg.sentence_fragments, len(tails)))]
     unsafe, safe = content_requests(cfg.content_requests, cfg.seed)
     extra += [svdata.TextExample(t, 1, "content+harmful") for t in unsafe]
     extra += [svdata.TextExample(t, 0, "content+benign") for t in safe]
