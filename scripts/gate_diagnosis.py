@@ -17,6 +17,7 @@ from pathlib import Path
 
 from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import load_backbone
+from svgt.data.records import file_lines
 from svgt.judges import is_refusal
 from svgt.training.trainer import first_bridge_scores
 
@@ -35,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         config = read_config(args.artifact)
     except ArtifactError as exc:
         parser.error(f"{exc} (expected an `svgt train --out` folder)")
-    lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line]  # not splitlines(): U+2028
-    rows = [r for r in map(json.loads, lines)
+    rows = [r for r in map(json.loads, file_lines(path.read_text(encoding="utf-8")))
             if r["suite"] == args.suite and r["method"] == args.method and r["kind"] == "harmful"]
     if not rows:
         parser.error(f"{path}: no harmful {args.suite!r} answers of method {args.method!r}")

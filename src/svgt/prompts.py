@@ -110,8 +110,8 @@ def last_sentence_prompt(prompt: str | list[dict[str, str]]) -> list[str | list[
 def part_prompts(prompt: str | list[dict[str, str]], paragraphs: bool = True,
                  last_sentence: bool = False) -> list[str | list[dict[str, str]]]:
     """The parts of a prompt that are also scored on their own for its first bridge: its paragraphs, then its last
-    sentence unless that is a paragraph. The defaults are `GenerationConfig`'s (`score_paragraphs`,
-    `score_last_sentence`)."""
+    sentence unless that is a paragraph. The defaults are `GenerationConfig.score_paragraphs`'s and the shipped
+    modules' `ValueModuleConfig.score_last_sentence`."""
     parts = paragraph_prompts(prompt) if paragraphs else []
     tail = last_sentence_prompt(prompt) if last_sentence else []
     return parts + [t for t in tail if t not in parts]

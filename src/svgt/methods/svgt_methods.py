@@ -145,10 +145,10 @@ class SVGTInjectMethod(_ModuleMethod):
         texts: list[str] = []
         tokens: list[int] = []
         start = time.perf_counter()
+        last = self.module.config.score_last_sentence
         for i in range(0, len(prompts), batch_size):
             chunk = prompts[i : i + batch_size]
             ids, mask = encode_prompts(self.backbone.tokenizer, chunk, device=self.backbone.device)
-            last = self.module.config.score_last_sentence
             paragraphs = [part_ids(self.backbone.tokenizer, p, last_sentence=last) for p in chunk]
             with self._inject(self._corrections(ids, mask, paragraphs)):
                 res = generate(self.backbone, None, chunk, cfg, batch_size=len(chunk))

@@ -57,6 +57,13 @@ def _log(msg: str) -> None:
         tqdm.write(f"svgt train: {msg}")
 
 
+def _apply_inference_settings(module: ValueModule, cfg: TrainConfig) -> None:
+    """The inference-time settings `cfg` fixes before the tuning check (`TrainConfig.score_last_sentence`); None
+    keeps the module's own (a new module's default)."""
+    if cfg.score_last_sentence is not None:
+        module.config.score_last_sentence = cfg.score_last_sentence
+
+
 def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int, desc: str) -> list[str]:
     """The unguided backbone's greedy answers, cached on disk by backbone + prompts + length. Several processes
     each answer every `world_size()`-th batch; the main process writes the one cache file."""
@@ -221,8 +228,7 @@ def train(
     overrides = {name: getattr(cfg, name) for name in ("extract_layer", "insert_layer")
                  if getattr(cfg, name) is not None}
     mcfg = ValueModuleConfig.for_backbone(backbone.hidden_size, backbone.num_layers, value_dim=cfg.value_dim,
-                                          num_bridge_tokens=cfg.num_bridge_tokens,
-                                          score_last_sentence=bool(cfg.score_last_sentence), **overrides)
+                                          num_bridge_tokens=cfg.num_bridge_tokens, **overrides)
     torch.manual_seed(cfg.seed)
     # The module trains in float32 on the backbone's device, whatever the backbone's dtype (states are cast up as
     # they are batched; Bridge Tokens are cast to the backbone's dtype where they enter it).
@@ -231,8 +237,7 @@ def train(
         from ..artifact import load_pretrained
 
         module = load_pretrained(out, backbone)
-        if cfg.score_last_sentence is not None:
-            module.config.score_last_sentence = cfg.score_last_sentence
+    _apply_inference_settings(module, cfg)
     layer = mcfg.extract_layer
 
     t = time.time()
@@ -413,8 +418,7 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     cfg = cfg or TrainConfig()
     out = Path(out_dir)
     module = load_pretrained(out, backbone).eval()
-    if cfg.score_last_sentence is not None:  # the margin and gate below are chosen under the new setting
-        module.config.score_last_sentence = cfg.score_last_sentence
+    _apply_inference_settings(module, cfg)  # the margin and gate below are chosen under them
     saved = read_config(out)
     t = time.time()
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
