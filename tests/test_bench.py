@@ -1,5 +1,6 @@
 """The speed benchmark on tiny random backbones: structure, interleaving, equal lengths, outputs. Never timings."""
 
+import functools
 import json
 import math
 import random
@@ -308,15 +309,38 @@ def test_fixed_rounds_still_get_paired_ratios_and_intervals(result):
 # --- the floor: the bridge rows' cost above the insert layer ------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])  # nn.Linear, and GPT-2's transposed Conv1D
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_row_cost_on_a_tiny_model(family):
     backbone = tiny_backbone(family)
-    cost = row_cost(backbone, 8, 1, batch=2, repeats=3)
+    cost = row_cost(backbone, 8, 1, batch=2, repeats=3, context=5)
     assert cost.one_ms > 0 and cost.many_ms > 0 and cost.extra_ms >= 0
-    assert (cost.layers, cost.insert_layer, cost.upper_layers, cost.k, cost.batch) == (4, 1, 3, 8, 2)
+    assert (cost.layers, cost.insert_layer, cost.upper_layers, cost.k, cost.batch, cost.context) == (4, 1, 3, 8, 2, 5)
     assert json.loads(json.dumps(cost.to_json()))["extra_ms"] == cost.extra_ms
     with pytest.raises(ValueError, match="k >= 1"):
         row_cost(backbone, 0, 1)
+    with pytest.raises(ValueError, match="context >= 1"):
+        row_cost(backbone, 8, 1, context=0)
+
+
+def test_row_cost_times_forwards_over_an_unchanged_cache(monkeypatch):
+    """Every timed forward sees the same `context`-long cache (a fresh copy each), at 1 and K + 1 new rows alternately,
+    with logits for the last row only: a cache that grew between forwards would time longer and longer attention."""
+    backbone = tiny_backbone("llama")
+    seen = []
+    forward = backbone.model.forward
+
+    @functools.wraps(forward)  # keeps the signature row_cost reads `logits_to_keep` from
+    def spy(*args, **kwargs):
+        past = kwargs.get("past_key_values")
+        if past is not None:
+            seen.append((kwargs["input_ids"].shape[1], past.get_seq_length(), kwargs.get("logits_to_keep")))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(backbone.model, "forward", spy)
+    row_cost(backbone, 4, 1, repeats=3, context=7)
+    assert len(seen) == 8  # a warm-up pass and 3 timed passes, each at both row counts
+    assert {length for _, length, _ in seen} == {7} and {keep for _, _, keep in seen} == {1}
+    assert [rows for rows, _, _ in seen] == [5, 1, 1, 5, 5, 1, 1, 5]
 
 
 def test_floor_ratio_counts_the_first_bridge_and_every_refresh():
@@ -327,21 +351,48 @@ def test_floor_ratio_counts_the_first_bridge_and_every_refresh():
     assert floor_ratio(cost, 1, 64, baseline_s=4.0) == pytest.approx(1 + 63 * 0.0091 / 4.0)
     assert floor_ratio(cost, 5, 64, baseline_s=4.0) == pytest.approx(1 + 13 * 0.0091 / 4.0)
     assert RowCost(1.0, 0.9, 1, 8, 30, 17, 2).extra_ms == 0.0  # timing noise never makes rows free
+    # from svgt's own unguided decoding when given: 3.6 s unguided against 4.0 s for the baseline
+    assert floor_ratio(cost, 1, 64, baseline_s=4.0, unguided_s=3.6) == pytest.approx((3.6 + 63 * 0.0091) / 4.0)
 
 
 def test_quick_reports_the_floor_beside_the_guided_ratios():
     r = run_benchmark("random:tiny-llama", quick=True, repeats=2, new_tokens=[6], prompt_lens=[4], memory=False,
                       max_seconds=0.0)
     (cost,) = r["floor"]["row_cost"]
-    assert (cost["k"], cost["insert_layer"], cost["layers"]) == (8, 1, 4)
+    # priced over the cell's cache halfway through: 4 prompt tokens, 8 bridge columns, 3 of 6 new tokens
+    assert (cost["k"], cost["insert_layer"], cost["layers"], cost["context"]) == (8, 1, 4, 15)
     assert set(r["floor_ratios"]) == {"svgt_r1_fast", "svgt_r5_fast"}  # only the fused-refresh variants
     stats = r["cells"][0]["variants"]
+    # per round, more bridge passes on the same base: r=1's floor lies above r=5's
+    assert r["floor_ratios"]["svgt_r1_fast"] > r["floor_ratios"]["svgt_r5_fast"] > 0
     for name in ("svgt_r1_fast", "svgt_r5_fast"):
-        assert r["floor_ratios"][name] >= 1.0
         assert r["gaps_to_floor"][name] == pytest.approx(r["ratios"][name] - r["floor_ratios"][name])
         assert stats[name]["gap_to_floor"] == pytest.approx(stats[name]["ratio"] - stats[name]["floor_ratio"])
     assert "floor_ratio" not in stats["svgt_off"]
+    # timed at the end of every timed round, not once after them all
+    assert cost["rounds"] == r["cells"][0]["rounds"] == len(cost["extra_ms_rounds"])
+    rounds = [name for phase, name in r["cells"][0]["order"] if phase in ("timed", "floor")]
+    assert rounds == (QUICK_VARIANTS + ["row_cost"]) * r["cells"][0]["rounds"]
     json.dumps(r, allow_nan=False)
+
+
+def test_the_floor_is_priced_round_by_round():
+    """Each round's row cost is divided by the baseline's time of that same round: a machine that ran slow for a
+    round slows both, and the round's floor stays where it was."""
+    def cost(extra_ms: float) -> RowCost:  # 13 layers above the insert layer
+        return RowCost(one_ms=1.0, many_ms=1.0 + extra_ms / 13, batch=1, k=8, layers=30, insert_layer=17, threads=2)
+
+    stats = {"hf_generate": {"times_s": [1.0, 3.0, 1.0]}, "svgt_r1_fast": {"ratio": 1.7}}
+    summary = bench_runner._floors(stats, [parse_variant("hf_generate"), parse_variant("svgt_r1_fast")],
+                                   [cost(10.0), cost(30.0), cost(20.0)], 64)
+    # per round 1 + 63 passes × (10, 30, 20) ms / (1, 3, 1) s = 1.63, 1.63, 2.26; the median of medians would say 2.26
+    assert stats["svgt_r1_fast"]["floor_ratio"] == pytest.approx(1.63)
+    assert stats["svgt_r1_fast"]["gap_to_floor"] == pytest.approx(0.07)
+    assert summary["rounds"] == 3 and summary["extra_ms_rounds"] == pytest.approx([10.0, 30.0, 20.0])
+    # with svgt_off in the run, a round's floor starts from svgt_off's time in that round, not the baseline's
+    stats["svgt_off"] = {"times_s": [0.9, 2.7, 0.9]}
+    bench_runner._floors(stats, [parse_variant("svgt_r1_fast")], [cost(10.0), cost(30.0), cost(20.0)], 64)
+    assert stats["svgt_r1_fast"]["floor_ratio"] == pytest.approx(1.53)  # 0.9 + 0.63, 2.7 + 1.89, 0.9 + 1.26
 
 
 # --- the report -----------------------------------------------------------------------------------------------------

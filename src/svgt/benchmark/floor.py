@@ -3,22 +3,25 @@ layer.
 
 A plain decoding step pushes 1 row per sequence through every decoder layer; a fused fast refresh pushes K + 1 (the
 new Bridge Tokens ride along with the next token), but only from the insert layer up: below it the bridge rows are
-dropped (`ForwardPlan.lower_skip`). Whatever the decoder does, those K rows must go through the linear layers of the
-layers above the insert layer, so a refresh step costs at least a plain step plus that work. Timing the linear layers
-of one decoder layer at both row counts gives it on the machine at hand, in a few hundred small matmuls; divided by
-the baseline's time it is the lowest ratio a guided variant can reach, printed beside the measured one so that the
-gap to the physical limit is visible.
+dropped (`ForwardPlan.lower_skip`). Whatever the decoder does, those K rows must go through every layer above the
+insert layer (projections, attention over the cache, norms, MLP), so a refresh step costs at least a plain step plus
+that work. Timing the backbone's own decoding forward over a cache at 1 and at K + 1 new rows gives it on the machine
+at hand; scaled to the layers above the insert layer and added to svgt's unguided decoding time (`svgt_off`, whose
+loop is leaner than HF's `generate`), then divided by the baseline's time, it is the lowest ratio a guided variant
+can reach, printed beside the measured one so that the gap to the physical limit (guidance's own work: the value
+module, the bridge's masks and cache moves) is visible.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..backbone import Backbone
 from .measure import synchronize
@@ -27,14 +30,17 @@ from .measure import synchronize
 @dataclass(frozen=True)
 class RowCost:
     one_ms: float
-    """Linear layers of one decoder layer at `batch` rows (one per sequence): a plain step's share."""
+    """A decoding forward at `batch` new rows (one per sequence) over a `context`-long cache, per decoder layer: a
+    plain step's share of one layer."""
     many_ms: float
-    """The same at `batch * (k + 1)` rows: a fused refresh's share above the insert layer."""
+    """The same at `batch * (k + 1)` new rows: a fused refresh's share of one layer above the insert layer."""
     batch: int
     k: int
     layers: int
     insert_layer: int
     threads: int
+    context: int = 0
+    """Cached positions the timed forwards attend to (0: timed by an earlier version, linear layers only)."""
 
     @property
     def upper_layers(self) -> int:
@@ -42,56 +48,53 @@ class RowCost:
 
     @property
     def extra_ms(self) -> float:
-        """What the bridge rows add to one refresh step: their linear work in every layer from the insert layer up."""
+        """What the bridge rows add to one refresh step: their work in every layer from the insert layer up."""
         return self.upper_layers * max(self.many_ms - self.one_ms, 0.0)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "upper_layers": self.upper_layers, "extra_ms": self.extra_ms}
 
 
-def _linears(layer: nn.Module) -> list[tuple[nn.Module, int]]:
-    """The layer's matmuls with their input width: `nn.Linear`, and GPT-2's `Conv1D` (weight stored transposed)."""
-    out = []
-    for m in layer.modules():
-        if isinstance(m, nn.Linear):
-            out.append((m, m.in_features))
-        elif type(m).__name__ == "Conv1D" and getattr(m, "weight", None) is not None:
-            out.append((m, m.weight.shape[0]))
-    return out
-
-
-def _median_ms(fn, repeats: int, device: str) -> float:
+def _timed_ms(fn, device: str) -> float:
+    synchronize(device)
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    synchronize(device)
+    return (time.perf_counter() - start) * 1e3
 
 
-def row_cost(backbone: Backbone, k: int, insert_layer: int, *, batch: int = 1, repeats: int = 50) -> RowCost:
-    """Time the linear layers of the first decoder layer at `batch` rows and at `batch * (k + 1)` rows (median of
-    `repeats` calls each, row counts alternating per layer so that drift in machine load hits both alike).
+def row_cost(backbone: Backbone, k: int, insert_layer: int, *, batch: int = 1, repeats: int = 30,
+             context: int = 96) -> RowCost:
+    """Time the backbone's decoding forward at `batch` and at `batch * (k + 1)` new rows over a `context`-long KV
+    cache (random token ids; median of `repeats` forwards each, the two row counts alternating so that drift in
+    machine load hits both alike; each forward gets a fresh copy of the cache, copied outside the timing).
 
-    All decoder layers of a model have the same shapes, so one layer times the layer count is the stack; attention,
-    norms and the LM head are left out (they are either per-row cheap or the same in both steps)."""
-    if k < 1 or batch < 1 or repeats < 1:
-        raise ValueError(f"need k >= 1, batch >= 1 and repeats >= 1, got {k}, {batch}, {repeats}")
-    linears = _linears(backbone.layers[0])
-    if not linears:
-        raise ValueError(f"{backbone.name}: no linear layers found in decoder layer 0")
-    device = str(backbone.device)
-    dtype = next(backbone.layers[0].parameters()).dtype
-    totals = {1: 0.0, k + 1: 0.0}
+    Only the last row's logits are computed at either count, as in decoding, so the LM head costs the same in both
+    and cancels in `extra_ms`; the whole forward is divided by the layer count, since every decoder layer of a model
+    has the same shapes. The default context is the quick cell's middle (a 64-token prompt, 8 bridge columns, half
+    of 64 new tokens); `svgt bench` passes each cell's own."""
+    if k < 1 or batch < 1 or repeats < 1 or context < 1:
+        raise ValueError(f"need k >= 1, batch >= 1, repeats >= 1 and context >= 1, got {k}, {batch}, {repeats}, "
+                         f"{context}")
+    model, device = backbone.model, str(backbone.device)
+    vocab = int(model.get_input_embeddings().weight.shape[0])
+    gen = torch.Generator().manual_seed(0)
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     with torch.inference_mode():
-        for m, width in linears:
-            for rows in totals:
-                x = torch.randn(batch, rows, width, device=backbone.device, dtype=dtype)
-                totals[rows] += _median_ms(lambda m=m, x=x: m(x), repeats, device)
-    return RowCost(totals[1], totals[k + 1], batch, k, backbone.num_layers, insert_layer, torch.get_num_threads())
+        prefix = torch.randint(vocab, (batch, context), generator=gen).to(backbone.device)
+        cache = model(input_ids=prefix, use_cache=True).past_key_values
+        counts = [1, k + 1]
+        ids = {r: torch.randint(vocab, (batch, r), generator=gen).to(backbone.device) for r in counts}
+        times: dict[int, list[float]] = {r: [] for r in counts}
+        for i in range(repeats + 1):  # the first pass is a warm-up
+            for r in counts if i % 2 else counts[::-1]:
+                past = copy.deepcopy(cache)
+                ms = _timed_ms(lambda: model(input_ids=ids[r], past_key_values=past, use_cache=True, **keep), device)
+                if i > 0:
+                    times[r].append(ms)
+    layers = backbone.num_layers
+    one, many = (statistics.median(times[r]) / layers for r in counts)
+    return RowCost(one, many, batch, k, layers, insert_layer, torch.get_num_threads(), context)
 
 
 def bridge_passes(refresh_every: int, new_tokens: int) -> int:
@@ -102,7 +105,10 @@ def bridge_passes(refresh_every: int, new_tokens: int) -> int:
     return 1 + max(refreshes, 0)
 
 
-def floor_ratio(cost: RowCost, refresh_every: int, new_tokens: int, baseline_s: float) -> float:
-    """The lowest time over the baseline's a guided variant can reach: the baseline's own generation plus the bridge
-    rows' work above the insert layer, and nothing else (svgt's loop and the value module taken as free)."""
-    return 1.0 + bridge_passes(refresh_every, new_tokens) * cost.extra_ms / 1e3 / baseline_s
+def floor_ratio(cost: RowCost, refresh_every: int, new_tokens: int, baseline_s: float,
+                unguided_s: float | None = None) -> float:
+    """The lowest time over the baseline's a guided variant can reach: an unguided generation through svgt's own
+    decoder (`unguided_s`, the `svgt_off` variant; the baseline's own time when not given) plus the bridge rows' work
+    above the insert layer, and nothing else (the value module, the bridge's masks and cache moves taken as free)."""
+    start = baseline_s if unguided_s is None else unguided_s
+    return (start + bridge_passes(refresh_every, new_tokens) * cost.extra_ms / 1e3) / baseline_s

@@ -52,11 +52,14 @@ def _floor_line(result: dict[str, Any]) -> list[str]:
     parts = []
     for c in result["floor"]["row_cost"]:
         one = f"{c['batch']} row" + ("s" if c["batch"] > 1 else "")
-        parts.append(f"batch {c['batch']}: {c['one_ms']:.3f} ms at {one}, {c['many_ms']:.3f} ms at "
-                     f"{c['batch'] * (c['k'] + 1)} rows, × {c['upper_layers']} layers = {c['extra_ms']:.2f} ms")
-    return ["- floor: the lowest ratio a guided variant can reach on this machine = 1 + (first bridge + refreshes) × "
-            "one bridge pass / hf_generate's median time, where a bridge pass is the K bridge rows' linear-layer work "
-            f"from the insert layer up (linear layers of one decoder layer, {'; '.join(parts)}); gap = ratio − floor"]
+        parts.append(f"batch {c['batch']}, {c.get('context', '?')} cached: {c['one_ms']:.3f} ms at {one}, "
+                     f"{c['many_ms']:.3f} ms at {c['batch'] * (c['k'] + 1)} rows, × {c['upper_layers']} layers = "
+                     f"{c['extra_ms']:.2f} ms (medians over rounds)")
+    return ["- floor: the lowest ratio a guided variant can reach on this machine = (svgt_off's time + (first bridge "
+            "+ refreshes) × one bridge pass) / hf_generate's time, in each timed round, then the median over rounds; "
+            "a bridge pass is "
+            "the K bridge rows' work in the layers from the insert layer up (a decoding forward over the cache, per "
+            f"decoder layer, {'; '.join(parts)}); gap = ratio − floor"]
 
 
 def _cell_table(cell: dict[str, Any]) -> list[str]:

@@ -8,6 +8,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +26,9 @@ from .variants import (
 SCHEMA = "svgt-bench/1"
 FULL_AXES = dict(batch_sizes=[1, 8], prompt_lens=[64, 512], new_tokens=[64, 512])
 QUICK_AXES = dict(batch_sizes=[1], prompt_lens=[64], new_tokens=[64])
+FLOOR_REPEATS = 3
+"""Forwards at each row count per timed round for the floor (after one warm-up pair): about half a second a round on
+the default backbone, against ~20 s for the round's generations."""
 MAX_SECONDS = 240.0
 """`--quick`'s default cap on a cell's timed rounds (wall clock): on a 2-core CPU about 13 rounds of the default
 backbone's quick cell (~18 s a round), which reaches ±2% when a per-round ratio scatters by about 3%."""
@@ -67,6 +71,7 @@ def _summarise(v: Variant, runs: list[dict[str, Any]], batch: int, new: int) -> 
         "ttft_s": median([r["ttft_s"] for r in runs]),
         "ms_per_token": 1000 * statistics.mean(steps) if steps else None,
         "step_ms": [round(1000 * s, 4) for s in steps],
+        "step_ms_rounds": [[round(1000 * s, 4) for s in r["step_s"]] for r in runs],
         "tokens_generated": tokens[0] if len(tokens) == 1 else tokens,
         "lengths_match": tokens == [new],
         "forwards_per_generation": runs[0]["forwards"],
@@ -112,10 +117,11 @@ def _stop(intervals: dict[str, RatioInterval], elapsed: float, round_s: float, m
 def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, prompt: int, new: int, *,
               repeats: int, warmup: int, device: str, memory: bool, time_limit_s: float | None,
               progress: bool, adaptive: bool = False, max_seconds: float = MAX_SECONDS,
-              target: float = TARGET) -> dict[str, Any]:
+              target: float = TARGET, floor: bool = False) -> dict[str, Any]:
     """Warm-up rounds, then timed rounds: `repeats` of them, or with `adaptive` at least `repeats` and then more
     until every variant's interval is within ±`target` of its median ratio or the timed rounds would pass
-    `max_seconds`; then the untimed passes (memory, gate telemetry)."""
+    `max_seconds`; then the untimed passes (memory, gate telemetry). With `floor`, every timed round ends by timing
+    the bridge rows' cost (`row_cost`), so that each round's floor is priced at that round's machine speed."""
     ids, mask = prompt_batch(backbone, batch, prompt)
     k = module.config.num_bridge_tokens
     runners = {v.name: make_runner(v, backbone, module, ids, mask, new) for v in variants}
@@ -124,6 +130,9 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
     skipped: dict[str, str] = {}
     order: list[list[str]] = []
     rate: float | None = None  # seconds per token position, from the baseline's prefill in this cell
+    floor = floor and k > 0
+    context = prompt + k + new // 2  # the cache a refresh attends to, halfway through the generation
+    costs: list[RowCost] = []
 
     def allowed(v: Variant) -> bool:
         if v.name in skipped:
@@ -154,6 +163,10 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
     rounds, stopped, started = 0, "fixed", time.perf_counter()
     while True:
         run_round("timed")
+        if floor:
+            costs.append(row_cost(backbone, k, module.config.insert_layer, batch=batch, context=context,
+                                  repeats=FLOOR_REPEATS))
+            order.append(["floor", "row_cost"])
         rounds += 1
         if rounds < repeats:
             continue
@@ -180,6 +193,7 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
         stats[v.name]["token_forwards"] = token_forwards(v, batch, prompt, new, k)
     _ratios(stats, BASELINE)
     _ratios(stats, "svgt_off")
+    cell_floor = _floors(stats, variants, costs, new) if costs else None
 
     for v in variants:  # untimed passes, after the timed rounds: memory, and how often a gate let a refresh through
         if "skipped" in stats[v.name]:
@@ -191,8 +205,11 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
             tel = make_runner(with_telemetry(v), backbone, module, ids, mask, new)()
             stats[v.name].update(tel.info)
             order.append(["telemetry", v.name])
-    return {"batch": batch, "prompt_len": prompt, "new_tokens": new, "rounds": rounds, "stopped": stopped,
+    cell = {"batch": batch, "prompt_len": prompt, "new_tokens": new, "rounds": rounds, "stopped": stopped,
             "timed_s": timed_s, "order": order, "variants": stats}
+    if cell_floor is not None:
+        cell["row_cost"] = cell_floor
+    return cell
 
 
 def _overall_ratios(cells: list[dict[str, Any]], names: list[str], key: str) -> dict[str, float]:
@@ -224,26 +241,24 @@ def _has_floor(v: Variant) -> bool:
         v.refresh_mode == "fast" or v.refresh_every == 0)
 
 
-def _floors(backbone: Backbone, module, cells: list[dict[str, Any]], variants: list[Variant],
-            progress: bool) -> dict[int, RowCost]:
-    """Measure the bridge rows' cost once per batch size and write each guided fast variant's `floor_ratio` and
-    `gap_to_floor` (its ratio minus the floor) into the cells."""
-    k, insert = module.config.num_bridge_tokens, module.config.insert_layer
-    costs: dict[int, RowCost] = {}
-    for cell in cells:
-        batch = cell["batch"]
-        if batch not in costs:
-            costs[batch] = row_cost(backbone, k, insert, batch=batch)
-            c = costs[batch]
-            _log(progress, f"row cost, batch {batch}: {c.one_ms:.3f} ms at {batch} rows, {c.many_ms:.3f} ms at "
-                 f"{batch * (k + 1)} rows per layer; {c.extra_ms:.2f} ms per bridge pass")
-        base = cell["variants"][BASELINE]
-        for v in variants:
-            s = cell["variants"][v.name]
-            if _has_floor(v) and "ratio" in s:
-                s["floor_ratio"] = floor_ratio(costs[batch], v.refresh_every, cell["new_tokens"], base["median_s"])
-                s["gap_to_floor"] = s["ratio"] - s["floor_ratio"]
-    return costs
+def _floors(stats: dict[str, dict[str, Any]], variants: list[Variant], costs: list[RowCost],
+            new: int) -> dict[str, Any]:
+    """Write each guided fast variant's `floor_ratio` and `gap_to_floor` (its ratio minus the floor) into `stats`,
+    and return the row cost's summary (medians over rounds, and every round's `extra_ms`). A round's floor is
+    `svgt_off`'s time in that round (the baseline's, if `svgt_off` did not run) plus the bridge passes priced at the
+    row cost timed at the end of that round, over the baseline's time in that round; `floor_ratio` is the median of
+    the rounds' floors, so a slow stretch of the machine moves a round's floor with its ratio."""
+    base = stats[BASELINE]["times_s"]
+    off = stats.get("svgt_off", {}).get("times_s") or base
+    for v in variants:
+        s = stats[v.name]
+        if _has_floor(v) and "ratio" in s:
+            s["floor_ratio"] = statistics.median(floor_ratio(c, v.refresh_every, new, b, u)
+                                                 for c, b, u in zip(costs, base, off))
+            s["gap_to_floor"] = s["ratio"] - s["floor_ratio"]
+    typical = replace(costs[0], one_ms=statistics.median(c.one_ms for c in costs),
+                      many_ms=statistics.median(c.many_ms for c in costs))
+    return {**typical.to_json(), "rounds": len(costs), "extra_ms_rounds": [c.extra_ms for c in costs]}
 
 
 def _stopped(cells: list[dict[str, Any]]) -> str:
@@ -293,8 +308,8 @@ def run_benchmark(
     rounds until every interval is within ±`target` of its median or a cell's timed rounds would pass
     `max_seconds` (default 240 s of wall clock per cell); `stopped` says which (`fixed` without `adaptive`), `rounds`
     the fewest rounds of any cell. `floor` (default: on with `quick`) times the Bridge Tokens' extra rows above the
-    insert layer on this machine and reports, per guided fast variant, the lowest ratio it could reach
-    (`floor_ratios`) and its gap to it.
+    insert layer on this machine at the end of every timed round and reports, per guided fast variant, the lowest
+    ratio it could reach (`floor_ratios`: the median over rounds of each round's floor) and its gap to it.
     """
     axes = QUICK_AXES if quick else FULL_AXES
     batch_sizes = list(batch_sizes or axes["batch_sizes"])
@@ -328,8 +343,8 @@ def run_benchmark(
     for batch, prompt, new in itertools.product(batch_sizes, prompt_lens, new_tokens):
         cells.append(_run_cell(backbone, module, parsed, batch, prompt, new, repeats=repeats, warmup=warmup,
                                device=device, memory=memory, time_limit_s=time_limit_s, progress=progress,
-                               adaptive=adaptive, max_seconds=max_seconds, target=target))
-    costs = _floors(backbone, module, cells, parsed, progress) if floor and module.config.num_bridge_tokens else {}
+                               adaptive=adaptive, max_seconds=max_seconds, target=target, floor=floor))
+    costs = [c["row_cost"] for c in cells if "row_cost" in c]
 
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -366,10 +381,11 @@ def run_benchmark(
         "ratio_vs_svgt_off_ci": _overall_intervals(cells, names, "svgt_off"),
     }
     if costs:
-        result["floor"] = {"row_cost": [c.to_json() for c in costs.values()], "what": (
-            "lowest ratio a guided variant can reach here: hf_generate's median time plus, per bridge pass (the "
-            "first bridge and every refresh), the K bridge rows' linear-layer work in the layers from the insert "
-            "layer up")}
+        result["floor"] = {"row_cost": costs, "what": (
+            "lowest ratio a guided variant can reach here: per timed round, svgt_off's time plus, per bridge pass "
+            "(the first bridge and every refresh), the K bridge rows' work in the layers from the insert layer up (a "
+            "decoding forward over the cell's cache timed at 1 and K + 1 new rows per sequence at the end of the "
+            "round), over hf_generate's time; the median over rounds")}
         result["floor_ratios"] = _overall_ratios(cells, names, "floor_ratio")
         result["gaps_to_floor"] = {n: result["ratios"][n] - f for n, f in result["floor_ratios"].items()}
     if training:
