@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     module = load_pretrained(args.artifact, backbone).eval()
     gate = module.config.gate_threshold
     cfg = TrainConfig()
-    sets = {k: v for k, v in tuning_sets(svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)).items()
-            if v}
+    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    sets = {k: v for k, v in tuning_sets(corpus, cfg.seed).items() if v}  # as scripts/refresh_check.py builds them
     plain = GenerationConfig(max_new_tokens=args.max_new_tokens, guidance=False)
     unguided = {name: generate(backbone, module, prompts, plain, batch_size=16).texts for name, prompts in sets.items()}
     rows = []

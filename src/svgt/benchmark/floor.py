@@ -63,38 +63,57 @@ def _timed_ms(fn, device: str) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+class RowTimer:
+    """Times the backbone's decoding forward at `batch` and at `batch * (k + 1)` new rows over a `context`-long KV
+    cache of random token ids. The cache is prefilled once, here, so that `svgt bench` can price the floor after every
+    round without a prefill each time; every timed forward gets a fresh copy of it (copied outside the timing)."""
+
+    def __init__(self, backbone: Backbone, k: int, insert_layer: int, *, batch: int = 1, context: int = 96) -> None:
+        if k < 1 or batch < 1 or context < 1:
+            raise ValueError(f"need k >= 1, batch >= 1 and context >= 1, got {k}, {batch}, {context}")
+        self.backbone, self.k, self.insert_layer, self.batch, self.context = backbone, k, insert_layer, batch, context
+        model = backbone.model
+        vocab = int(model.get_input_embeddings().weight.shape[0])
+        gen = torch.Generator().manual_seed(0)
+        self.keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+        self.counts = [1, k + 1]
+        with torch.inference_mode():
+            prefix = torch.randint(vocab, (batch, context), generator=gen).to(backbone.device)
+            self.cache = model(input_ids=prefix, use_cache=True).past_key_values
+            self.ids = {r: torch.randint(vocab, (batch, r), generator=gen).to(backbone.device) for r in self.counts}
+
+    def __call__(self, repeats: int) -> RowCost:
+        """Median of `repeats` forwards at each row count (after one warm-up pair), the two counts alternating so
+        that drift in machine load hits both alike."""
+        if repeats < 1:
+            raise ValueError(f"need repeats >= 1, got {repeats}")
+        model, device = self.backbone.model, str(self.backbone.device)
+        times: dict[int, list[float]] = {r: [] for r in self.counts}
+        with torch.inference_mode():
+            for i in range(repeats + 1):  # the first pass is a warm-up
+                for r in self.counts if i % 2 else self.counts[::-1]:
+                    past = copy.deepcopy(self.cache)
+                    ms = _timed_ms(lambda: model(input_ids=self.ids[r], past_key_values=past, use_cache=True,
+                                                 **self.keep), device)
+                    if i > 0:
+                        times[r].append(ms)
+        layers = self.backbone.num_layers
+        one, many = (statistics.median(times[r]) / layers for r in self.counts)
+        return RowCost(one, many, self.batch, self.k, layers, self.insert_layer, torch.get_num_threads(), self.context)
+
+
 def row_cost(backbone: Backbone, k: int, insert_layer: int, *, batch: int = 1, repeats: int = 30,
              context: int = 96) -> RowCost:
-    """Time the backbone's decoding forward at `batch` and at `batch * (k + 1)` new rows over a `context`-long KV
-    cache (random token ids; median of `repeats` forwards each, the two row counts alternating so that drift in
-    machine load hits both alike; each forward gets a fresh copy of the cache, copied outside the timing).
+    """The bridge rows' cost, timed once (`RowTimer`): the backbone's decoding forward at `batch` and at
+    `batch * (k + 1)` new rows over a `context`-long KV cache, median of `repeats` forwards each.
 
     Only the last row's logits are computed at either count, as in decoding, so the LM head costs the same in both
     and cancels in `extra_ms`; the whole forward is divided by the layer count, since every decoder layer of a model
     has the same shapes. The default context is the quick cell's middle (a 64-token prompt, 8 bridge columns, half
     of 64 new tokens); `svgt bench` passes each cell's own."""
-    if k < 1 or batch < 1 or repeats < 1 or context < 1:
-        raise ValueError(f"need k >= 1, batch >= 1, repeats >= 1 and context >= 1, got {k}, {batch}, {repeats}, "
-                         f"{context}")
-    model, device = backbone.model, str(backbone.device)
-    vocab = int(model.get_input_embeddings().weight.shape[0])
-    gen = torch.Generator().manual_seed(0)
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    with torch.inference_mode():
-        prefix = torch.randint(vocab, (batch, context), generator=gen).to(backbone.device)
-        cache = model(input_ids=prefix, use_cache=True).past_key_values
-        counts = [1, k + 1]
-        ids = {r: torch.randint(vocab, (batch, r), generator=gen).to(backbone.device) for r in counts}
-        times: dict[int, list[float]] = {r: [] for r in counts}
-        for i in range(repeats + 1):  # the first pass is a warm-up
-            for r in counts if i % 2 else counts[::-1]:
-                past = copy.deepcopy(cache)
-                ms = _timed_ms(lambda: model(input_ids=ids[r], past_key_values=past, use_cache=True, **keep), device)
-                if i > 0:
-                    times[r].append(ms)
-    layers = backbone.num_layers
-    one, many = (statistics.median(times[r]) / layers for r in counts)
-    return RowCost(one, many, batch, k, layers, insert_layer, torch.get_num_threads(), context)
+    if repeats < 1:
+        raise ValueError(f"need repeats >= 1, got {repeats}")
+    return RowTimer(backbone, k, insert_layer, batch=batch, context=context)(repeats)
 
 
 def bridge_passes(refresh_every: int, new_tokens: int) -> int:

@@ -57,9 +57,8 @@ def _floor_line(result: dict[str, Any]) -> list[str]:
                      f"{c['extra_ms']:.2f} ms (medians over rounds)")
     return ["- floor: the lowest ratio a guided variant can reach on this machine = (svgt_off's time + (first bridge "
             "+ refreshes) × one bridge pass) / hf_generate's time, in each timed round, then the median over rounds; "
-            "a bridge pass is "
-            "the K bridge rows' work in the layers from the insert layer up (a decoding forward over the cache, per "
-            f"decoder layer, {'; '.join(parts)}); gap = ratio − floor"]
+            "a bridge pass is the K bridge rows' work in the layers from the insert layer up (a decoding forward over "
+            f"the cache, per decoder layer, {'; '.join(parts)}); gap = ratio − floor"]
 
 
 def _cell_table(cell: dict[str, Any]) -> list[str]:

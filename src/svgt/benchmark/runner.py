@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..backbone import DEFAULT_BACKBONE, Backbone
-from .floor import RowCost, floor_ratio, row_cost
+from .floor import RowCost, RowTimer, floor_ratio
 from .measure import ForwardClock, environment, median, peak_memory, synchronize, token_times
 from .models import bench_backbone, bench_module, parameter_count, prompt_batch
 from .stats import LEVEL, RESAMPLES, SEED, TARGET, RatioInterval, bootstrap_ratio, converged
@@ -130,8 +130,9 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
     skipped: dict[str, str] = {}
     order: list[list[str]] = []
     rate: float | None = None  # seconds per token position, from the baseline's prefill in this cell
-    floor = floor and k > 0
-    context = prompt + k + new // 2  # the cache a refresh attends to, halfway through the generation
+    # The cache a refresh attends to, halfway through the generation; prefilled once for every round's row cost.
+    timer = RowTimer(backbone, k, module.config.insert_layer, batch=batch, context=prompt + k + new // 2) if (
+        floor and k > 0) else None
     costs: list[RowCost] = []
 
     def allowed(v: Variant) -> bool:
@@ -163,9 +164,8 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
     rounds, stopped, started = 0, "fixed", time.perf_counter()
     while True:
         run_round("timed")
-        if floor:
-            costs.append(row_cost(backbone, k, module.config.insert_layer, batch=batch, context=context,
-                                  repeats=FLOOR_REPEATS))
+        if timer is not None:
+            costs.append(timer(FLOOR_REPEATS))
             order.append(["floor", "row_cost"])
         rounds += 1
         if rounds < repeats:
