@@ -61,3 +61,13 @@ def stage3_step_against_full_forward(batcher, idx) -> tuple[float, float]:
     assert fast_grads and len(fast_grads) == len(ref_grads), "the bridge gets no gradient"
     grad = max(float((a - b).norm() / b.norm().clamp_min(1e-12)) for a, b in zip(fast_grads, ref_grads))
     return float((fast - ref).abs() / ref.abs()), grad
+
+
+def with_conditional_path(module: ValueModule, seed: int = 3) -> ValueModule:
+    """`module` with a cross-attention that counts: its out projection starts at zero (a no-op before stage 2), so
+    a test of what the decoder does with the prompt's side of the value space needs it set."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.value_space.cross_attn.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return module

@@ -3,7 +3,7 @@ would get alone (greedy), on every tiny family, with and without the gate and fa
 
 import pytest
 import torch
-from conftest import make_module
+from conftest import make_module, with_conditional_path
 from tiny import FAMILIES, tiny_backbone
 
 from svgt import GenerationConfig
@@ -27,9 +27,9 @@ def _alone(backbone, module, i, **cfg):
     return GuidedDecoder(backbone, module, config).run(ids, mask).token_ids[0]
 
 
-def _continuous(backbone, module, check=None, **cfg):
+def _continuous(backbone, module, check=None, left=None, **cfg):
     """Run ARRIVALS through one ContinuousBatch; per prompt, its tokens. `check(batch, rows, out)` runs after every
-    leave."""
+    leave; `left` (a dict), if given, gets each prompt's telemetry as it leaves."""
     out = {i: [] for i in range(len(PROMPTS))}
     rows: list[int] = []
     with ContinuousBatch(backbone, module, GenerationConfig(stop_at_eos=False, **cfg)) as batch:
@@ -43,7 +43,9 @@ def _continuous(backbone, module, check=None, **cfg):
             for row, token in zip(rows, batch.pick().tolist()):
                 out[row].append(token)
             done = [r for r, i in enumerate(rows) if len(out[i]) == TOKENS[i]]
-            batch.leave(done)
+            for r, row_telemetry in zip(done, batch.leave(done)):
+                if left is not None:
+                    left[rows[r]] = row_telemetry
             rows = [i for r, i in enumerate(rows) if r not in done]
             if check is not None:
                 check(batch, rows, out)
@@ -83,6 +85,24 @@ def test_rows_joining_and_leaving_get_the_tokens_they_get_alone(family, setting)
     out = _continuous(backbone, module, **cfg)
     for i in range(len(PROMPTS)):
         assert out[i] == _alone(backbone, module, i, **cfg), f"prompt {i}"
+
+
+@pytest.mark.parametrize("setting", ["bridged, fast refresh", "gated, fast refresh"])
+def test_rows_joining_and_leaving_keep_the_value_space_reading_their_own_prompt(llama, setting):
+    # With a cross-attention that counts, each refresh's value state depends on the row's prompt: the decoder's
+    # projected prompt memory must follow rows that join and leave.
+    module = with_conditional_path(make_module(llama))
+    cfg = dict(SETTINGS[setting], telemetry=True)
+    if setting.startswith("gated"):
+        cfg["gate_threshold"] = _gate_between(llama, module)
+    seen = {}
+    out = _continuous(llama, module, left=seen, **cfg)
+    for i in range(len(PROMPTS)):
+        ids, mask = left_pad([PROMPTS[i]], 0)
+        config = GenerationConfig(stop_at_eos=False, max_new_tokens=TOKENS[i], **cfg)
+        alone = GuidedDecoder(llama, module, config).run(ids, mask)
+        assert out[i] == alone.token_ids[0], f"prompt {i}"
+        assert seen[i].score == pytest.approx(alone.telemetry[0].score, abs=1e-5), f"prompt {i}"
 
 
 def test_leaving_rows_take_their_columns_with_them(llama):

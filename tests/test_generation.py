@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import make_module
+from conftest import make_module, with_conditional_path
 from tiny import FAMILIES, tiny_backbone
 
 from svgt import GenerationConfig, generate
@@ -378,3 +378,28 @@ def test_a_refresh_bridges_a_gated_row_only_past_the_insertion_threshold(llama):
     # By default a gated row waits until its response reads unsafe (s > 0), whatever a lower gate says.
     default = GuidedDecoder(llama, module, GenerationConfig(refresh_every=3))
     assert default._insert_threshold(-4.0) == 0.0 and default._insert_threshold(2.0) == 2.0
+
+
+def test_decoding_encodes_against_a_prompt_memory_built_once_per_batch(llama, monkeypatch):
+    """Each step's value state comes from the prompt's keys and values projected once (`ValueSpace.prompt_memory`),
+    and equals what the plain `encode` over the prompt's states gives: same tokens, same scores."""
+    module = with_conditional_path(make_module(llama))
+    cfg = dict(max_new_tokens=8, refresh_every=1, momentum=0.0, telemetry=True, gate_threshold=float("-inf"))
+    vs = module.value_space
+    calls = []
+    build = vs.prompt_memory
+    monkeypatch.setattr(vs, "prompt_memory", lambda *a: calls.append(1) or build(*a))
+    _, _, fast = _run(llama, module, **cfg)
+    assert len(calls) == 1
+    monkeypatch.setattr(vs, "encode_step", lambda h, memory: pytest.fail("the plain path was expected"))
+    vs.train()  # with dropout possible, the decoder encodes the plain way
+    try:
+        _, _, plain = _run(llama, module, **cfg)
+    finally:
+        vs.eval()
+    assert fast.token_ids == plain.token_ids
+    for a, b in zip(fast.telemetry, plain.telemetry):
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+    # The conditional path counts here: without it the scores differ.
+    _, _, without = _run(llama, make_module(llama), **cfg)
+    assert any(abs(a - b) > 1e-3 for a, b in zip(fast.telemetry[0].score, without.telemetry[0].score))

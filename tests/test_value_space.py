@@ -118,3 +118,56 @@ def test_unknown_config_keys_warn():
     cfg["from_the_future"] = 1
     with pytest.warns(UserWarning, match="from_the_future"):
         ValueModuleConfig.from_dict(cfg)
+
+
+def _autograd_gradient(vs, z):
+    zg = z.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(vs.score(zg).sum(), zg)
+    return g
+
+
+def test_closed_form_gradient_equals_autograd_for_the_shipped_discriminator():
+    m = _module(correction="gradient")
+    vs = m.value_space
+    for p in vs.discriminator.parameters():  # away from init, so GELU's curve is exercised on both sides
+        torch.nn.init.normal_(p, std=1.0)
+    z = 3 * torch.randn(32, 8)
+    dz, s = vs.correction(z)
+    assert torch.allclose(-dz, _autograd_gradient(vs, z), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(s, vs.score(z).detach(), rtol=1e-6, atol=1e-6)
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_other_discriminator_shapes_use_autograd():
+    m = _module(correction="gradient")
+    vs = m.value_space
+    vs.discriminator = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    z = torch.randn(16, 8)
+    with torch.inference_mode():
+        dz, _ = vs.correction(z)
+    assert torch.allclose(-dz, _autograd_gradient(vs, z), rtol=1e-5, atol=1e-6)
+    # An approximate GELU is not the derivative the closed form computes.
+    vs.discriminator = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU("tanh"), torch.nn.Linear(8, 1))
+    dz, _ = vs.correction(z)
+    assert torch.allclose(-dz, _autograd_gradient(vs, z), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_encode_step_with_a_prompt_memory_equals_encode(weight):
+    m = _module(conditional_weight=weight)
+    vs = m.value_space
+    for p in vs.cross_attn.parameters():  # the out projection starts at zero: make the conditional path count
+        torch.nn.init.normal_(p, std=0.5)
+    prompts = torch.randn(3, 7, 16)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[0, :3] = False  # left padding
+    mask[2, :6] = False
+    h = torch.randn(3, 16)
+    with torch.inference_mode():
+        want = vs.encode(h, prompts, mask)
+        got = vs.encode_step(h, vs.prompt_memory(prompts, mask))
+        unmasked = vs.encode_step(h, vs.prompt_memory(prompts))
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(unmasked, vs.encode(h, prompts), rtol=1e-5, atol=1e-5)
+    if weight:  # the padding is really left out
+        assert not torch.allclose(unmasked[0], got[0], atol=1e-4)

@@ -30,6 +30,7 @@ from .hooks import (BackboneHooks, ForwardPlan, bridge_block, cache_keyword, kee
                     prompt_states)
 from .module import ValueModule
 from .prompts import encode_prompts, left_pad, part_ids
+from .value_space import PromptMemory
 
 
 @dataclass
@@ -193,6 +194,8 @@ class GuidedDecoder:
         self.stop_strings = stop_strings(backbone, cfg)
         self.stopped_at: dict[int, int] = {}
         """Per row that a stop string ended: how many tokens it had then (the last one completed the string)."""
+        self._memory: tuple[torch.Tensor, torch.Tensor, PromptMemory] | None = None
+        """The prompt states and mask that `_prompt_memory` last projected, and its result."""
 
     # -- one forward ---------------------------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, plan: ForwardPlan | None) -> torch.Tensor:
@@ -216,8 +219,20 @@ class GuidedDecoder:
         """(z, s, state) of the newest token's extract-layer state `(B, d)`. Δz (a gradient) is left to the caller:
         a gate only needs `s`, and most steps need nothing."""
         vs = self.module.value_space
-        z = vs.encode(state.float(), self.prompt_states, self.prompt_mask)
+        if vs.training:  # dropout: the plain path
+            z = vs.encode(state.float(), self.prompt_states, self.prompt_mask)
+        else:
+            z = vs.encode_step(state.float(), self._prompt_memory())
         return z, vs.score(z), state
+
+    def _prompt_memory(self) -> PromptMemory:
+        """The prompt side of the value module's cross-attention, projected once per set of prompts: rebuilt only
+        when the prompt states change (a new batch, or rows that join or leave a continuous batch)."""
+        memo = self._memory
+        if memo is None or memo[0] is not self.prompt_states or memo[1] is not self.prompt_mask:
+            memory = self.module.value_space.prompt_memory(self.prompt_states, self.prompt_mask)
+            self._memory = memo = (self.prompt_states, self.prompt_mask, memory)
+        return memo[2]
 
     # -- the loop ------------------------------------------------------------------------------------------------
     @torch.inference_mode()

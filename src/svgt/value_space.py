@@ -6,6 +6,9 @@ Convention: the discriminator score `s > 0` means unsafe / misaligned. Δz point
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +42,24 @@ class Aggregator(nn.Module):
         scores = (self.norm(states) @ self.query).masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
         return torch.einsum("bt,btd->bd", weights, states)
+
+
+_SQRT_2PI = math.sqrt(2 * math.pi)
+
+
+@dataclass
+class PromptMemory:
+    """A prompt batch's keys and values for the conditional path's cross-attention, projected once.
+
+    Decoding encodes one new state per row per step against the same prompt; without this, each step would run the
+    prompt's every state through the input norm, `f_c` and the attention's key and value projections again."""
+
+    keys: torch.Tensor
+    """`(B, heads, M, d_v / heads)`."""
+    values: torch.Tensor
+    """Same shape as `keys`."""
+    allowed: torch.Tensor
+    """`(B, 1, 1, M)` bool: True where a query may attend (not padding)."""
 
 
 class ValueSpace(nn.Module):
@@ -93,17 +114,65 @@ class ValueSpace(nn.Module):
     def score(self, z: torch.Tensor) -> torch.Tensor:
         return self.discriminator(z).squeeze(-1)
 
+    def prompt_memory(self, prompt_states: torch.Tensor, prompt_mask: torch.Tensor | None = None) -> PromptMemory:
+        """The prompt's side of the cross-attention, for `encode_step`. Inference only (no dropout)."""
+        attn, dv = self.cross_attn, self.config.value_dim
+        heads = attn.num_heads
+        kv = self.f_c(self.input_norm(prompt_states))
+        _, w_k, w_v = attn.in_proj_weight.split(dv)
+        _, b_k, b_v = attn.in_proj_bias.split(dv)
+        batch, m = kv.shape[:2]
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, m, heads, dv // heads).transpose(1, 2)
+
+        if prompt_mask is None:
+            prompt_mask = torch.ones(batch, m, dtype=torch.bool, device=kv.device)
+        return PromptMemory(split(F.linear(kv, w_k, b_k)), split(F.linear(kv, w_v, b_v)),
+                            prompt_mask.bool()[:, None, None, :])
+
+    def encode_step(self, h_v: torch.Tensor, memory: PromptMemory) -> torch.Tensor:
+        """`encode(h_v, prompt_states, prompt_mask)` for states `(B, d)`, with the prompt's side from `memory`: the
+        same value state (to float rounding; a test holds them together), for a fraction of the work per step."""
+        x = self.input_norm(h_v)
+        u = self.f_u(x)
+        if self.config.conditional_weight == 0:
+            return self.readout(u)
+        attn, dv = self.cross_attn, self.config.value_dim
+        heads, batch = attn.num_heads, h_v.shape[0]
+        q = F.linear(self.f_c(x), attn.in_proj_weight[:dv], attn.in_proj_bias[:dv])
+        q = q.view(batch, heads, 1, dv // heads)
+        c = F.scaled_dot_product_attention(q, memory.keys, memory.values, attn_mask=memory.allowed)
+        c = attn.out_proj(c.reshape(batch, dv))
+        return self.readout(u + self.config.conditional_weight * c)
+
     def correction(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(Δz, s)`: differentiates only the small discriminator, never the backbone or encoders.
 
-        Works under a caller's `torch.inference_mode()`: the gradient is taken on a normal-mode copy of `z`.
-        """
-        with torch.inference_mode(False), torch.enable_grad():
-            zg = z.detach().clone().requires_grad_(True)
-            s = self.score(zg)
-            (g,) = torch.autograd.grad(s.sum(), zg)
-        s, g = s.detach(), g.detach()
+        Works under a caller's `torch.inference_mode()`: the gradient is taken on a normal-mode copy of `z` (or, for
+        the shipped discriminator's shape, in closed form: autograd's bookkeeping costs more than the arithmetic on
+        every decoding step that refreshes)."""
+        s, g = self._score_and_gradient(z)
         if self.config.correction == "gradient":
             return -g, s
         step = F.relu(s + self.config.margin).unsqueeze(-1) / g.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
         return -step * g, s
+
+    def _score_and_gradient(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(s, ds/dz)`, both detached."""
+        d = self.discriminator
+        parts = list(d) if isinstance(d, nn.Sequential) else []
+        if [type(p) for p in parts] == [nn.Linear, nn.GELU, nn.Linear] and parts[1].approximate == "none":
+            first, _, last = parts
+            with torch.no_grad():
+                h = F.linear(z, first.weight, first.bias)
+                s = F.linear(F.gelu(h), last.weight, last.bias).squeeze(-1)
+                # d gelu(h)/dh = Φ(h) + h·φ(h), the exact GELU's derivative, as autograd computes it.
+                slope = 0.5 * (1.0 + torch.erf(h / math.sqrt(2.0))) + h * torch.exp(-0.5 * h * h) / _SQRT_2PI
+                g = (slope * last.weight) @ first.weight
+            return s.detach(), g.detach()
+        with torch.inference_mode(False), torch.enable_grad():
+            zg = z.detach().clone().requires_grad_(True)
+            s = self.score(zg)
+            (g,) = torch.autograd.grad(s.sum(), zg)
+        return s.detach(), g.detach()
