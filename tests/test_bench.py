@@ -475,3 +475,56 @@ def test_cli_bench_max_seconds(monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["stopped"] in {"time cap", "converged"} and out["rounds"] == 2
     assert out["settings"]["max_seconds"] == 0.0 and "floor_ratios" in out and "ratio_ci" in out
+
+
+def _step_parts():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_parts.py"
+    spec = importlib.util.spec_from_file_location("step_parts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_parts_times_every_piece_and_puts_the_decoder_back():
+    """benchmarks/step_parts.py wraps library methods while it times them: it must count every call of a refresh
+    generation, time three forwards per refresh over the same cache without changing what is generated, and leave
+    the classes as they were."""
+    from conftest import make_module
+
+    from svgt import GenerationConfig
+    from svgt.bridge import LatentValueBridge
+    from svgt.generation import GuidedDecoder
+    from svgt.value_space import ValueSpace
+
+    parts = _step_parts()
+    backbone = tiny_backbone("llama")
+    module = make_module(backbone)
+    ids, mask = prompt_batch(backbone, 1, 6)
+    names = [(GuidedDecoder, "_forward"), (GuidedDecoder, "_observe"), (GuidedDecoder, "_move_bridge_columns"),
+             (ValueSpace, "correction"), (LatentValueBridge, "forward")]
+    before = {(o, n): o.__dict__[n] for o, n in names}
+    new, k = 5, module.config.num_bridge_tokens
+    cfg = GenerationConfig(max_new_tokens=new, refresh_every=1, momentum=0.3, gate_threshold=float("-inf"),
+                           stop_at_eos=False, telemetry=False)  # as the bench's svgt_r1_fast
+    outputs = []
+
+    def run():
+        outputs.append(GuidedDecoder(backbone, module, cfg).run(ids, mask).token_ids)
+
+    run()
+    totals, per = parts.pieces(run, 2)
+    assert len(totals) == 2 and all(t > 0 for t in totals)
+    # the prompt, the first bridge, a plain step (step 0), then a fused refresh for every later step
+    assert {label: runs[0][0] for label, runs in per.items() if label.startswith("backbone")} == {
+        "backbone forward: 6 rows": 1, f"backbone forward: {k} rows": 1, "backbone forward: 1 row": 1,
+        f"backbone forward: {k + 1} rows": new - 2}
+    assert per["bridge cache columns moved"][0][0] == new - 2
+    assert per["correction Δz (score and gradient)"][0][0] == new - 1  # the first bridge's and each refresh's
+    times = parts.forwards(run, 2)
+    assert {label: len(v) for label, v in times.items()} == {
+        "plain, 1 row": 2 * (new - 2), "plain, K + 1 rows": 2 * (new - 2), "fused refresh (svgt)": 2 * (new - 2)}
+    assert {(o, n): o.__dict__[n] for o, n in names} == before
+    assert all(out == outputs[0] for out in outputs)  # the side forwards ran on copies of the cache
