@@ -211,3 +211,20 @@ def test_sweep_scores_benign_answers_against_the_backbones_own(tmp_path):
     assert table[0]["tune_ppl"] > 1.0
     assert table[0]["tune_ppl"] == pytest.approx(table[0]["tune_ppl_unguided"])  # the backbone against itself
     assert list(ctx.extras["tune_unguided_ppl"]) == [(tuple(ctx.tune_benign), 4)]  # measured once, then reused
+
+
+def test_svgt_records_which_trained_module_it_ran_and_a_resumed_run_refuses_another(tmp_path):
+    """The artifact's path alone does not say which module answered: one retrained in place has the same path.
+    The weights' digest does, and a resumed evaluation stops rather than mixing the two modules' answers."""
+    from svgt.evaluation.runner import _check_same_params
+
+    ctx = _ctx(tmp_path)
+    before = make_method("svgt").prepare(ctx)
+    assert len(before["weights_sha256"]) == 16
+    assert make_method("svgt").prepare(ctx)["weights_sha256"] == before["weights_sha256"]
+    retrained = make_module(ctx.backbone, seed=7)
+    save_pretrained(retrained, tmp_path / "vm", ctx.backbone)
+    now = make_method("svgt").prepare(ctx)
+    assert now["artifact"] == before["artifact"] and now["weights_sha256"] != before["weights_sha256"]
+    with pytest.raises(ValueError, match="weights_sha256"):
+        _check_same_params("svgt", before, now, tmp_path)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -96,6 +97,19 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(config.get(key), dict):
             raise ArtifactError(f"{path}: missing or malformed field {key!r}")
     return config
+
+
+def weights_digest(directory: str | os.PathLike[str]) -> str:
+    """The first 16 hex digits of the SHA-256 of an artifact's weights file: which trained module it is, whatever
+    its path (an evaluation run records it, so a module retrained in place is not mistaken for the one before)."""
+    weights = Path(directory) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ArtifactError(f"{weights} not found")
+    digest = hashlib.sha256()
+    with weights.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def load_pretrained(directory: str | os.PathLike[str], backbone: Backbone) -> ValueModule:

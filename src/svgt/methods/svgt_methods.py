@@ -9,6 +9,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from ..artifact import weights_digest
 from ..config import GenerationConfig
 from ..generation import generate, prompt_value
 from ..hooks import BackboneHooks, prompt_states
@@ -35,6 +36,7 @@ class _ModuleMethod(Method):
         self.backbone = ctx.backbone
         self.module, artifact = _load_module(ctx)
         self.params["artifact"] = artifact
+        self.params["weights_sha256"] = weights_digest(artifact)
         # Everything the module's answers depend on beyond its weights, so a run resumed after a retune is caught.
         self.params["margin"] = self.module.config.margin
         self.params["gate_threshold"] = self.module.config.gate_threshold
