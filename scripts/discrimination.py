@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 
-from svgt import data as svdata
 from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import Backbone, load_backbone
 from svgt.config import TrainConfig
@@ -43,7 +42,7 @@ from svgt.module import ValueModule
 from svgt.training.activations import compute_states, encode_pair
 from svgt.training.stages import StateData, pair_scores
 from svgt.training.trainer import (auroc_vs_benign, backbone_answers, discrimination_report, first_bridge_scores,
-                                   tuning_sets)
+                                   tuning_sets_for)
 
 
 def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], answers: list[str],
@@ -79,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{exc} (expected an `svgt train --out` folder)")
     backbone = load_backbone(args.backbone or configs[0]["backbone"]["name"])
     cfg = TrainConfig()
-    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
-    sets = {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
+    sets = tuning_sets_for(cfg)
     heldout = contrast_prompts(seed=cfg.seed).heldout
     answers: dict[str, list[str]] = {}
     if args.answers:  # once for every artifact: the unguided backbone's answers do not depend on the module

@@ -14,13 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-from svgt import data as svdata
 from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import load_backbone
 from svgt.config import GenerationConfig, TrainConfig
 from svgt.generation import generate
 from svgt.judges import is_looping, is_refusal
-from svgt.training.trainer import tuning_sets
+from svgt.training.trainer import tuning_sets_for
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     module = load_pretrained(args.artifact, backbone).eval()
     gate = module.config.gate_threshold
     cfg = TrainConfig()
-    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
-    sets = {k: v for k, v in tuning_sets(corpus, cfg.seed).items() if v}  # as scripts/refresh_check.py builds them
+    sets = tuning_sets_for(cfg)
     plain = GenerationConfig(max_new_tokens=args.max_new_tokens, guidance=False)
     unguided = {name: generate(backbone, module, prompts, plain, batch_size=16).texts for name, prompts in sets.items()}
     rows = []

@@ -14,12 +14,11 @@ import argparse
 import json
 import time
 
-from svgt import data as svdata
 from svgt.config import GenerationConfig, TrainConfig
 from svgt.generation import generate
 from svgt.judges import looping_rate, refusal_rate
 from svgt.pipeline import load_guided_model
-from svgt.training.trainer import tuning_sets
+from svgt.training.trainer import tuning_sets_for
 
 
 def main() -> None:
@@ -31,8 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = TrainConfig()
     guided = load_guided_model()
-    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
-    sets = {k: v for k, v in tuning_sets(corpus, cfg.seed).items() if v}
+    sets = tuning_sets_for(cfg)
     print({k: len(v) for k, v in sets.items()}, "margin", guided.module.config.margin,
           "gate", guided.module.config.gate_threshold, flush=True)
 

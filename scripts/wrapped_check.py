@@ -12,11 +12,10 @@ import argparse
 import json
 import sys
 
-from svgt import data as svdata
 from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import load_backbone
 from svgt.config import TrainConfig
-from svgt.training.trainer import first_bridge_scores, tuning_sets, wrapped_check
+from svgt.training.trainer import first_bridge_scores, tuning_sets_for, wrapped_check
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{exc} (expected an `svgt train --out` folder)")
     backbone = load_backbone(configs[0]["backbone"]["name"])
     cfg = TrainConfig()
-    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
-    sets = {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
+    sets = tuning_sets_for(cfg)
     for a in args.artifacts:
         module = load_pretrained(a, backbone).eval()
         scores = {name: first_bridge_scores(backbone, module, prompts) for name, prompts in sets.items()}

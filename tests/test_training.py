@@ -582,3 +582,19 @@ def test_stage2_standalone_prompts_reuse_their_stage1_states(cache, tmp_path, mo
         assert data.states.response_states[i].shape[0] == 0
         assert any(torch.equal(data.states.prompt_states[i], t) for t in stage1)
     assert math.isfinite(metrics["stage2"][-1]["loss"])
+
+
+def test_tuning_sets_for_builds_the_configs_corpus_and_drops_empty_sets(monkeypatch):
+    from svgt.training import trainer
+
+    seen = {}
+
+    def corpus(seed, max_sharegpt):
+        seen.update(seed=seed, max_sharegpt=max_sharegpt)
+        return "corpus"
+
+    monkeypatch.setattr(trainer.svdata, "build_corpus", corpus)
+    monkeypatch.setattr(trainer, "tuning_sets", lambda c, seed: {"a": [f"{c}-{seed}"], "empty": [], "b": ["x"]})
+    cfg = TrainConfig(seed=3, max_sharegpt=50)
+    assert trainer.tuning_sets_for(cfg) == {"a": ["corpus-3"], "b": ["x"]}
+    assert seen == {"seed": 3, "max_sharegpt": 50}

@@ -510,6 +510,13 @@ def tuning_sets(corpus: Any, seed: int = 0) -> dict[str, list[str]]:
             "heldout_contrast": contrast_tuning_prompts(seed)}
 
 
+def tuning_sets_for(cfg: TrainConfig) -> dict[str, list[str]]:
+    """`tuning_sets` of the corpus `cfg` trains on, without the empty ones (no hard negatives unless mined): what
+    the scripts that measure a module on the tuning set read."""
+    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    return {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
+
+
 def contrast_tuning_prompts(seed: int = 0) -> list[str]:
     """One benign prompt per held-out contrast aim (svgt.data.contrast): the over-refusal column the gate and margin
     search sees by category. Tuning data only."""
