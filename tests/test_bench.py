@@ -17,6 +17,7 @@ from svgt.benchmark.measure import RssSampler
 from svgt.benchmark.models import prompt_batch, random_backbone
 from svgt.benchmark.stats import RatioInterval, bootstrap_ratio, converged, paired_ratios
 from svgt.benchmark.variants import parse_variant, token_forwards
+from svgt.hooks import cache_keyword
 
 VARIANTS = ["hf_generate", "svgt_off", "svgt_r0", "svgt_r1_fast", "svgt_r2_exact", "svgt_r2_fast_tel",
             "svgt_gated", "recompute"]
@@ -331,8 +332,8 @@ def test_row_cost_times_forwards_over_an_unchanged_cache(monkeypatch):
 
     @functools.wraps(forward)  # keeps the signature row_cost reads `logits_to_keep` from
     def spy(*args, **kwargs):
-        past = kwargs.get("past_key_values")
-        if past is not None:
+        past = kwargs.get(cache_keyword(backbone.model))
+        if past is not None and past.get_seq_length() > 0:  # a timed forward (the prefill fills an empty cache)
             seen.append((kwargs["input_ids"].shape[1], past.get_seq_length(), kwargs.get("logits_to_keep")))
         return forward(*args, **kwargs)
 
@@ -347,7 +348,8 @@ def test_row_cost_times_forwards_over_an_unchanged_cache(monkeypatch):
 
     @functools.wraps(forward)
     def counting(*args, **kwargs):
-        if kwargs.get("past_key_values") is None:
+        past = kwargs.get(cache_keyword(backbone.model))
+        if past is None or past.get_seq_length() == 0:
             prefills.append(kwargs["input_ids"].shape[1])
         return spy(*args, **kwargs)
 

@@ -15,15 +15,16 @@ module, the bridge's masks and cache moves) is visible.
 from __future__ import annotations
 
 import copy
-import inspect
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from ..backbone import Backbone
+from ..hooks import cache_keyword, keep_logits
 from .measure import synchronize
 
 
@@ -75,11 +76,13 @@ class RowTimer:
         model = backbone.model
         vocab = int(model.get_input_embeddings().weight.shape[0])
         gen = torch.Generator().manual_seed(0)
-        self.keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+        self.keep = keep_logits(model, 1)
+        self.cache_kwarg = cache_keyword(model)
         self.counts = [1, k + 1]
         with torch.inference_mode():
             prefix = torch.randint(vocab, (batch, context), generator=gen).to(backbone.device)
-            self.cache = model(input_ids=prefix, use_cache=True).past_key_values
+            self.cache = DynamicCache()
+            model(input_ids=prefix, use_cache=True, **{self.cache_kwarg: self.cache}, **self.keep)
             self.ids = {r: torch.randint(vocab, (batch, r), generator=gen).to(backbone.device) for r in self.counts}
 
     def __call__(self, repeats: int) -> RowCost:
@@ -93,7 +96,7 @@ class RowTimer:
             for i in range(repeats + 1):  # the first pass is a warm-up
                 for r in self.counts if i % 2 else self.counts[::-1]:
                     past = copy.deepcopy(self.cache)
-                    ms = _timed_ms(lambda: model(input_ids=self.ids[r], past_key_values=past, use_cache=True,
+                    ms = _timed_ms(lambda: model(input_ids=self.ids[r], use_cache=True, **{self.cache_kwarg: past},
                                                  **self.keep), device)
                     if i > 0:
                         times[r].append(ms)
