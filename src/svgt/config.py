@@ -192,6 +192,10 @@ class TrainConfig:
     """The three-stage curriculum. Defaults are sized for the default backbone on a 2-core CPU (~30 minutes)."""
 
     seed: int = 0
+    init_seed: int | None = None
+    """Seed of the module's initialisation and of the stages' batch order and dropout (None: `seed`). `seed` also
+    draws the data: which prompts are sampled, held out and templated. Changing only this one trains again on the
+    same data and splits, which measures how far two runs of one recipe differ (docs/value-judgment.md)."""
     # Module shape (None: ValueModuleConfig.for_backbone's choice).
     extract_layer: int | None = None
     insert_layer: int | None = None
@@ -311,6 +315,11 @@ class TrainConfig:
         self.gate_thresholds = tuple(None if t is None else float(t) for t in self.gate_thresholds)
         _check(len(self.gate_thresholds) >= 1, "gate_thresholds", "must hold one or more values (None: no gate)")
         _check(self.contrast >= 0, "contrast", f"must be >= 0, got {self.contrast}")
+
+    @property
+    def training_seed(self) -> int:
+        """`init_seed`, else `seed`."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

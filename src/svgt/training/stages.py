@@ -104,7 +104,7 @@ def stage1_spec(module: ValueModule, texts: StateData, heldout: StateData, cfg: 
         loss=loss,
         epochs=cfg.stage1_epochs,
         validate=lambda: binary_metrics(pair_scores(module, heldout, conditional=False), heldout.labels),
-        seed=cfg.seed,
+        seed=cfg.training_seed,
     )
 
 
@@ -133,7 +133,7 @@ def stage2_spec(module: ValueModule, pairs: StateData, heldout: StateData, cfg: 
         loss=loss,
         epochs=cfg.stage2_epochs,
         validate=lambda: binary_metrics(pair_scores(module, heldout, conditional=True), heldout.labels),
-        seed=cfg.seed,
+        seed=cfg.training_seed,
     )
 
 
@@ -232,5 +232,5 @@ def stage3_spec(batcher: Stage3Batcher, heldout_idx: torch.Tensor, train_idx: to
         epochs=cfg.stage3_epochs,
         validate=validate,
         weight_decay=0.0,
-        seed=cfg.seed,
+        seed=cfg.training_seed,
     )

@@ -229,7 +229,7 @@ def train(
                  if getattr(cfg, name) is not None}
     mcfg = ValueModuleConfig.for_backbone(backbone.hidden_size, backbone.num_layers, value_dim=cfg.value_dim,
                                           num_bridge_tokens=cfg.num_bridge_tokens, **overrides)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.training_seed)
     # The module trains in float32 on the backbone's device, whatever the backbone's dtype (states are cast up as
     # they are batched; Bridge Tokens are cast to the backbone's dtype where they enter it).
     module = ValueModule(mcfg).to(backbone.device)
@@ -334,7 +334,7 @@ def train(
         _log(f"hard negatives: {len(mined.train)} for training, {len(mined.heldout)} held out, first-round score "
              f">= {min(mined.scores.values()):.2f} (of {len(reserve)} reserve prompts; {HARD_NEGATIVES_NAME})")
         lap("hard_negatives", t)
-        torch.manual_seed(cfg.seed)  # the final discriminator starts where the first one did
+        torch.manual_seed(cfg.training_seed)  # the final discriminator starts where the first one did
         module = ValueModule(mcfg).to(backbone.device)
         round_metrics = _stages_1_2(module, text_data, pair_data, held_data, cfg, stages, ckpt, resume, lap)
     metrics.update(round_metrics)
