@@ -12,6 +12,12 @@ only: no evaluation prompt is scored.
     .venv/bin/python scripts/discrimination.py --mean runs/dexp/s2t200 runs/dexp/s2t0 runs/dexp/ep16
     .venv/bin/python scripts/discrimination.py --answers 32 src/svgt/artifacts/smollm2-135m-instruct
 
+`--recipes N` reads the artifacts as consecutive groups of N runs of one recipe (`--set init_seed=...`, the same
+data) and adds each group's mean and range: one run against one other is within the spread between runs.
+
+    .venv/bin/python scripts/discrimination.py --recipes 3 runs/dexp/more runs/dexp/main-i1 runs/dexp/main-i2 \
+        runs/dexp/third runs/dexp/third-i1 runs/dexp/third-i2
+
 `--last-sentence` scores each prompt's last sentence on its own too (`GenerationConfig.score_last_sentence`);
 `--wrapped` adds HarmBench val inside the held-out jailbreak-style wrappers (the tuning check's wrapped column) and
 each column's share of prompts the module's gate would bridge:
@@ -55,6 +61,22 @@ def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], a
     return pair_scores(module, StateData(states, torch.zeros(len(pairs))), conditional=True).tolist()
 
 
+def recipe_rows(reports: dict[str, dict], runs: int) -> list[tuple[str, dict[str, tuple[float, float, float]]]]:
+    """The reports taken as consecutive groups of `runs` runs of one recipe (say, init seeds 0, 1, 2 of each): per
+    group, named by its first run, each column's (mean, lowest, highest) AUROC, the held-out contrast aims included
+    as `contrast, all`."""
+    names = [a for a in reports if a != "mean"]
+    if runs < 1 or len(names) % runs:
+        raise ValueError(f"{len(names)} artifacts do not split into groups of {runs}")
+    rows = []
+    for start in range(0, len(names), runs):
+        group = [reports[a] for a in names[start : start + runs]]
+        values = {c: [r["harmbench_val_vs"][c] for r in group] for c in group[0]["harmbench_val_vs"]}
+        values["contrast, all"] = [r["heldout_contrast"]["all"] for r in group]
+        rows.append((names[start], {c: (sum(v) / len(v), min(v), max(v)) for c, v in values.items()}))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("artifacts", nargs="+", help="artifact folders (svgt train --out) of one backbone")
@@ -63,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mean", action="store_true",
                         help="also report the mean of the artifacts' scores, each standardised by the mean and spread "
                              "of its own tuning-prompt scores (what averaging several discriminators would give)")
+    parser.add_argument("--recipes", type=int, default=0, metavar="RUNS",
+                        help="the artifacts are consecutive groups of RUNS runs of one recipe (e.g. init seeds): "
+                             "also print each group's mean and range per column")
     parser.add_argument("--answers", type=int, default=0, metavar="TOKENS",
                         help="also score the backbone's own greedy answers of TOKENS new tokens (see above)")
     parser.add_argument("--last-sentence", action="store_true",
@@ -72,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                              "above the module's gate")
     args = parser.parse_args(argv)
     settings = {"score_last_sentence": True} if args.last_sentence else {}
+    if args.recipes and (args.recipes < 1 or len(args.artifacts) % args.recipes):
+        parser.error(f"--recipes {args.recipes}: {len(args.artifacts)} artifacts do not split into groups of that size")
     try:  # every folder checked before any is scored: the same check load_pretrained makes
         configs = [read_config(a) for a in args.artifacts]
     except ArtifactError as exc:
@@ -120,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     for a, r in reports.items():
         cells = [f"{r['harmbench_val_vs'][c]:.3f}" for c in columns] + [f"{r['heldout_contrast']['all']:.3f}"]
         print(f"| {a} | {r['layers']} | " + " | ".join(cells) + " |")
+    if args.recipes:
+        print("\n| recipe (first run) | " + " | ".join(f"HB val vs {c}: mean [range]" for c in columns)
+              + " | contrast, all: mean [range] |")
+        print("|---|" + "---|" * (len(columns) + 1))
+        for first, row in recipe_rows(reports, args.recipes):
+            print(f"| {first} | " + " | ".join(f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in row.values()) + " |")
     wrapped_rows = {a: r for a, r in reports.items() if "wrapped_vs" in r}
     if wrapped_rows:
         shares = [c for c in next(iter(wrapped_rows.values()))["above_gate"] if c != "gate"]

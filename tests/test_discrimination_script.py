@@ -1,0 +1,34 @@
+"""scripts/discrimination.py's summary of several runs of one recipe (no backbone: reports are made up here)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def _script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "discrimination.py"
+    spec = importlib.util.spec_from_file_location("discrimination_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(edgy: float, share: float, everything: float) -> dict:
+    return {"layers": "extract 2, insert 2", "harmbench_val_vs": {"heldout_benign": share, "heldout_edgy": edgy},
+            "heldout_contrast": {"all": everything, "n": 4, "by_category": {}}}
+
+
+def test_recipes_are_consecutive_groups_with_mean_and_range():
+    reports = {"a0": _report(0.9, 0.95, 0.8), "a1": _report(0.7, 0.97, 0.9), "a2": _report(0.8, 0.96, 0.85),
+               "b0": _report(0.6, 0.5, 0.7), "b1": _report(0.5, 0.6, 0.6), "b2": _report(0.7, 0.7, 0.5),
+               "mean": _report(0.0, 0.0, 0.0)}  # --mean's row belongs to no recipe
+    rows = _script().recipe_rows(reports, 3)
+    assert [first for first, _ in rows] == ["a0", "b0"]
+    a, b = rows[0][1], rows[1][1]
+    assert list(a) == ["heldout_benign", "heldout_edgy", "contrast, all"]
+    assert a["heldout_edgy"] == pytest.approx((0.8, 0.7, 0.9))
+    assert b["heldout_benign"] == pytest.approx((0.6, 0.5, 0.7))
+    assert b["contrast, all"] == pytest.approx((0.6, 0.5, 0.7))
+    with pytest.raises(ValueError, match="groups of 4"):
+        _script().recipe_rows(reports, 4)
