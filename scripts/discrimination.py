@@ -61,11 +61,11 @@ def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], a
     return pair_scores(module, StateData(states, torch.zeros(len(pairs))), conditional=True).tolist()
 
 
-def recipe_rows(reports: dict[str, dict], runs: int) -> list[tuple[str, dict[str, tuple[float, float, float]]]]:
-    """The reports taken as consecutive groups of `runs` runs of one recipe (say, init seeds 0, 1, 2 of each): per
-    group, named by its first run, each column's (mean, lowest, highest) AUROC, the held-out contrast aims included
-    as `contrast, all`."""
-    names = [a for a in reports if a != "mean"]
+def recipe_rows(reports: dict[str, dict], names: list[str], runs: int,
+                ) -> list[tuple[str, dict[str, tuple[float, float, float]]]]:
+    """The reports of the artifacts `names` (in order; not `--mean`'s or `--answers`' extra rows) taken as consecutive
+    groups of `runs` runs of one recipe (say, init seeds 0, 1, 2 of each): per group, named by its first run, each
+    column's (mean, lowest, highest) AUROC, the held-out contrast aims included as `contrast, all`."""
     if runs < 1 or len(names) % runs:
         raise ValueError(f"{len(names)} artifacts do not split into groups of {runs}")
     rows = []
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n| recipe (first run) | " + " | ".join(f"HB val vs {c}: mean [range]" for c in columns)
               + " | contrast, all: mean [range] |")
         print("|---|" + "---|" * (len(columns) + 1))
-        for first, row in recipe_rows(reports, args.recipes):
+        for first, row in recipe_rows(reports, args.artifacts, args.recipes):
             print(f"| {first} | " + " | ".join(f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in row.values()) + " |")
     wrapped_rows = {a: r for a, r in reports.items() if "wrapped_vs" in r}
     if wrapped_rows:

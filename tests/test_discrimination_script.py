@@ -22,8 +22,9 @@ def _report(edgy: float, share: float, everything: float) -> dict:
 def test_recipes_are_consecutive_groups_with_mean_and_range():
     reports = {"a0": _report(0.9, 0.95, 0.8), "a1": _report(0.7, 0.97, 0.9), "a2": _report(0.8, 0.96, 0.85),
                "b0": _report(0.6, 0.5, 0.7), "b1": _report(0.5, 0.6, 0.6), "b2": _report(0.7, 0.7, 0.5),
-               "mean": _report(0.0, 0.0, 0.0)}  # --mean's row belongs to no recipe
-    rows = _script().recipe_rows(reports, 3)
+               "mean": _report(0.0, 0.0, 0.0), "a0, answers": _report(0.0, 0.0, 0.0)}  # rows of no recipe
+    names = ["a0", "a1", "a2", "b0", "b1", "b2"]
+    rows = _script().recipe_rows(reports, names, 3)
     assert [first for first, _ in rows] == ["a0", "b0"]
     a, b = rows[0][1], rows[1][1]
     assert list(a) == ["heldout_benign", "heldout_edgy", "contrast, all"]
@@ -31,4 +32,4 @@ def test_recipes_are_consecutive_groups_with_mean_and_range():
     assert b["heldout_benign"] == pytest.approx((0.6, 0.5, 0.7))
     assert b["contrast, all"] == pytest.approx((0.6, 0.5, 0.7))
     with pytest.raises(ValueError, match="groups of 4"):
-        _script().recipe_rows(reports, 4)
+        _script().recipe_rows(reports, names, 4)
