@@ -71,3 +71,15 @@ def with_conditional_path(module: ValueModule, seed: int = 3) -> ValueModule:
         for p in module.value_space.cross_attn.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
     return module
+
+
+def load_script(relative: str):
+    """A script or benchmark of this repository (not a package module), imported from its file, e.g.
+    `load_script("benchmarks/step_parts.py")`."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -480,14 +480,9 @@ def test_cli_bench_max_seconds(monkeypatch, capsys):
 
 
 def _step_parts():
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_script
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_parts.py"
-    spec = importlib.util.spec_from_file_location("step_parts", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/step_parts.py")
 
 
 def test_step_parts_times_every_piece_and_puts_the_decoder_back():

@@ -1,17 +1,11 @@
 """scripts/discrimination.py's summary of several runs of one recipe (no backbone: reports are made up here)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import load_script
 
 
 def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "discrimination.py"
-    spec = importlib.util.spec_from_file_location("discrimination_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/discrimination.py")
 
 
 def _report(edgy: float, share: float, everything: float) -> dict:
