@@ -61,19 +61,24 @@ def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], a
     return pair_scores(module, StateData(states, torch.zeros(len(pairs))), conditional=True).tolist()
 
 
-def recipe_rows(reports: dict[str, dict], names: list[str], runs: int,
-                ) -> list[tuple[str, dict[str, tuple[float, float, float]]]]:
-    """The reports of the artifacts `names` (in order; not `--mean`'s or `--answers`' extra rows) taken as consecutive
-    groups of `runs` runs of one recipe (say, init seeds 0, 1, 2 of each): per group, named by its first run, each
-    column's (mean, lowest, highest) AUROC, the held-out contrast aims included as `contrast, all`."""
+def recipe_groups(names: list[str], runs: int) -> list[list[str]]:
+    """`names` in consecutive groups of `runs` runs of one recipe (say, init seeds 0, 1, 2 of each)."""
     if runs < 1 or len(names) % runs:
         raise ValueError(f"{len(names)} artifacts do not split into groups of {runs}")
+    return [names[start : start + runs] for start in range(0, len(names), runs)]
+
+
+def recipe_rows(reports: dict[str, dict], names: list[str], runs: int,
+                ) -> list[tuple[str, dict[str, tuple[float, float, float]]]]:
+    """The reports of the artifacts `names` (in order; not `--mean`'s or `--answers`' extra rows) in `recipe_groups`:
+    per group, named by its first run, each column's (mean, lowest, highest) AUROC, the held-out contrast aims
+    included as `contrast, all`."""
     rows = []
-    for start in range(0, len(names), runs):
-        group = [reports[a] for a in names[start : start + runs]]
+    for names_in_group in recipe_groups(names, runs):
+        group = [reports[a] for a in names_in_group]
         values = {c: [r["harmbench_val_vs"][c] for r in group] for c in group[0]["harmbench_val_vs"]}
         values["contrast, all"] = [r["heldout_contrast"]["all"] for r in group]
-        rows.append((names[start], {c: (sum(v) / len(v), min(v), max(v)) for c, v in values.items()}))
+        rows.append((names_in_group[0], {c: (sum(v) / len(v), min(v), max(v)) for c, v in values.items()}))
     return rows
 
 
@@ -97,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
                              "above the module's gate")
     args = parser.parse_args(argv)
     settings = {"score_last_sentence": True} if args.last_sentence else {}
-    if args.recipes and (args.recipes < 1 or len(args.artifacts) % args.recipes):
-        parser.error(f"--recipes {args.recipes}: {len(args.artifacts)} artifacts do not split into groups of that size")
+    if args.recipes:  # before any scoring, which takes minutes per artifact
+        try:
+            recipe_groups(args.artifacts, args.recipes)
+        except ValueError as exc:
+            parser.error(f"--recipes {args.recipes}: {exc}")
     try:  # every folder checked before any is scored: the same check load_pretrained makes
         configs = [read_config(a) for a in args.artifacts]
     except ArtifactError as exc:
