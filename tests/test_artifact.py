@@ -52,3 +52,17 @@ def test_missing_and_malformed_artifacts(tmp_path, llama):
     (tmp_path / CONFIG_NAME).write_text("{not json")
     with pytest.raises(ArtifactError, match="invalid JSON at line 1"):
         load_pretrained(tmp_path, llama)
+
+
+def test_an_ensemble_round_trips_with_its_statistics(tmp_path, llama):
+    from svgt.module import join_value_spaces
+    from svgt.value_space import ValueEnsemble
+
+    module = join_value_spaces(make_module(llama), [make_module(llama, seed=2).value_space], [[0.1, 1.5], [-2.0, 3.0]])
+    save_pretrained(module, tmp_path / "vm", llama)
+    loaded = load_pretrained(tmp_path / "vm", llama)
+    assert isinstance(loaded.judge, ValueEnsemble) and loaded.config.score_stats == [[0.1, 1.5], [-2.0, 3.0]]
+    cfg = GenerationConfig(max_new_tokens=6, refresh_every=2, stop_at_eos=False, gate_threshold=float("-inf"))
+    a = generate(llama, module, ["hello there", "a longer prompt here"], cfg, keep_logits=True)
+    b = generate(llama, loaded, ["hello there", "a longer prompt here"], cfg, keep_logits=True)
+    assert a.token_ids == b.token_ids and [t.bridge_score for t in a.telemetry] == [t.bridge_score for t in b.telemetry]

@@ -403,3 +403,25 @@ def test_decoding_encodes_against_a_prompt_memory_built_once_per_batch(llama, mo
     # The conditional path counts here: without it the scores differ.
     _, _, without = _run(llama, make_module(llama), **cfg)
     assert any(abs(a - b) > 1e-3 for a, b in zip(fast.telemetry[0].score, without.telemetry[0].score))
+
+
+def test_an_ensemble_of_value_spaces_scores_the_gate_and_builds_the_bridge(llama):
+    from svgt.generation import encode_prompt
+    from svgt.module import join_value_spaces
+
+    main, other = make_module(llama), with_conditional_path(make_module(llama, seed=2))
+    module = join_value_spaces(main, [other.value_space], [[0.0, 1.0], [0.3, 0.5]]).eval()
+    ids, mask, free = _run(llama, module, max_new_tokens=6, refresh_every=2, refresh_mode="exact",
+                           gate_threshold=float("-inf"))
+    with BackboneHooks(llama.layers, 2, 2, "sdpa") as hooks, torch.no_grad():
+        bridged_forward(llama.model, hooks, ids, mask, None, ids[:, :0])
+        states = hooks.captured.float()
+        ensemble = module.judge.score(encode_prompt(module, states, mask.bool())[1])
+        alone = main.value_space.score(encode_prompt(main, states, mask.bool())[1])
+    scores = torch.tensor([t.bridge_score for t in free.telemetry])
+    assert torch.allclose(scores, ensemble, atol=1e-4) and not torch.allclose(scores, alone, atol=1e-3)
+    assert _recompute_error(llama, module, ids, mask, free) < 1e-4  # bridges from the ensemble's Δz, cache exact
+    low, high = sorted(range(2), key=lambda r: scores[r])
+    _, _, gated = _run(llama, module, max_new_tokens=6, gate_threshold=float(scores.mean()))
+    _, _, plain = _run(llama, None, max_new_tokens=6, guidance=False)
+    assert gated.token_ids[low] == plain.token_ids[low] and gated.telemetry[high].bridged_at == 0

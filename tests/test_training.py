@@ -2,6 +2,7 @@ import math
 import os
 import random
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -619,3 +620,27 @@ def test_tuning_sets_for_builds_the_configs_corpus_and_drops_empty_sets(monkeypa
     cfg = TrainConfig(seed=3, max_sharegpt=50)
     assert trainer.tuning_sets_for(cfg) == {"a": ["corpus-3"], "b": ["x"]}
     assert seen == {"seed": 3, "max_sharegpt": 50}
+
+
+def test_more_value_spaces_are_each_a_run_from_the_next_initial_seed(cache, tmp_path):
+    from svgt.artifact import load_pretrained
+    from svgt.training.trainer import train
+    from svgt.value_space import ValueEnsemble
+
+    bb = tiny_backbone("llama")
+    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=1, stage2_epochs=1,
+                      stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4, stage3_batch=4,
+                      contrast=0, probe_sweep=False, seed=3, value_spaces=2)
+    metrics = train(bb, tmp_path / "two", cfg, corpus=_fake_corpus(), evaluate=False)
+    joined = load_pretrained(tmp_path / "two", bb)
+    assert isinstance(joined.judge, ValueEnsemble) and metrics["value_spaces"]["init_seeds"] == [3, 4]
+    assert joined.config.score_stats == metrics["value_spaces"]["score_stats"]
+    assert all(sd > 0 for _, sd in joined.config.score_stats)
+    first, second = joined.value_space.state_dict(), joined.more_spaces[0].state_dict()
+    assert not all(torch.equal(first[k], second[k]) for k in first)
+    # Each space is what a one-space run at its initial seed trains, on the same data.
+    for init_seed, space in ((3, joined.value_space), (4, joined.more_spaces[0])):
+        alone = replace(cfg, value_spaces=1, init_seed=init_seed)
+        train(bb, tmp_path / f"alone{init_seed}", alone, corpus=_fake_corpus(), stages=(1, 2), evaluate=False)
+        expected = load_pretrained(tmp_path / f"alone{init_seed}", bb).value_space.state_dict()
+        assert all(torch.equal(expected[k], v) for k, v in space.state_dict().items())

@@ -171,3 +171,58 @@ def test_encode_step_with_a_prompt_memory_equals_encode(weight):
     assert torch.allclose(unmasked, vs.encode(h, prompts), rtol=1e-5, atol=1e-5)
     if weight:  # the padding is really left out
         assert not torch.allclose(unmasked[0], got[0], atol=1e-4)
+
+
+def _ensemble_module(stats, seed=0, **kw):
+    from svgt.module import join_value_spaces
+
+    main, other = _module(**kw), _module(**kw)
+    torch.manual_seed(seed + 1)
+    for p in other.value_space.parameters():  # another seed's space: not a copy of the first
+        p.data.add_(0.3 * torch.randn_like(p))
+    return join_value_spaces(main, [other.value_space], stats).eval(), main, other
+
+
+def test_an_ensemble_averages_standardised_scores_on_the_first_spaces_scale():
+    stats = [[0.5, 2.0], [-1.0, 0.25]]
+    module, main, other = _ensemble_module(stats)
+    h, prompt = torch.randn(6, 16), torch.randn(6, 5, 16)
+    s_main, s_other = main.score(h, prompt), other.score(h, prompt)
+    expected = 0.5 + 2.0 * ((s_main - 0.5) / 2.0 + (s_other + 1.0) / 0.25) / 2
+    assert torch.allclose(module.score(h, prompt), expected, atol=1e-5)
+    # Per token too (stage 3's safety term); and the decoder's step-wise path gives the same value state.
+    tokens = torch.randn(6, 3, 16)
+    per_token = 0.5 + 2.0 * ((main.score(tokens, prompt) - 0.5) / 2.0 + (other.score(tokens, prompt) + 1.0) / 0.25) / 2
+    assert torch.allclose(module.score(tokens, prompt), per_token, atol=1e-5)
+    judge = module.judge
+    z = judge.encode(h, prompt)
+    assert z.shape == (6, 16)
+    assert torch.allclose(judge.encode_step(h, judge.prompt_memory(prompt)), z, atol=1e-5)
+
+
+def test_an_ensemble_steps_along_the_first_space_as_far_as_the_average_says():
+    # The second space's statistics put about half the rows on either side of -margin.
+    module, _, _ = _ensemble_module([[0.0, 1.0], [0.5, 0.1]], margin=0.5)
+    linear = torch.nn.Linear(8, 1)
+    module.value_space.discriminator = linear  # a linear first space: its Newton step is exact
+    h, prompt = torch.randn(64, 16), torch.randn(64, 5, 16)
+    judge = module.judge
+    z = judge.encode(h, prompt)
+    dz, s = judge.correction(z)
+    assert dz.shape == (64, 8) and torch.allclose(s, judge.score(z))
+    corrected = s > -0.5
+    assert corrected.any() and (~corrected).any()
+    assert torch.all(dz[~corrected] == 0)  # the average says safe: no step, whatever the first space says
+    z_main = judge.split(z)[0]
+    moved = linear(z_main + dz).squeeze(-1) - linear(z_main).squeeze(-1)
+    assert torch.allclose(moved[corrected], -(s[corrected] + 0.5), atol=1e-4)
+
+
+def test_one_value_space_is_judged_by_itself_and_more_need_their_statistics():
+    module = _module()
+    assert module.judge is module.value_space and len(module.more_spaces) == 0
+    with pytest.raises(ConfigError, match="score_stats"):
+        ValueModuleConfig(hidden_size=16, num_layers=4, extract_layer=2, value_spaces=2)
+    with pytest.raises(ConfigError, match="score_stats"):
+        ValueModuleConfig(hidden_size=16, num_layers=4, extract_layer=2, value_spaces=2,
+                          score_stats=[[0.0, 1.0], [0.0, 0.0]])

@@ -69,6 +69,14 @@ class ValueModuleConfig:
     inference-time choice, set before the tuning check (`TrainConfig.score_last_sentence`)."""
     gate_init: float = 1e-2
     """Initial value of the bridge gate α; near zero so an untrained bridge is close to `h_v` itself."""
+    value_spaces: int = 1
+    """How many value spaces judge each state. With more than one (trained on the same data from different initial
+    seeds, `TrainConfig.value_spaces`), every decision reads their standardised scores averaged and put back on the
+    first one's scale (`svgt.value_space.ValueEnsemble`): the gate, the refresh and the Newton step's size. The
+    first one alone gives the step's direction, the Δz the bridge was trained on."""
+    score_stats: list[list[float]] | None = None
+    """Per value space, the mean and standard deviation of its prompt scores on its stage-1 training texts: what
+    standardises them before they are averaged. Required with `value_spaces` > 1."""
 
     def __post_init__(self) -> None:
         if self.insert_layer is None:
@@ -96,6 +104,12 @@ class ValueModuleConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _check(self.aggregator in ("last", "attention"), "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
         _check(self.correction in ("newton", "gradient"), "correction", f"'newton' or 'gradient', got {self.correction!r}")
+        _check(self.value_spaces >= 1, "value_spaces", f"must be >= 1, got {self.value_spaces}")
+        if self.value_spaces > 1:
+            stats = self.score_stats or []
+            _check(len(stats) == self.value_spaces and all(len(pair) == 2 and pair[1] > 0 for pair in stats),
+                   "score_stats", f"must hold one [mean, std > 0] per value space ({self.value_spaces}), got {stats}")
+            self.score_stats = [[float(m), float(sd)] for m, sd in stats]
         self.set_margin(self.margin)
 
     def set_margin(self, margin: float) -> None:
@@ -205,6 +219,11 @@ class TrainConfig:
     reading layer 27 instead of 17, same page)."""
     num_bridge_tokens: int = 8
     value_dim: int = 128
+    value_spaces: int = 1
+    """Value spaces trained in stages 1-2, on the same data from initial seeds `training_seed`, +1, +2, ...; with
+    more than one, their standardised scores are averaged for every decision (`ValueModuleConfig.value_spaces`).
+    Each one adds a run of stages 1-2 (about 1.5 minutes on the default backbone's CPU) and one small read per
+    scored state."""
     # Data sizes and lengths.
     max_sharegpt: int = 2500
     """ShareGPT conversations read (benign prompts and answers)."""
@@ -315,6 +334,7 @@ class TrainConfig:
         self.gate_thresholds = tuple(None if t is None else float(t) for t in self.gate_thresholds)
         _check(len(self.gate_thresholds) >= 1, "gate_thresholds", "must hold one or more values (None: no gate)")
         _check(self.contrast >= 0, "contrast", f"must be >= 0, got {self.contrast}")
+        _check(self.value_spaces >= 1, "value_spaces", f"must be >= 1, got {self.value_spaces}")
 
     @property
     def training_seed(self) -> int:

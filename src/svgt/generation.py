@@ -138,7 +138,7 @@ def _pick(logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generato
 def encode_prompt(module: ValueModule, states: torch.Tensor,
                   mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`(h_v, z)` of whole prompts: their pooled extract-layer `states` `(B, M, d)`, encoded against the prompt."""
-    vs = module.value_space
+    vs = module.judge
     h = vs.aggregator(states, mask)
     return h, vs.encode(h, states, mask)
 
@@ -150,7 +150,7 @@ def prompt_value(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModu
     against the prompt. With `paragraphs` (token ids of each part of a prompt as a prompt of its own, per row: its
     paragraphs and last sentence, `prompts.part_ids`), whichever of the whole prompt and its parts scores most unsafe.
     `hooks` must be attached."""
-    vs = module.value_space
+    vs = module.judge
     h_v, z = encode_prompt(module, states, mask)
     flat = [(row, ids) for row, rows in enumerate(paragraphs or []) for ids in (rows or [])]
     if not flat:
@@ -194,7 +194,7 @@ class GuidedDecoder:
         self.stop_strings = stop_strings(backbone, cfg)
         self.stopped_at: dict[int, int] = {}
         """Per row that a stop string ended: how many tokens it had then (the last one completed the string)."""
-        self._memory: tuple[torch.Tensor, torch.Tensor, PromptMemory] | None = None
+        self._memory: tuple[torch.Tensor, torch.Tensor, PromptMemory | list[PromptMemory]] | None = None
         """The prompt states and mask that `_prompt_memory` last projected, and its result."""
 
     # -- one forward ---------------------------------------------------------------------------------------------
@@ -218,19 +218,19 @@ class GuidedDecoder:
     def _observe(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z, s, state) of the newest token's extract-layer state `(B, d)`. Δz (a gradient) is left to the caller:
         a gate only needs `s`, and most steps need nothing."""
-        vs = self.module.value_space
+        vs = self.module.judge
         if vs.training:  # dropout: the plain path
             z = vs.encode(state.float(), self.prompt_states, self.prompt_mask)
         else:
             z = vs.encode_step(state.float(), self._prompt_memory())
         return z, vs.score(z), state
 
-    def _prompt_memory(self) -> PromptMemory:
+    def _prompt_memory(self) -> PromptMemory | list[PromptMemory]:
         """The prompt side of the value module's cross-attention, projected once per set of prompts: rebuilt only
         when the prompt states change (a new batch, or rows that join or leave a continuous batch)."""
         memo = self._memory
         if memo is None or memo[0] is not self.prompt_states or memo[1] is not self.prompt_mask:
-            memory = self.module.value_space.prompt_memory(self.prompt_states, self.prompt_mask)
+            memory = self.module.judge.prompt_memory(self.prompt_states, self.prompt_mask)
             self._memory = memo = (self.prompt_states, self.prompt_mask, memory)
         return memo[2]
 
@@ -309,7 +309,7 @@ class GuidedDecoder:
             self.prompt_mask = self.attn.bool()
             h_v, z = prompt_value(self.model, self.hooks, self.module, self.prompt_states, self.prompt_mask,
                                   self.paragraphs, self.placeholder)
-            delta_z, s = self.module.value_space.correction(z)
+            delta_z, s = self.module.judge.correction(z)
             # The gate: a prompt scored at or below the threshold gets no bridge, so its answer is the backbone's own
             # (token for token, with nothing extra to compute) unless a refresh later finds the response unsafe.
             has_bridge = torch.ones_like(has_bridge) if threshold is None else s > threshold
@@ -383,7 +383,7 @@ class GuidedDecoder:
         refresh = bool(renew.any())  # else the gate (or the schedule) keeps every row as it is: a plain step
         if refresh:
             z_new, _, state_new = self.observed
-            dz_new, _ = self.module.value_space.correction(z_new)
+            dz_new, _ = self.module.judge.correction(z_new)
             candidate = self.module.bridge(state_new, dz_new)
             old = candidate if self.bridge is None else self.bridge
             # A row without a bridge yet takes the new one whole: there is nothing to blend it with.
@@ -412,7 +412,7 @@ class GuidedDecoder:
         if self.guided and (cfg.telemetry or next_refreshes):
             self.observed = self._observe(self.hooks.captured[:, -1].float())
             if cfg.telemetry:
-                dz_t, s_t = self.module.value_space.correction(self.observed[0])
+                dz_t, s_t = self.module.judge.correction(self.observed[0])
                 norms = dz_t.norm(dim=-1)
                 changed = renew.tolist()  # per row: did its bridge change (the gate keeps some as they are)
                 for row in range(batch):

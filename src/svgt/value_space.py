@@ -176,3 +176,59 @@ class ValueSpace(nn.Module):
             s = self.score(zg)
             (g,) = torch.autograd.grad(s.sum(), zg)
         return s.detach(), g.detach()
+
+
+class ValueEnsemble:
+    """Several value spaces, trained on the same data from different initial seeds, read as one.
+
+    A single run's discriminator depends on its seed about as much as on any data change measured
+    (docs/value-judgment.md); averaging runs is the one lever that helped every tuning column. Each space's score is
+    standardised by its own statistics on its training texts, the standardised scores are averaged, and the average
+    is put back on the first space's scale, so thresholds and margins keep their meaning. The correction steps along
+    the first space's gradient (the Δz the bridge reads), as far as the averaged score says.
+
+    Offers the parts of `ValueSpace` that inference and stage 3 use; `z` is the spaces' value states side by side
+    `(..., n · d_v)`. Not a module of its own: the spaces belong to the `ValueModule`, which saves them."""
+
+    def __init__(self, spaces: list[ValueSpace], stats: list[list[float]]) -> None:
+        if len(spaces) != len(stats) or len(spaces) < 2:
+            raise ValueError(f"an ensemble needs two or more value spaces, one [mean, std] each: got {len(spaces)} "
+                             f"spaces and {len(stats)} statistics")
+        self.spaces, self.main = spaces, spaces[0]
+        self.config, self.aggregator = self.main.config, self.main.aggregator
+        ref = next(self.main.discriminator.parameters())
+        self._mean = torch.tensor([m for m, _ in stats], dtype=ref.dtype, device=ref.device)
+        self._std = torch.tensor([sd for _, sd in stats], dtype=ref.dtype, device=ref.device)
+
+    @property
+    def training(self) -> bool:
+        return self.main.training
+
+    def encode(self, h_v: torch.Tensor, prompt_states: torch.Tensor | None = None,
+               prompt_mask: torch.Tensor | None = None, conditional: bool = True) -> torch.Tensor:
+        return torch.cat([vs.encode(h_v, prompt_states, prompt_mask, conditional) for vs in self.spaces], -1)
+
+    def prompt_memory(self, prompt_states: torch.Tensor,
+                      prompt_mask: torch.Tensor | None = None) -> list[PromptMemory]:
+        return [vs.prompt_memory(prompt_states, prompt_mask) for vs in self.spaces]
+
+    def encode_step(self, h_v: torch.Tensor, memory: list[PromptMemory]) -> torch.Tensor:
+        return torch.cat([vs.encode_step(h_v, m) for vs, m in zip(self.spaces, memory)], -1)
+
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each space's own value state."""
+        return z.split(self.config.value_dim, dim=-1)
+
+    def score(self, z: torch.Tensor) -> torch.Tensor:
+        scores = torch.stack([vs.score(part) for vs, part in zip(self.spaces, self.split(z))], -1)
+        standard = ((scores - self._mean) / self._std).mean(-1)
+        return self._mean[0] + self._std[0] * standard
+
+    def correction(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(Δz, s)`: Δz lives in the first space (`d_v` wide); `s` is the ensemble's score."""
+        s = self.score(z).detach()
+        _, g = self.main._score_and_gradient(self.split(z)[0])
+        if self.config.correction == "gradient":
+            return -g, s
+        step = F.relu(s + self.config.margin).unsqueeze(-1) / g.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+        return -step * g, s

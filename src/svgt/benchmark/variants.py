@@ -137,7 +137,7 @@ def _svgt(backbone: Backbone, module: ValueModule, v: Variant, ids: torch.Tensor
 def _recompute(backbone: Backbone, module: ValueModule, ids: torch.Tensor, mask: torch.Tensor, new: int) -> Outcome:
     """Naive guided decoding: every token reruns the full sequence (no cache) through the same bridged forward
     the cached decoder is checked against, with the bridge refreshed every token from the newest state."""
-    c, vs, model = module.config, module.value_space, backbone.model
+    c, vs, model = module.config, module.judge, backbone.model
     attn = getattr(model.config, "_attn_implementation", None)
     pad = backbone.tokenizer.pad_token_id or 0
     prompt_mask = mask.bool()

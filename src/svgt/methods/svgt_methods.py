@@ -113,7 +113,7 @@ class SVGTInjectMethod(_ModuleMethod):
             states = prompt_states(bb.model, hooks, ids, mask)
             h, z = prompt_value(bb.model, hooks, module, states, mask.bool(), paragraphs,
                                 bb.tokenizer.pad_token_id or 0)
-        delta_z, _ = module.value_space.correction(z)
+        delta_z, _ = module.judge.correction(z)
         phi = module.bridge.phi
         u = phi(delta_z) - phi(torch.zeros_like(delta_z))
         rms = h.pow(2).mean(-1, keepdim=True).sqrt()

@@ -42,7 +42,7 @@ def prompt_scores(module: ValueModule, states: StateSet, batch_size: int = 64) -
     out = []
     for start in range(0, len(states), batch_size):
         x, mask = _pad(states.prompt_states[start : start + batch_size], left=True)
-        out.append(module.value_space.score(encode_prompt(module, x, mask)[1]))
+        out.append(module.judge.score(encode_prompt(module, x, mask)[1]))
     return torch.cat(out) if out else torch.zeros(0)
 
 

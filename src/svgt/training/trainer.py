@@ -17,7 +17,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from ..data.roles import RESERVE_SHAREGPT
 from ..generation import GenerationResult, generate
 from ..judges import is_refusal, looping_rate, refusal_rate
 from ..methods.tuning import MAX_ADDED_LOOPING
-from ..module import ValueModule
+from ..module import ValueModule, join_value_spaces
 from ..prompts import last_sentence_prompt
 from . import distributed
 from .activations import EncodedPair, StateSet, cached_states, encode_pair
@@ -338,6 +338,9 @@ def train(
         module = ValueModule(mcfg).to(backbone.device)
         round_metrics = _stages_1_2(module, text_data, pair_data, held_data, cfg, stages, ckpt, resume, lap)
     metrics.update(round_metrics)
+    if cfg.value_spaces > 1 and {1, 2} <= set(stages):
+        module, metrics["value_spaces"] = more_value_spaces(module, text_data, pair_data, held_data, cfg, ckpt,
+                                                            resume, lap)
     t = time.time()
 
     if 3 in stages:
@@ -408,6 +411,33 @@ def _stages_1_2(module: ValueModule, text_data: StateData, pair_data: StateData,
                                                "conditional": cond}
     _log(f"held-out pairs: unconditional {_fmt(uncond)} -> conditional {_fmt(cond)}")
     return metrics
+
+
+def more_value_spaces(module: ValueModule, text_data: StateData, pair_data: StateData, held_data: StateData,
+                      cfg: TrainConfig, ckpt: Path, resume: bool, lap: Any) -> tuple[ValueModule, dict[str, Any]]:
+    """`module` joined by `cfg.value_spaces - 1` more value spaces, each trained by stages 1-2 on the same data from
+    initial seed `cfg.training_seed + i`, with every space's score statistics on the stage-1 texts (what
+    `ValueEnsemble` standardises by). Returns the joined module and what to record in the metrics."""
+    spaces, runs = [module], {}
+    for i in range(1, cfg.value_spaces):
+        seed = cfg.training_seed + i
+        torch.manual_seed(seed)
+        extra = ValueModule(module.config).to(next(module.parameters()).device)
+        runs[f"init_seed_{seed}"] = _stages_1_2(extra, text_data, pair_data, held_data, replace(cfg, init_seed=seed),
+                                                (1, 2), ckpt / f"value_space{i}", resume,
+                                                lambda name, since, i=i: lap(f"value_space{i}_{name}", since))
+        spaces.append(extra)
+    stats = [score_stats(prompt_scores(m, text_data.states)) for m in spaces]
+    _log("value spaces' prompt scores on the stage-1 texts (mean, std): "
+         + ", ".join(f"({m:.2f}, {sd:.2f})" for m, sd in stats))
+    joined = join_value_spaces(module, [m.value_space for m in spaces[1:]], stats)
+    return joined, {"init_seeds": [cfg.training_seed + i for i in range(cfg.value_spaces)], "score_stats": stats,
+                    "runs": runs}
+
+
+def score_stats(scores: torch.Tensor) -> list[float]:
+    """[mean, standard deviation] of a value space's scores, rounded; the deviation is kept above zero."""
+    return [round(float(scores.mean()), 6), round(max(float(scores.std()), 1e-6), 6)]
 
 
 def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig | None = None) -> dict[str, Any]:
