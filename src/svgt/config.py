@@ -222,8 +222,8 @@ class TrainConfig:
     value_spaces: int = 1
     """Value spaces trained in stages 1-2, on the same data from initial seeds `training_seed`, +1, +2, ...; with
     more than one, their standardised scores are averaged for every decision (`ValueModuleConfig.value_spaces`).
-    Each one adds a run of stages 1-2 (about 1.5 minutes on the default backbone's CPU) and one small read per
-    scored state."""
+    Each one adds a run of stages 1-2 (2.5-2.9 minutes on the default backbone on a 2-core CPU) and one small read
+    per scored state."""
     # Data sizes and lengths.
     max_sharegpt: int = 2500
     """ShareGPT conversations read (benign prompts and answers)."""

@@ -127,7 +127,8 @@ class SVGTModel:
     def __repr__(self) -> str:
         c = self.value_module.config
         return (f"SVGTModel(backbone={self.backbone.name!r}, value_module={self.guided.artifact!r}, "
-                f"insert_layer={c.insert_layer}, margin={c.margin:g}, gate_threshold={c.gate_threshold})")
+                f"insert_layer={c.insert_layer}, margin={c.margin:g}, gate_threshold={c.gate_threshold}"
+                + (f", value_spaces={c.value_spaces})" if c.value_spaces > 1 else ")"))
 
 
 def _is_single(inputs: Any) -> bool:
