@@ -87,11 +87,17 @@ def test_rows_joining_and_leaving_get_the_tokens_they_get_alone(family, setting)
         assert out[i] == _alone(backbone, module, i, **cfg), f"prompt {i}"
 
 
+@pytest.mark.parametrize("spaces", [1, 2])
 @pytest.mark.parametrize("setting", ["bridged, fast refresh", "gated, fast refresh"])
-def test_rows_joining_and_leaving_keep_the_value_space_reading_their_own_prompt(llama, setting):
+def test_rows_joining_and_leaving_keep_the_value_space_reading_their_own_prompt(llama, setting, spaces):
     # With a cross-attention that counts, each refresh's value state depends on the row's prompt: the decoder's
-    # projected prompt memory must follow rows that join and leave.
+    # projected prompt memory (one per value space) must follow rows that join and leave.
     module = with_conditional_path(make_module(llama))
+    if spaces == 2:
+        from svgt.module import join_value_spaces
+
+        other = with_conditional_path(make_module(llama, seed=4), seed=5).value_space
+        module = join_value_spaces(module, [other], [[0.0, 1.0], [0.2, 0.5]]).eval()
     cfg = dict(SETTINGS[setting], telemetry=True)
     if setting.startswith("gated"):
         cfg["gate_threshold"] = _gate_between(llama, module)
