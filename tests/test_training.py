@@ -644,3 +644,13 @@ def test_more_value_spaces_are_each_a_run_from_the_next_initial_seed(cache, tmp_
         train(bb, tmp_path / f"alone{init_seed}", alone, corpus=_fake_corpus(), stages=(1, 2), evaluate=False)
         expected = load_pretrained(tmp_path / f"alone{init_seed}", bb).value_space.state_dict()
         assert all(torch.equal(expected[k], v) for k, v in space.state_dict().items())
+
+
+def test_more_value_spaces_without_stages_1_and_2_are_refused(cache, tmp_path):
+    from svgt.training.trainer import train
+
+    bb = tiny_backbone("llama")
+    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, value_spaces=2, contrast=0,
+                      probe_sweep=False)
+    with pytest.raises(ValueError, match=r"value_spaces=2: value spaces are trained by stages 1 and 2.*\[3\]"):
+        train(bb, tmp_path / "out", cfg, stages=(3,), corpus=_fake_corpus(), evaluate=False)

@@ -237,6 +237,10 @@ def train(
         from ..artifact import load_pretrained
 
         module = load_pretrained(out, backbone)
+    if cfg.value_spaces > 1 and not {1, 2} <= set(stages) and module.config.value_spaces != cfg.value_spaces:
+        raise ValueError(f"value_spaces={cfg.value_spaces}: value spaces are trained by stages 1 and 2, and this run "
+                         f"trains stages {sorted(stages)} of a module with {module.config.value_spaces}"
+                         + (f" (read from {out})" if resume else ""))
     _apply_inference_settings(module, cfg)
     layer = mcfg.extract_layer
 
