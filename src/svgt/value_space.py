@@ -153,10 +153,13 @@ class ValueSpace(nn.Module):
         the shipped discriminator's shape, in closed form: autograd's bookkeeping costs more than the arithmetic on
         every decoding step that refreshes)."""
         s, g = self._score_and_gradient(z)
+        return self.step(s, g), s
+
+    def step(self, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Δz for scores `s` `(B,)` and gradients `g = ds/dz` `(B, d_v)`, by the config's `correction`."""
         if self.config.correction == "gradient":
-            return -g, s
-        step = F.relu(s + self.config.margin).unsqueeze(-1) / g.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
-        return -step * g, s
+            return -g
+        return -F.relu(s + self.config.margin).unsqueeze(-1) / g.pow(2).sum(-1, keepdim=True).clamp(min=1e-12) * g
 
     def _score_and_gradient(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(s, ds/dz)`, both detached."""
@@ -220,15 +223,17 @@ class ValueEnsemble:
         return z.split(self.config.value_dim, dim=-1)
 
     def score(self, z: torch.Tensor) -> torch.Tensor:
-        scores = torch.stack([vs.score(part) for vs, part in zip(self.spaces, self.split(z))], -1)
-        standard = ((scores - self._mean) / self._std).mean(-1)
-        return self._mean[0] + self._std[0] * standard
+        return self._average([vs.score(part) for vs, part in zip(self.spaces, self.split(z))])
 
     def correction(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(Δz, s)`: Δz lives in the first space (`d_v` wide); `s` is the ensemble's score."""
-        s = self.score(z).detach()
-        _, g = self.main._score_and_gradient(self.split(z)[0])
-        if self.config.correction == "gradient":
-            return -g, s
-        step = F.relu(s + self.config.margin).unsqueeze(-1) / g.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
-        return -step * g, s
+        first, *others = self.split(z)
+        s_first, g = self.main._score_and_gradient(first)  # the first space's score is read once, with its gradient
+        with torch.no_grad():
+            s = self._average([s_first, *(vs.score(part) for vs, part in zip(self.spaces[1:], others))])
+        return self.main.step(s, g), s
+
+    def _average(self, scores: list[torch.Tensor]) -> torch.Tensor:
+        """The spaces' scores, standardised, averaged and put back on the first space's scale."""
+        standard = ((torch.stack(scores, -1) - self._mean) / self._std).mean(-1)
+        return self._mean[0] + self._std[0] * standard
