@@ -126,6 +126,23 @@ def test_stage3_equals_the_full_bridged_forward(cache, family, insert_layer):
     assert loss_diff < 1e-5 and grad_diff < 1e-4
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_residual_norm_ratio_reads_the_insert_layers_input_and_the_extract_layers_output(family):
+    bb = tiny_backbone(family)
+    prompts = [encode_pair(bb, t, None, 64, 1).prompt_ids for t, _ in _texts(3)]
+    expected = []
+    for ids in prompts:
+        with torch.no_grad():
+            hidden = bb.model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        # hidden[i] enters layer i; hidden[i + 1] leaves it (the last one is normed, so layer 2 of 4 is read).
+        expected.append(float(hidden[1][0, -1].norm() / hidden[3][0, -1].norm()))
+    assert math.isclose(activations.residual_norm_ratio(bb, 1, 2, prompts), sum(expected) / 3, rel_tol=1e-4)
+    # An insert layer above the extract layer: the forward runs on to it (layer 3's input is layer 2's output).
+    assert math.isclose(activations.residual_norm_ratio(bb, 3, 2, prompts), 1.0, rel_tol=1e-6)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        activations.residual_norm_ratio(bb, 1, 2, [])
+
+
 def test_stage3_needs_bridge_tokens(cache):
     bb = tiny_backbone("llama")
     with pytest.raises(ValueError, match="num_bridge_tokens is 0"):
@@ -206,6 +223,21 @@ def test_train_writes_exactly_the_documented_files(cache, tmp_path):
     config = json.loads((tmp_path / "out" / "svgt_config.json").read_text())
     assert config["training"]["stage1_epochs"] == 1 and config["data"]["fingerprints"] == {"texts": "x"}
     assert all(torch.equal(before[k], v) for k, v in bb.model.state_dict().items())
+    assert config["module"]["bridge_scale"] == 1.0 and "bridge_scale" not in saved  # the bridge enters where read
+
+
+def test_a_bridge_below_the_extract_layer_is_built_at_the_streams_norm_there(cache, tmp_path):
+    from svgt.artifact import load_pretrained
+    from svgt.training.trainer import train
+
+    bb = tiny_backbone("llama")
+    cfg = TrainConfig(extract_layer=2, insert_layer=1, num_bridge_tokens=2, value_dim=16, stage1_epochs=1,
+                      stage2_epochs=1, stage3_epochs=1, stage3_examples=8, generated_answers=4, answer_tokens=4,
+                      stage3_batch=4, contrast=0, probe_sweep=False)
+    metrics = train(bb, tmp_path / "out", cfg, corpus=_fake_corpus(), evaluate=False)
+    loaded = load_pretrained(tmp_path / "out", bb)
+    assert loaded.config.bridge_scale == metrics["bridge_scale"] != 1.0
+    assert 0 < loaded.config.bridge_scale < 10
 
 
 def test_metrics_so_far_are_on_disk_while_the_tuning_check_runs(cache, tmp_path, monkeypatch):

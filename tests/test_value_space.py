@@ -87,6 +87,9 @@ def test_bridge_shape_norm_and_gate():
     ratio = tokens.norm(dim=-1) / h.norm(dim=-1, keepdim=True)
     assert torch.allclose(ratio, torch.ones_like(ratio), atol=0.05)
     assert torch.allclose(tokens[:, 0], tokens[:, 4])
+    # An insert layer below the extract layer: the tokens are built at the stream's norm there.
+    m.config.bridge_scale = 0.25
+    assert torch.allclose(m.make_bridge(h).tokens, tokens * 0.25, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -97,6 +100,7 @@ def test_bridge_shape_norm_and_gate():
         (dict(extract_layer=1, value_dim=10, num_heads=3), "num_heads"),
         (dict(extract_layer=1, aggregator="mean"), "aggregator"),
         (dict(extract_layer=1, dropout=1.0), "dropout"),
+        (dict(extract_layer=1, bridge_scale=0.0), "bridge_scale"),
     ],
 )
 def test_config_errors_name_the_field(kwargs, field):

@@ -69,6 +69,12 @@ class ValueModuleConfig:
     inference-time choice, set before the tuning check (`TrainConfig.score_last_sentence`)."""
     gate_init: float = 1e-2
     """Initial value of the bridge gate α; near zero so an untrained bridge is close to `h_v` itself."""
+    bridge_scale: float = 1.0
+    """Bridge Tokens are built at the norm of the extract layer's output `h_v` times this. 1 when the bridge enters
+    at the extract layer (the paper's layout). With another insert layer, `svgt train` sets it before stage 3 to the
+    residual stream's norm at the insert layer's input over its norm at the extract layer's output, on the training
+    prompts (`svgt.training.activations.residual_norm_ratio`), so the tokens join the stream at its own norm: the
+    stream grows with depth, and on Gemma 3 270M layer 8's input is about a third of the norm of layer 12's output."""
     value_spaces: int = 1
     """How many value spaces judge each state. With more than one (trained on the same data from different initial
     seeds, `TrainConfig.value_spaces`), every decision reads their standardised scores averaged and put back on the
@@ -104,6 +110,7 @@ class ValueModuleConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _check(self.aggregator in ("last", "attention"), "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
         _check(self.correction in ("newton", "gradient"), "correction", f"'newton' or 'gradient', got {self.correction!r}")
+        _check(self.bridge_scale > 0, "bridge_scale", f"must be positive, got {self.bridge_scale}")
         _check(self.value_spaces >= 1, "value_spaces", f"must be >= 1, got {self.value_spaces}")
         if self.value_spaces > 1:
             stats = self.score_stats or []

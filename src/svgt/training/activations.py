@@ -121,6 +121,41 @@ def _compute_batches(backbone: Backbone, layer: int, pairs: list[EncodedPair], b
     return out
 
 
+def residual_norm_ratio(backbone: Backbone, insert_layer: int, extract_layer: int, prompts: list[list[int]]) -> float:
+    """Mean over `prompts` (token ids, one forward each, so no padding) of the last token's residual-stream norm at
+    the input of `insert_layer` over its norm at the output of `extract_layer`: the scale Bridge Tokens built from an
+    extract-layer state need to join the stream at the insert layer (`ValueModuleConfig.bridge_scale`)."""
+    if not prompts:
+        raise ValueError("residual_norm_ratio needs at least one prompt")
+    seen: dict[str, torch.Tensor] = {}
+
+    def take_input(module, args, kwargs):
+        seen["in"] = (args[0] if args else kwargs["hidden_states"])[0, -1].float()
+
+    def take_output(module, args, output):
+        seen["out"] = (output[0] if isinstance(output, tuple) else output)[0, -1].float()
+
+    def stop(module, args, output):
+        raise _StopForward
+
+    ratios = []
+    handles = [backbone.layers[insert_layer].register_forward_pre_hook(take_input, with_kwargs=True),
+               backbone.layers[extract_layer].register_forward_hook(take_output),
+               backbone.layers[max(insert_layer, extract_layer)].register_forward_hook(stop)]
+    try:
+        with torch.no_grad():
+            for ids in prompts:
+                try:
+                    backbone.model(torch.tensor([ids], device=backbone.device), use_cache=False)
+                except _StopForward:
+                    pass
+                ratios.append(float(seen["in"].norm() / seen["out"].norm()))
+    finally:
+        for h in handles:
+            h.remove()
+    return sum(ratios) / len(ratios)
+
+
 def compute_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int = 16,
                    desc: str = "activations") -> StateSet:
     """Run the backbone up to `layer` on every pair (length-sorted batches) and return the states, in input order."""

@@ -203,7 +203,7 @@ class Stage3Batcher:
         s = module.score(states, prompt_states, p_mask.bool())
         safe_terms = F.softplus(s) + cfg.safe_relu_weight * F.relu(s)
         safe = distributed.share((safe_terms * mask).sum() / mask.sum(), n_tokens, tokens)
-        ratio = bridge.norm(dim=-1) / h.norm(dim=-1, keepdim=True)
+        ratio = bridge.norm(dim=-1) / (h.norm(dim=-1, keepdim=True) * module.config.bridge_scale)
         reg = distributed.share(F.relu((ratio - 1).abs() - cfg.reg_tau).mean(), len(mine), len(idx))
         loss = cfg.lambda_ce * ce + cfg.lambda_safe * safe + cfg.lambda_reg * reg
         s_mean = distributed.share(s[mask].mean(), n_tokens, tokens)

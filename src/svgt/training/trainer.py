@@ -39,7 +39,7 @@ from ..methods.tuning import MAX_ADDED_LOOPING
 from ..module import ValueModule, join_value_spaces
 from ..prompts import last_sentence_prompt
 from . import distributed
-from .activations import EncodedPair, StateSet, cached_states, encode_pair
+from .activations import EncodedPair, StateSet, cached_states, encode_pair, residual_norm_ratio
 from .loop import run_loop
 from .metrics import binary_metrics
 from .mining import (HARD_NEGATIVES_NAME, heldout_prompts, load_hard_negatives, pick_hard_negatives, prompt_scores,
@@ -363,6 +363,13 @@ def train(
         examples = [e for e in examples if e.response_ids]
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed))
         n_val = max(8, len(examples) // 20)
+        c = module.config
+        if c.insert_layer != c.extract_layer:  # Bridge Tokens join the stream at its norm at the insert layer
+            c.bridge_scale = round(residual_norm_ratio(
+                backbone, c.insert_layer, c.extract_layer, [examples[i].prompt_ids for i in order[:64].tolist()]), 4)
+            metrics["bridge_scale"] = c.bridge_scale
+            _log(f"bridge scale {c.bridge_scale} (the stream's norm at layer {c.insert_layer}'s input over layer "
+                 f"{c.extract_layer}'s output)")
         batcher = Stage3Batcher(backbone, module, examples, cfg)
         metrics["stage3"] = run_loop(module, stage3_spec(batcher, order[:n_val], order[n_val:], cfg), ckpt, resume)
         t = lap("stage3", t)
