@@ -2,7 +2,8 @@
 
 Both decode the same prompt greedily at batch 1 with the gate off (every prompt bridged) and a refresh every
 `--refresh` tokens, so the value module is read at every refresh; each round times both back to back, in turns,
-and the ratio of each round's times is reported (median and range over the rounds). Prompts of 64 random words.
+and the ratio of each round's times is reported: the median paired ratio with its bootstrap 95% interval
+(`svgt.benchmark.stats`, as `svgt bench` reports ratios) and the range over the rounds. Prompts of 64 random words.
 
     .venv/bin/python benchmarks/value_spaces.py runs/v11                    # against the shipped module, r = 1
     .venv/bin/python benchmarks/value_spaces.py runs/v11 --refresh 5 --rounds 9
@@ -19,6 +20,7 @@ import torch
 
 from svgt import GenerationConfig, generate
 from svgt.artifact import load_pretrained
+from svgt.benchmark.stats import bootstrap_ratio, paired_ratios
 from svgt.pipeline import load_guided_model
 
 WORDS = "the a garden history river quickly explain how why people city water energy music".split()
@@ -47,13 +49,14 @@ def main() -> None:
             with torch.inference_mode():
                 generate(gm.backbone, modules[name], [prompt], cfg)
             times[name].append(time.perf_counter() - start)
-    ratios = [b / a for a, b in zip(times["shipped"], times[args.artifact])]
+    ratios = paired_ratios(times[args.artifact], times["shipped"])
+    interval = bootstrap_ratio([(times[args.artifact], times["shipped"])])
     spaces = {name: m.config.value_spaces for name, m in modules.items()}
     print(f"value spaces {spaces}; {args.tokens} tokens, refresh every {args.refresh}, {args.rounds} rounds")
     for name, t in times.items():
         print(f"  {name}: median {statistics.median(t):.3f} s")
-    print(f"  ratio {args.artifact} / shipped: median {statistics.median(ratios):.3f} "
-          f"[{min(ratios):.3f}, {max(ratios):.3f}]")
+    print(f"  ratio {args.artifact} / shipped: median {interval.median:.3f}, 95% interval [{interval.lo:.3f}, "
+          f"{interval.hi:.3f}], range over rounds [{min(ratios):.3f}, {max(ratios):.3f}]")
 
 
 if __name__ == "__main__":
