@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone, cache_dir
-from ..hooks import BackboneHooks, _StopForward, bridged_forward
+from ..hooks import BackboneHooks, _get, _param_index, _StopForward, bridged_forward
 from ..prompts import format_prompt, keep_end, left_pad, right_pad
 from . import distributed
 
@@ -128,9 +128,10 @@ def residual_norm_ratio(backbone: Backbone, insert_layer: int, extract_layer: in
     if not prompts:
         raise ValueError("residual_norm_ratio needs at least one prompt")
     seen: dict[str, torch.Tensor] = {}
+    hidden_index = _param_index(backbone.layers[0], "hidden_states")
 
     def take_input(module, args, kwargs):
-        seen["in"] = (args[0] if args else kwargs["hidden_states"])[0, -1].float()
+        seen["in"] = _get(args, kwargs, "hidden_states", hidden_index)[0, -1].float()
 
     def take_output(module, args, output):
         seen["out"] = (output[0] if isinstance(output, tuple) else output)[0, -1].float()
