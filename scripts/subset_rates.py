@@ -10,6 +10,10 @@ generating anything. Prints a Markdown table.
     .venv/bin/python scripts/subset_rates.py --subset runs/eval-gemma \\
         smollm2=runs/eval-itw gemma-3-270m=runs/eval-gemma
 
+`--suites` names the prompts by suite and limit instead, as `svgt eval --suites` does (the README's subset is
+`harmbench:40,overrefusal:40,jailbreak:16,inthewild:16`), so no subset run has to be kept: a limited suite is always
+the same prompts.
+
 `--unguided DIR` reads method `none`'s answers from another run of the same backbone (for a method evaluated on its
 own, e.g. `cast` after `none` was measured).
 """
@@ -21,6 +25,7 @@ import sys
 from pathlib import Path
 
 from svgt.data.errors import DataError
+from svgt.evaluation.suites import load_suite
 from svgt.data.userfiles import jsonl_rows
 from svgt.judges import is_looping, is_refusal
 
@@ -73,9 +78,25 @@ def rates(rows: dict[tuple[str, str], dict[str, dict]], ids: dict[str, set[str]]
     return cells + [str(loops)]
 
 
+def suite_ids(spec: str) -> dict[str, set[str]]:
+    """`suite -> prompt ids` of comma-separated `NAME[:N]` suites, as `svgt eval --suites` would take them. The
+    over-refusal suite's ShareGPT half is that of the default training corpus (a module trained with defaults)."""
+    ids: dict[str, set[str]] = {}
+    for part in filter(None, (x.strip() for x in spec.split(","))):
+        try:
+            suite = load_suite(part)
+        except ValueError as exc:
+            raise SystemExit(f"--suites {part!r}: {exc}") from exc
+        ids.setdefault(suite.name, set()).update(p.id for p in suite.prompts)
+    return ids
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subset", required=True, type=Path, help="the run whose prompt ids to count on")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--subset", type=Path, help="the run whose prompt ids to count on")
+    which.add_argument("--suites", help="the prompts to count on, as svgt eval --suites names them, e.g. "
+                                        "harmbench:40,overrefusal:40,jailbreak:16,inthewild:16")
     parser.add_argument("--methods", default="none,svgt")
     parser.add_argument("--unguided", type=Path, default=None,
                         help="the run to read method none's answers from (default: each run itself)")
@@ -83,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     unguided = read_responses(args.unguided) if args.unguided else None
     ids: dict[str, set[str]] = {}
-    for (method, suite), answers in read_responses(args.subset).items():
-        ids.setdefault(suite, set()).update(answers)
+    if args.suites:
+        ids = suite_ids(args.suites)
+    else:
+        for (method, suite), answers in read_responses(args.subset).items():
+            ids.setdefault(suite, set()).update(answers)
     print("| run | method | HarmBench refusal ↑ | over-refusal ↓ | benign left as written ↑ | DAN ASR ↓ "
           "| in-the-wild ASR ↓ | looping |")
     print("|---|---|---|---|---|---|---|---|")
