@@ -3,6 +3,7 @@ import os
 import random
 import re
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -686,3 +687,28 @@ def test_more_value_spaces_without_stages_1_and_2_are_refused(cache, tmp_path):
                       probe_sweep=False)
     with pytest.raises(ValueError, match=r"value_spaces=2: value spaces are trained by stages 1 and 2.*\[3\]"):
         train(bb, tmp_path / "out", cfg, stages=(3,), corpus=_fake_corpus(), evaluate=False)
+
+
+def test_backbone_answers_are_cached_per_prompt_format(tmp_path, monkeypatch):
+    # The same raw prompts in another format (chat template, stop strings) are other inputs: a cache keyed on the
+    # texts alone would hand a retrained module answers to prompts its backbone no longer sees.
+    from svgt.training import trainer
+
+    monkeypatch.setenv("SVGT_CACHE", str(tmp_path))
+    backbone = tiny_backbone()
+    calls = []
+
+    def counting(backbone, module, prompts, cfg, batch_size):  # answers that say which call wrote them
+        calls.append(1)
+        return SimpleNamespace(texts=[f"answer {len(calls)}"] * len(prompts))
+
+    monkeypatch.setattr(trainer, "generate", counting)
+    prompts = ["How do I bake bread?", "Name a planet."]
+    first = trainer.backbone_answers(backbone, prompts, 4, "answers")
+    assert trainer.backbone_answers(backbone, prompts, 4, "answers") == first and len(calls) == 1  # from the cache
+    trainer.backbone_answers(replace(backbone, stop_strings=("\nQuestion:",)), prompts, 4, "answers")
+    assert len(calls) == 2
+    backbone.tokenizer.chat_template = "{{ messages[0]['content'] }}"
+    trainer.backbone_answers(backbone, prompts, 4, "answers")
+    assert len(calls) == 3
+    assert len(list((tmp_path / "answers").glob("*.json"))) == 3

@@ -65,9 +65,13 @@ def _apply_inference_settings(module: ValueModule, cfg: TrainConfig) -> None:
 
 
 def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int, desc: str) -> list[str]:
-    """The unguided backbone's greedy answers, cached on disk by backbone + prompts + length. Several processes
-    each answer every `world_size()`-th batch; the main process writes the one cache file."""
-    key = hashlib.sha256(json.dumps([backbone.name, backbone.revision, max_new_tokens, prompts]).encode()).hexdigest()
+    """The unguided backbone's greedy answers, cached on disk by backbone, prompt format, prompts and length. Several
+    processes each answer every `world_size()`-th batch; the main process writes the one cache file."""
+    # The prompt format (chat template, stop strings) is part of the key: the prompts are the raw texts, and the same
+    # texts in another format get other answers (the states cache keys on token ids, which carry the format).
+    fmt = [getattr(backbone.tokenizer, "chat_template", None), list(backbone.stop_strings)]
+    key = hashlib.sha256(json.dumps([backbone.name, backbone.revision, max_new_tokens, prompts, fmt]).encode())
+    key = key.hexdigest()
     path = cache_dir() / "answers" / f"{key[:20]}.json"
     if distributed.from_main(path.exists()):
         return json.loads(path.read_text())
