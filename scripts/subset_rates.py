@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 
 from svgt.data.errors import DataError
-from svgt.evaluation.suites import load_suite
 from svgt.data.userfiles import jsonl_rows
+from svgt.evaluation.suites import load_suite
 from svgt.judges import is_looping, is_refusal
 
 SUITES = ("harmbench", "overrefusal", "jailbreak", "inthewild")
@@ -78,6 +78,14 @@ def rates(rows: dict[tuple[str, str], dict[str, dict]], ids: dict[str, set[str]]
     return cells + [str(loops)]
 
 
+def run_ids(run: Path) -> dict[str, set[str]]:
+    """`suite -> prompt ids` a run's answers cover, by any method."""
+    ids: dict[str, set[str]] = {}
+    for (_, suite), answers in read_responses(run).items():
+        ids.setdefault(suite, set()).update(answers)
+    return ids
+
+
 def suite_ids(spec: str) -> dict[str, set[str]]:
     """`suite -> prompt ids` of comma-separated `NAME[:N]` suites, as `svgt eval --suites` would take them. The
     over-refusal suite's ShareGPT half is that of the default training corpus (a module trained with defaults)."""
@@ -103,12 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="NAME=DIR: runs whose answers to count")
     args = parser.parse_args(argv)
     unguided = read_responses(args.unguided) if args.unguided else None
-    ids: dict[str, set[str]] = {}
-    if args.suites:
-        ids = suite_ids(args.suites)
-    else:
-        for (method, suite), answers in read_responses(args.subset).items():
-            ids.setdefault(suite, set()).update(answers)
+    ids = suite_ids(args.suites) if args.suites else run_ids(args.subset)
     print("| run | method | HarmBench refusal ↑ | over-refusal ↓ | benign left as written ↑ | DAN ASR ↓ "
           "| in-the-wild ASR ↓ | looping |")
     print("|---|---|---|---|---|---|---|---|")

@@ -70,8 +70,8 @@ def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int
     # The prompt format (chat template, stop strings) is part of the key: the prompts are the raw texts, and the same
     # texts in another format get other answers (the states cache keys on token ids, which carry the format).
     fmt = [getattr(backbone.tokenizer, "chat_template", None), list(backbone.stop_strings)]
-    key = hashlib.sha256(json.dumps([backbone.name, backbone.revision, max_new_tokens, prompts, fmt]).encode())
-    key = key.hexdigest()
+    parts = [backbone.name, backbone.revision, max_new_tokens, prompts, fmt]
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
     path = cache_dir() / "answers" / f"{key[:20]}.json"
     if distributed.from_main(path.exists()):
         return json.loads(path.read_text())
