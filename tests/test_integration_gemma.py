@@ -166,7 +166,8 @@ def test_sliding_and_global_layers_below_the_insert_layer_never_see_the_bridge(g
 
 def test_the_shipped_module_leaves_gated_prompts_as_the_backbone_wrote_them_and_bridges_the_others(gemma):
     guided = check_gate_leaves_safe_prompts_alone(gemma, max_new_tokens=12)
-    assert guided.artifact.endswith("gemma-3-270m") and guided.module.config.extract_layer == 12
+    assert guided.artifact.endswith("gemma-3-270m") and guided.module.config.extract_layer == 15
+    assert guided.module.config.insert_layer == 8  # the bridge enters below the layer the value space reads
 
 
 def test_a_stage3_step_equals_the_full_bridged_forward(gemma, module):
