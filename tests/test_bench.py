@@ -464,6 +464,7 @@ def test_cli_bench_max_seconds(monkeypatch, capsys):
 
     assert build_parser().parse_args(["bench", "--quick", "--max-seconds", "30"]).max_seconds == 30.0
     assert build_parser().parse_args(["bench"]).max_seconds is None
+    assert build_parser().parse_args(["bench", "--artifact", "runs/x"]).artifact == "runs/x"
     seen = {}
 
     def small(spec, **kwargs):  # the CLI's settings, on small axes so the test stays fast
@@ -473,7 +474,7 @@ def test_cli_bench_max_seconds(monkeypatch, capsys):
     monkeypatch.setattr(svgt.benchmark, "run_benchmark", small)
     assert main(["bench", "--backbone", "random:tiny-llama", "--quick", "--repeats", "2", "--max-seconds", "0",
                  "--json", "--device", "cpu"]) == 0
-    assert (seen["quick"], seen["max_seconds"], seen["repeats"]) == (True, 0.0, 2)
+    assert (seen["quick"], seen["max_seconds"], seen["repeats"], seen["artifact"]) == (True, 0.0, 2, None)
     out = json.loads(capsys.readouterr().out)
     assert out["stopped"] in {"time cap", "converged"} and out["rounds"] == 2
     assert out["settings"]["max_seconds"] == 0.0 and "floor_ratios" in out and "ratio_ci" in out
@@ -525,3 +526,57 @@ def test_step_parts_times_every_piece_and_puts_the_decoder_back():
         "plain, 1 row": 2 * (new - 2), "plain, K + 1 rows": 2 * (new - 2), "fused refresh (svgt)": 2 * (new - 2)}
     assert {(o, n): o.__dict__[n] for o, n in names} == before
     assert all(out == outputs[0] for out in outputs)  # the side forwards ran on copies of the cache
+
+
+# --- what ran beside it, and which module ----------------------------------------------------------------------------
+
+STAT = "cpu  {user} 0 {system} {idle} {iowait} 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+
+
+def test_busy_share_counts_other_work_and_not_idle_or_io_wait(tmp_path):
+    from svgt.benchmark.measure import busy_share, cpu_busy_now
+
+    before = STAT.format(user=100, system=50, idle=800, iowait=50)
+    after = STAT.format(user=130, system=60, idle=850, iowait=60)  # 40 busy, 60 idle or waiting
+    assert busy_share(before, after) == pytest.approx(0.4)
+    assert busy_share(before, before) is None  # no tick passed
+    with pytest.raises(ValueError, match="'cpu' line"):
+        busy_share("cpu0 1 2 3 4 5 6 7 8\n", before)
+    stat = tmp_path / "stat"
+    stat.write_text(before)
+    assert cpu_busy_now(0.0, str(stat)) is None  # the file did not move: no tick to judge by
+    assert cpu_busy_now(0.0, str(tmp_path / "missing")) is None
+
+
+def test_under_load_reads_the_cpus_now_not_a_job_that_just_ended():
+    from svgt.benchmark.report import under_load
+
+    # A load average of 1.9 right after an evaluation ended, with the CPUs idle now: not under load.
+    assert not under_load({"load_average_at_start": [1.9, 1.5, 1.0], "cpu_busy_at_start": 0.03})
+    assert under_load({"load_average_at_start": [0.2, 0.1, 0.1], "cpu_busy_at_start": 0.6})
+    assert under_load({"load_average_at_start": [1.2, 1.0, 1.0]})  # not Linux: the load average is all there is
+    assert not under_load({})
+
+
+def test_report_says_why_it_was_under_load(result):
+    r = json.loads(json.dumps(result))
+    r["environment"].update(load_average_at_start=[0.1, 0.1, 0.1], cpu_busy_at_start=0.72)
+    md = format_markdown(r)
+    assert "CPUs busy just before the start: 72%" in md
+    assert "timings taken UNDER LOAD (72% of all CPUs' time busy just before the start)" in md
+    r["environment"]["cpu_busy_at_start"] = 0.02
+    assert "UNDER LOAD" not in format_markdown(r)
+
+
+def test_bench_uses_the_artifact_it_is_given(tmp_path):
+    from svgt.artifact import save_pretrained
+    from svgt.pipeline import untrained_module
+
+    backbone = random_backbone("tiny-llama")
+    module = untrained_module(backbone, insert_layer=0, extract_layer=1)
+    save_pretrained(module, tmp_path / "vm", backbone)
+    r = run_benchmark(backbone, quick=True, repeats=1, new_tokens=[3], prompt_lens=[4], memory=False,
+                      max_seconds=0.0, floor=False, artifact=tmp_path / "vm")
+    assert r["module"]["source"] == str(tmp_path / "vm")
+    assert (r["module"]["extract_layer"], r["module"]["insert_layer"]) == (1, 0)
+    assert f"value module: {tmp_path / 'vm'} (K = " in format_markdown(r)

@@ -275,7 +275,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     result = run_benchmark(spec, quick=args.quick, repeats=args.repeats, device=str(device),
                            dtype=resolve_dtype(args.dtype, device),
-                           out_dir=args.out, progress=not args.json, max_seconds=args.max_seconds)
+                           out_dir=args.out, progress=not args.json, max_seconds=args.max_seconds,
+                           artifact=args.artifact)
     print(json.dumps(result, indent=1) if args.json else format_markdown(result))
     return 0
 
@@ -442,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--random-config", choices=list(RANDOM_CONFIG_NAMES),
                      help="randomly initialised backbone of a real model's shape (for GPUs where weights can't "
                           "travel); tiny-llama is a seconds-fast stand-in for smoke runs")
+    bn.add_argument("--artifact", default=None, metavar="DIR",
+                    help="a trained value module's folder, e.g. a `svgt train --out` folder (default: the module "
+                         "shipped for the backbone, else an untrained one)")
     bn.add_argument("--quick", action="store_true",
                     help="batch 1, prompt 64, 64 new tokens, 4 variants; rounds until every ratio's 95%% interval is "
                          "within ±2%% or the time cap")

@@ -141,6 +141,45 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+BUSY_WINDOW_S = 0.5
+"""How long `environment` watches the CPUs before a benchmark starts (the benchmark itself is not running yet)."""
+UNDER_LOAD = 0.25
+"""Share of all CPUs' time that other work may take in that window before timings are marked as taken under load."""
+
+
+def _cpu_jiffies(stat: str) -> tuple[int, int]:
+    """(busy, total) clock ticks summed over all CPUs, from the `cpu` line of /proc/stat's text. Idle and waiting
+    for I/O count as not busy; guest time is already inside user time, so it is left out of the total."""
+    for line in stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            idle = ticks[3] + ticks[4]
+            return sum(ticks) - idle, sum(ticks)
+    raise ValueError("no aggregate 'cpu' line in /proc/stat")
+
+
+def busy_share(before: str, after: str) -> float | None:
+    """Share of all CPUs' time spent busy between two readings of /proc/stat (None if no tick passed)."""
+    (b0, t0), (b1, t1) = _cpu_jiffies(before), _cpu_jiffies(after)
+    return (b1 - b0) / (t1 - t0) if t1 > t0 else None
+
+
+def cpu_busy_now(window_s: float = BUSY_WINDOW_S, stat_path: str = "/proc/stat") -> float | None:
+    """Share of all CPUs' time other work keeps busy right now: /proc/stat read twice, `window_s` apart, while this
+    process sleeps. Unlike the 1-minute load average, it does not still carry a job that ended a minute ago.
+    None where /proc/stat cannot be read (not Linux)."""
+    try:
+        with open(stat_path, encoding="ascii") as f:
+            before = f.read()
+        time.sleep(window_s)
+        with open(stat_path, encoding="ascii") as f:
+            after = f.read()
+        return busy_share(before, after)
+    except (OSError, ValueError):
+        return None
+
+
 def environment(device: str) -> dict[str, Any]:
     import transformers
 
@@ -159,6 +198,9 @@ def environment(device: str) -> dict[str, Any]:
         env["load_average_at_start"] = list(os.getloadavg())
     except OSError:
         pass
+    busy = cpu_busy_now()
+    if busy is not None:
+        env["cpu_busy_at_start"] = round(busy, 3)
     if str(device).startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name()
     return env

@@ -3,6 +3,8 @@ value module that guides it, and prompts of an exact token length."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ..backbone import Backbone, load_backbone, resolve_dtype, wrap_backbone
@@ -119,13 +121,14 @@ def bench_backbone(spec: str | Backbone, device: str = "cpu", dtype: torch.dtype
     return load_backbone(spec, device=device, dtype=resolve_dtype(dtype, device))
 
 
-def bench_module(backbone: Backbone, seed: int = 0) -> tuple[ValueModule, str]:
-    """The value module shipped for this backbone if there is one, else an untrained one of the default shape.
-    Speed does not depend on the weights, except through gating (which reads the discriminator's score)."""
+def bench_module(backbone: Backbone, seed: int = 0, artifact: str | Path | None = None) -> tuple[ValueModule, str]:
+    """`artifact` (a trained module's folder) if given, else the value module shipped for this backbone if there is
+    one, else an untrained one of the default shape. Speed does not depend on the weights, except through gating
+    (which reads the discriminator's score) and the layers (a lower insert layer means more rows per layer)."""
     from ..artifact import load_pretrained
     from ..pipeline import packaged_artifact, untrained_module
 
-    source = packaged_artifact(backbone.name)
+    source = Path(artifact) if artifact is not None else packaged_artifact(backbone.name)
     if source is not None:
         return load_pretrained(source, backbone).to(backbone.device).eval(), str(source)
     return untrained_module(backbone, seed), "untrained"

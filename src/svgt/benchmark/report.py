@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .measure import UNDER_LOAD
+
 PLOT_VARIANTS_FIRST = ("hf_generate", "svgt_off", "recompute")
 
 
@@ -95,6 +97,20 @@ def _cell_table(cell: dict[str, Any]) -> list[str]:
     return lines
 
 
+def under_load(env: dict[str, Any]) -> bool:
+    """Whether other work ran when the benchmark started: the CPUs' busy share in the half second before it, where
+    measured (Linux); else the 1-minute load average, which still carries a job that ended up to minutes before."""
+    if "cpu_busy_at_start" in env:
+        return env["cpu_busy_at_start"] >= UNDER_LOAD
+    return env.get("load_average_at_start", [0.0])[0] >= 1.0
+
+
+def _load_reason(env: dict[str, Any]) -> str:
+    if "cpu_busy_at_start" in env:
+        return f"{100 * env['cpu_busy_at_start']:.0f}% of all CPUs' time busy just before the start"
+    return f"1-minute load average {env['load_average_at_start'][0]:.2f} at the start"
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     bb, env, st = result["backbone"], result["environment"], result["settings"]
     weights = "random weights in this shape" if bb["random_weights"] else "real weights"
@@ -113,9 +129,11 @@ def format_markdown(result: dict[str, Any]) -> str:
         loads = f"- load average (1, 5, 15 min) at start: {', '.join(f'{x:.2f}' for x in env['load_average_at_start'])}"
         if "load_average_at_end" in env:
             loads += f"; at end: {', '.join(f'{x:.2f}' for x in env['load_average_at_end'])}"
-        if env["load_average_at_start"][0] >= 1.0:  # measured before the benchmark itself ran: someone else's work
-            loads += " — other work was running: timings taken UNDER LOAD"
+        if "cpu_busy_at_start" in env:
+            loads += f"; CPUs busy just before the start: {100 * env['cpu_busy_at_start']:.0f}%"
         lines.append(loads)
+    if under_load(env):
+        lines.append(f"- other work was running: timings taken UNDER LOAD ({_load_reason(env)})")
     boot = st.get("bootstrap", {"resamples": 2000, "level": 0.95})
     lines += [
         f"- started {result['started']}, finished {result.get('finished', '?')}; {st['warmup']} warm-up and "

@@ -289,11 +289,13 @@ def run_benchmark(
     max_seconds: float | None = None,
     target: float = TARGET,
     floor: bool | None = None,
+    artifact: str | Path | None = None,
 ) -> dict[str, Any]:
     """Benchmark guided decoding against the backbone's own `generate`, in one process, variants interleaved.
 
     `backbone_spec`: a built-in name, hub id or path; `random:<name>` for random weights in a real model's shape
-    (see `RANDOM_CONFIGS`); or a Backbone. `quick` fills every axis left as None with the quick setting (batch 1,
+    (see `RANDOM_CONFIGS`); or a Backbone. `artifact`: a trained module's folder (default: the one shipped for the
+    backbone, else an untrained module). `quick` fills every axis left as None with the quick setting (batch 1,
     prompt 64, 64 new tokens, hf_generate/svgt_off/svgt_r1_fast/svgt_r5_fast, at least 5 rounds, no training
     section).
     Every round runs each variant once, hf_generate first, in the order given; `result["cells"][i]["order"]`
@@ -335,7 +337,7 @@ def run_benchmark(
     env = environment(device)
     t0 = time.perf_counter()
     backbone = bench_backbone(backbone_spec, device, dtype)
-    module, module_source = bench_module(backbone)
+    module, module_source = bench_module(backbone, artifact=artifact)
     load_s = time.perf_counter() - t0
     _log(progress, f"{backbone.name}: {parameter_count(backbone) / 1e6:.1f}M parameters on {device} ({load_s:.1f} s)")
 
