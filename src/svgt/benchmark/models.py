@@ -124,7 +124,8 @@ def bench_backbone(spec: str | Backbone, device: str = "cpu", dtype: torch.dtype
 def bench_module(backbone: Backbone, seed: int = 0, artifact: str | Path | None = None) -> tuple[ValueModule, str]:
     """`artifact` (a trained module's folder) if given, else the value module shipped for this backbone if there is
     one, else an untrained one of the default shape. Speed does not depend on the weights, except through gating
-    (which reads the discriminator's score) and the layers (a lower insert layer means more rows per layer)."""
+    (which reads the discriminator's score) and the layers (a lower insert layer puts the bridge rows through more
+    layers)."""
     from ..artifact import load_pretrained
     from ..pipeline import packaged_artifact, untrained_module
 
