@@ -35,6 +35,11 @@ def packaged_artifact(backbone_name: str) -> Path | None:
     return path if (path / "svgt_config.json").is_file() else None
 
 
+def artifact_source(backbone_name: str, artifact: str | os.PathLike[str] | None = None) -> Path | None:
+    """Where a backbone's value module comes from: `artifact` if given, else the one shipped for it, else None."""
+    return Path(artifact) if artifact is not None else packaged_artifact(backbone_name)
+
+
 def untrained_module(backbone: Backbone, seed: int = 0, **overrides: object) -> ValueModule:
     """A randomly initialised value module sized for `backbone` (gate near zero: close to no guidance)."""
     torch.manual_seed(seed)
@@ -54,7 +59,7 @@ def load_guided_model(
     warning on stderr) an untrained one. `margin` overrides the module's Newton-step margin and `gate_threshold` its
     safe-prompt gate (`ValueModuleConfig`; `float("-inf")` turns the gate off)."""
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
-    source = Path(artifact) if artifact is not None else packaged_artifact(bb.name)
+    source = artifact_source(bb.name, artifact)
     if source is not None:
         guided = GuidedModel(bb, load_pretrained(source, bb), str(source))
     elif not allow_untrained:

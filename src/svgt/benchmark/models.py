@@ -127,9 +127,9 @@ def bench_module(backbone: Backbone, seed: int = 0, artifact: str | Path | None 
     (which reads the discriminator's score) and the layers (a lower insert layer puts the bridge rows through more
     layers)."""
     from ..artifact import load_pretrained
-    from ..pipeline import packaged_artifact, untrained_module
+    from ..pipeline import artifact_source, untrained_module
 
-    source = Path(artifact) if artifact is not None else packaged_artifact(backbone.name)
+    source = artifact_source(backbone.name, artifact)
     if source is not None:
         return load_pretrained(source, backbone).to(backbone.device).eval(), str(source)
     return untrained_module(backbone, seed), "untrained"
