@@ -679,6 +679,24 @@ def test_more_value_spaces_are_each_a_run_from_the_next_initial_seed(cache, tmp_
         assert all(torch.equal(expected[k], v) for k, v in space.state_dict().items())
 
 
+def test_the_aggregator_is_chosen_at_training_and_saved_with_the_module(cache, tmp_path):
+    from svgt.artifact import load_pretrained
+    from svgt.training.trainer import train
+
+    bb = tiny_backbone("llama")
+    cfg = TrainConfig(extract_layer=2, num_bridge_tokens=2, value_dim=16, stage1_epochs=2, stage2_epochs=1,
+                      contrast=0, probe_sweep=False, aggregator="attention")
+    train(bb, tmp_path / "pooled", cfg, corpus=_fake_corpus(), stages=(1, 2), evaluate=False)
+    module = load_pretrained(tmp_path / "pooled", bb)
+    assert module.config.aggregator == "attention"
+    # Stage 1 trains the pooling: its query starts at zero (a plain mean over the prompt) and has moved.
+    assert module.value_space.aggregator.query.abs().sum() > 0
+    with pytest.raises(ValueError, match="aggregator.*value_spaces=1, got 2"):
+        TrainConfig(aggregator="attention", value_spaces=2)
+    with pytest.raises(ValueError, match="aggregator.*'last' or 'attention', got 'mean'"):
+        TrainConfig(aggregator="mean")
+
+
 def test_more_value_spaces_without_stages_1_and_2_are_refused(cache, tmp_path):
     from svgt.training.trainer import train
 

@@ -226,6 +226,10 @@ class TrainConfig:
     reading layer 27 instead of 17, same page)."""
     num_bridge_tokens: int = 8
     value_dim: int = 128
+    aggregator: str = "last"
+    """How the value space pools a prompt's states into the state its first bridge reads
+    (`ValueModuleConfig.aggregator`): the last token's, or a learned attention over every token. On Gemma 3 270M the
+    pooled state separated harmful from edgy prompts 0.10 AUROC worse (docs/backbones.md)."""
     value_spaces: int = 1
     """Value spaces trained in stages 1-2, on the same data from initial seeds `training_seed`, +1, +2, ...; with
     more than one, their standardised scores are averaged for every decision (`ValueModuleConfig.value_spaces`).
@@ -342,6 +346,13 @@ class TrainConfig:
         _check(len(self.gate_thresholds) >= 1, "gate_thresholds", "must hold one or more values (None: no gate)")
         _check(self.contrast >= 0, "contrast", f"must be >= 0, got {self.contrast}")
         _check(self.value_spaces >= 1, "value_spaces", f"must be >= 1, got {self.value_spaces}")
+        _check(self.aggregator in ("last", "attention"), "aggregator",
+               f"'last' or 'attention', got {self.aggregator!r}")
+        # Several value spaces share the first one's pooled state (ValueEnsemble.aggregator); only the last token's
+        # state is the same whichever space pools it.
+        _check(self.value_spaces == 1 or self.aggregator == "last", "aggregator",
+               f"'attention' pools differently in each value space; use it with value_spaces=1, "
+               f"got {self.value_spaces}")
 
     @property
     def training_seed(self) -> int:
