@@ -28,6 +28,15 @@ each column's share of prompts the module's gate would bridge:
 `--answers N` also reads the backbone's own greedy answers (N new tokens, unguided; `svgt train`'s answer cache) to
 the same prompts with the module's conditional per-token score, averaged over the answer (stage 2's pair score):
 whether reading what the backbone says separates the columns better than reading what was asked.
+
+Each artifact is scored on the backbone it was trained for, so `--mean` can also average the judgments of modules
+for different backbones (a diagnostic: a shipped module reads only its own backbone's states):
+
+    .venv/bin/python scripts/discrimination.py --mean src/svgt/artifacts/gemma-3-270m \
+        src/svgt/artifacts/smollm2-135m-instruct
+
+`--unconditional` scores with the conditional path off (no cross-attention over the prompt's states: the last
+token's state alone), to see how much of the judgment that path carries.
 """
 
 from __future__ import annotations
@@ -61,6 +70,11 @@ def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], a
     return pair_scores(module, StateData(states, torch.zeros(len(pairs))), conditional=True).tolist()
 
 
+def backbone_names(configs: list[dict], override: str | None) -> list[str]:
+    """Per artifact (its `svgt_config.json`), the backbone it is scored on: `override`, else the one it names."""
+    return [override or c["backbone"]["name"] for c in configs]
+
+
 def recipe_groups(names: list[str], runs: int) -> list[list[str]]:
     """`names` in consecutive groups of `runs` runs of one recipe (say, init seeds 0, 1, 2 of each)."""
     if runs < 1 or len(names) % runs:
@@ -84,8 +98,8 @@ def recipe_rows(reports: dict[str, dict], names: list[str], runs: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("artifacts", nargs="+", help="artifact folders (svgt train --out) of one backbone")
-    parser.add_argument("--backbone", default=None, help="default: the one the first artifact names")
+    parser.add_argument("artifacts", nargs="+", help="artifact folders (svgt train --out)")
+    parser.add_argument("--backbone", default=None, help="score every artifact on this one (default: each its own)")
     parser.add_argument("--json", default=None, help="also write every report here")
     parser.add_argument("--mean", action="store_true",
                         help="also report the mean of the artifacts' scores, each standardised by the mean and spread "
@@ -100,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrapped", action="store_true",
                         help="add HarmBench val in the held-out jailbreak-style wrappers, and each column's share "
                              "above the module's gate")
+    parser.add_argument("--unconditional", action="store_true",
+                        help="score without the conditional path (the cross-attention over the prompt's states)")
     args = parser.parse_args(argv)
     settings = {"score_last_sentence": True} if args.last_sentence else {}
     if args.recipes:  # before any scoring, which takes minutes per artifact
@@ -111,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         configs = [read_config(a) for a in args.artifacts]
     except ArtifactError as exc:
         parser.error(f"{exc} (expected an `svgt train --out` folder)")
-    backbone = load_backbone(args.backbone or configs[0]["backbone"]["name"])
+    names = backbone_names(configs, args.backbone)
+    if args.answers and len(set(names)) > 1:
+        parser.error(f"--answers reads one backbone's answers; these artifacts name {sorted(set(names))}")
+    loaded: dict[str, Backbone] = {}
+    backbone = loaded.setdefault(names[0], load_backbone(names[0]))
     cfg = TrainConfig()
     sets = tuning_sets_for(cfg)
     heldout = contrast_prompts(seed=cfg.seed).heldout
@@ -120,11 +140,21 @@ def main(argv: list[str] | None = None) -> int:
         answers = {name: backbone_answers(backbone, prompts, args.answers, f"answers ({name})")
                    for name, prompts in {**sets, "contrast": [p.text for p in heldout]}.items()}
     reports, standardised = {}, []
-    for a in args.artifacts:
+    for a, name in zip(args.artifacts, names):
+        if name not in loaded:
+            loaded.clear()  # one backbone in memory at a time
+            loaded[name] = load_backbone(name)
+        backbone = loaded[name]
         module = load_pretrained(a, backbone).eval()
+        if args.unconditional:
+            module.config.conditional_weight = 0.0
         scores = {name: first_bridge_scores(backbone, module, prompts, **settings) for name, prompts in sets.items()}
         contrast = first_bridge_scores(backbone, module, [p.text for p in heldout], **settings)
         layers = f"extract {module.config.extract_layer}, insert {module.config.insert_layer}"
+        if len(set(names)) > 1:
+            layers = f"{name}: {layers}"
+        if args.unconditional:
+            layers += ", unconditional"
         reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast)}
         if args.wrapped:
             wrapped = first_bridge_scores(backbone, module, wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed),

@@ -27,3 +27,26 @@ def test_recipes_are_consecutive_groups_with_mean_and_range():
     assert b["contrast, all"] == pytest.approx((0.6, 0.5, 0.7))
     with pytest.raises(ValueError, match="groups of 4"):
         _script().recipe_rows(reports, names, 4)
+
+
+def test_each_artifact_is_scored_on_its_own_backbone_unless_one_is_named():
+    configs = [{"backbone": {"name": "gemma-3-270m"}}, {"backbone": {"name": "smollm2-135m-instruct"}}]
+    assert _script().backbone_names(configs, None) == ["gemma-3-270m", "smollm2-135m-instruct"]
+    assert _script().backbone_names(configs, "gpt2") == ["gpt2", "gpt2"]
+
+
+def test_answers_from_two_backbones_are_refused_before_anything_loads(tmp_path, capsys):
+    from svgt.artifact import save_pretrained
+    from conftest import make_module
+    from tiny import tiny_backbone
+
+    folders = []
+    for name in ("one", "two"):
+        bb = tiny_backbone("llama")
+        save_pretrained(make_module(bb), tmp_path / name, bb)
+        folders.append(tmp_path / name)
+    config = folders[1] / "svgt_config.json"
+    config.write_text(config.read_text().replace('"name": "', '"name": "other-', 1))
+    with pytest.raises(SystemExit):
+        _script().main(["--answers", "8", *map(str, folders)])
+    assert "--answers reads one backbone's answers" in capsys.readouterr().err
