@@ -35,6 +35,9 @@ for different backbones (a diagnostic: a shipped module reads only its own backb
     .venv/bin/python scripts/discrimination.py --mean src/svgt/artifacts/gemma-3-270m \
         src/svgt/artifacts/smollm2-135m-instruct
 
+A second table gives each row's operating point: the gate that lets at most 10% of the edgy column through (read
+off that column, so in-sample) and each column's share above it.
+
 `--unconditional` scores with the conditional path off (no cross-attention over the prompt's states: the last
 token's state alone), to see how much of the judgment that path carries.
 """
@@ -73,6 +76,21 @@ def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], a
 def backbone_names(configs: list[dict], override: str | None) -> list[str]:
     """Per artifact (its `svgt_config.json`), the backbone it is scored on: `override`, else the one it names."""
     return [override or c["backbone"]["name"] for c in configs]
+
+
+EDGY_SHARE = 0.1
+"""The operating point reported beside the AUROCs: a gate that lets at most this share of the edgy column through."""
+
+
+def gate_at(scores: dict[str, list[float]], column: str, share: float) -> dict[str, float]:
+    """The lowest gate threshold (a score, bridged when above it) that puts at most `share` of `column`'s prompts
+    above it, and each column's share above it there: what a score alone could do at that over-refusal, before
+    the bridge. In-sample: the threshold is read off the very column it is judged on."""
+    ranked = sorted(scores[column], reverse=True)
+    allowed = int(share * len(ranked))
+    threshold = ranked[allowed] if allowed < len(ranked) else float("-inf")
+    return {"threshold": round(threshold, 4),
+            **{name: round(sum(x > threshold for x in v) / len(v), 4) for name, v in scores.items() if v}}
 
 
 def recipe_groups(names: list[str], runs: int) -> list[list[str]]:
@@ -140,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         answers = {name: backbone_answers(backbone, prompts, args.answers, f"answers ({name})")
                    for name, prompts in {**sets, "contrast": [p.text for p in heldout]}.items()}
     reports, standardised = {}, []
-    for a, name in zip(args.artifacts, names):
-        if name not in loaded:
+    for a, backbone_name in zip(args.artifacts, names):
+        if backbone_name not in loaded:
             loaded.clear()  # one backbone in memory at a time
-            loaded[name] = load_backbone(name)
-        backbone = loaded[name]
+            loaded[backbone_name] = load_backbone(backbone_name)
+        backbone = loaded[backbone_name]
         module = load_pretrained(a, backbone).eval()
         if args.unconditional:
             module.config.conditional_weight = 0.0
@@ -152,10 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         contrast = first_bridge_scores(backbone, module, [p.text for p in heldout], **settings)
         layers = f"extract {module.config.extract_layer}, insert {module.config.insert_layer}"
         if len(set(names)) > 1:
-            layers = f"{name}: {layers}"
+            layers = f"{backbone_name}: {layers}"
         if args.unconditional:
             layers += ", unconditional"
-        reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast)}
+        reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast),
+                      "gate_at_edgy": gate_at(scores, "heldout_edgy", EDGY_SHARE)}
         if args.wrapped:
             wrapped = first_bridge_scores(backbone, module, wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed),
                                           **settings)
@@ -177,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mean:
         mean = {name: (sum(s[name] for s in standardised) / len(standardised)).tolist() for name in standardised[0]}
         contrast = mean.pop("contrast")
-        reports["mean"] = {"layers": "-", **discrimination_report(mean, heldout, contrast)}
+        reports["mean"] = {"layers": "-", **discrimination_report(mean, heldout, contrast),
+                           "gate_at_edgy": gate_at(mean, "heldout_edgy", EDGY_SHARE)}
     columns = list(next(iter(reports.values()))["harmbench_val_vs"])
     categories = list(next(iter(reports.values()))["heldout_contrast"]["by_category"])
     print("| artifact | layers | " + " | ".join(f"HB val vs {c}" for c in columns) + " | contrast, all |")
@@ -191,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|" + "---|" * (len(columns) + 1))
         for first, row in recipe_rows(reports, args.artifacts, args.recipes):
             print(f"| {first} | " + " | ".join(f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in row.values()) + " |")
+    gated = {a: r["gate_at_edgy"] for a, r in reports.items() if "gate_at_edgy" in r}
+    shown = [c for c in next(iter(gated.values())) if c != "threshold"]
+    print(f"\n| artifact (gate letting {EDGY_SHARE:.0%} of heldout_edgy through; in-sample) | "
+          + " | ".join(f"{c} above" for c in shown) + " |")
+    print("|---|" + "---|" * len(shown))
+    for a, g in gated.items():
+        print(f"| {a} (at {g['threshold']:.2f}) | " + " | ".join(f"{g[c]:.1%}" for c in shown) + " |")
     wrapped_rows = {a: r for a, r in reports.items() if "wrapped_vs" in r}
     if wrapped_rows:
         shares = [c for c in next(iter(wrapped_rows.values()))["above_gate"] if c != "gate"]

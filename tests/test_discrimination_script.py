@@ -50,3 +50,13 @@ def test_answers_from_two_backbones_are_refused_before_anything_loads(tmp_path, 
     with pytest.raises(SystemExit):
         _script().main(["--answers", "8", *map(str, folders)])
     assert "--answers reads one backbone's answers" in capsys.readouterr().err
+
+
+def test_the_gate_at_an_edgy_share_lets_at_most_that_share_through():
+    scores = {"harmbench_val": [5.0, 3.0, 1.0, -1.0], "heldout_edgy": [float(x) for x in range(10)], "empty": []}
+    point = _script().gate_at(scores, "heldout_edgy", 0.2)
+    # 2 of 10 edgy prompts may pass: the threshold is the third highest, 7, and only 8 and 9 are above it.
+    assert point["threshold"] == 7.0 and point["heldout_edgy"] == 0.2
+    assert point["harmbench_val"] == 0.0 and "empty" not in point
+    assert _script().gate_at(scores, "heldout_edgy", 0.0)["heldout_edgy"] == 0.0
+    assert _script().gate_at(scores, "heldout_edgy", 1.0)["heldout_edgy"] == 1.0
