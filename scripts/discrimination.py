@@ -82,6 +82,11 @@ EDGY_SHARE = 0.1
 """The operating point reported beside the AUROCs: a gate that lets at most this share of the edgy column through."""
 
 
+def shares_above(columns: dict[str, list[float]], threshold: float) -> dict[str, float]:
+    """Per non-empty column, the share of its scores above `threshold` (what a gate there would bridge)."""
+    return {name: round(sum(x > threshold for x in v) / len(v), 4) for name, v in columns.items() if v}
+
+
 def gate_at(scores: dict[str, list[float]], column: str, share: float) -> dict[str, float]:
     """The lowest gate threshold (a score, bridged when above it) that puts at most `share` of `column`'s prompts
     above it, and each column's share above it there: what a score alone could do at that over-refusal, before
@@ -89,8 +94,7 @@ def gate_at(scores: dict[str, list[float]], column: str, share: float) -> dict[s
     ranked = sorted(scores[column], reverse=True)
     allowed = int(share * len(ranked))
     threshold = ranked[allowed] if allowed < len(ranked) else float("-inf")
-    return {"threshold": round(threshold, 4),
-            **{name: round(sum(x > threshold for x in v) / len(v), 4) for name, v in scores.items() if v}}
+    return {"threshold": round(threshold, 4), **shares_above(scores, threshold)}
 
 
 def recipe_groups(names: list[str], runs: int) -> list[list[str]]:
@@ -146,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     except ArtifactError as exc:
         parser.error(f"{exc} (expected an `svgt train --out` folder)")
     names = backbone_names(configs, args.backbone)
-    if args.answers and len(set(names)) > 1:
+    mixed = len(set(names)) > 1
+    if args.answers and mixed:
         parser.error(f"--answers reads one backbone's answers; these artifacts name {sorted(set(names))}")
-    loaded: dict[str, Backbone] = {}
-    backbone = loaded.setdefault(names[0], load_backbone(names[0]))
+    current, backbone = names[0], load_backbone(names[0])
     cfg = TrainConfig()
     sets = tuning_sets_for(cfg)
     heldout = contrast_prompts(seed=cfg.seed).heldout
@@ -159,17 +163,16 @@ def main(argv: list[str] | None = None) -> int:
                    for name, prompts in {**sets, "contrast": [p.text for p in heldout]}.items()}
     reports, standardised = {}, []
     for a, backbone_name in zip(args.artifacts, names):
-        if backbone_name not in loaded:
-            loaded.clear()  # one backbone in memory at a time
-            loaded[backbone_name] = load_backbone(backbone_name)
-        backbone = loaded[backbone_name]
+        if backbone_name != current:
+            backbone = None  # one backbone in memory at a time
+            current, backbone = backbone_name, load_backbone(backbone_name)
         module = load_pretrained(a, backbone).eval()
         if args.unconditional:
             module.config.conditional_weight = 0.0
         scores = {name: first_bridge_scores(backbone, module, prompts, **settings) for name, prompts in sets.items()}
         contrast = first_bridge_scores(backbone, module, [p.text for p in heldout], **settings)
         layers = f"extract {module.config.extract_layer}, insert {module.config.insert_layer}"
-        if len(set(names)) > 1:
+        if mixed:
             layers = f"{backbone_name}: {layers}"
         if args.unconditional:
             layers += ", unconditional"
@@ -180,9 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                                           **settings)
             gate = module.config.gate_threshold
             reports[a]["wrapped_vs"] = auroc_vs_benign(wrapped, scores)
-            reports[a]["above_gate"] = {"gate": gate, **{
-                name: round(sum(x > (gate if gate is not None else float("-inf")) for x in v) / len(v), 4)
-                for name, v in {**scores, "wrapped": wrapped}.items()}}
+            reports[a]["above_gate"] = {"gate": gate, **shares_above(
+                {**scores, "wrapped": wrapped}, gate if gate is not None else float("-inf"))}
         print(f"{a} ({layers}): {json.dumps(reports[a])}", file=sys.stderr)
         if answers:
             read = {name: answer_scores(backbone, module, prompts, answers[name], cfg)
