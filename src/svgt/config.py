@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Aggregator = Literal["last", "attention"]
+AGGREGATORS: tuple[str, ...] = get_args(Aggregator)
 Correction = Literal["newton", "gradient"]
 RefreshMode = Literal["fast", "exact"]
 
@@ -108,7 +109,7 @@ class ValueModuleConfig:
             f"value_dim {self.value_dim} must be divisible by num_heads {self.num_heads}",
         )
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        _check(self.aggregator in ("last", "attention"), "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
+        _check(self.aggregator in AGGREGATORS, "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
         _check(self.correction in ("newton", "gradient"), "correction", f"'newton' or 'gradient', got {self.correction!r}")
         _check(self.bridge_scale > 0, "bridge_scale", f"must be positive, got {self.bridge_scale}")
         _check(self.value_spaces >= 1, "value_spaces", f"must be >= 1, got {self.value_spaces}")
@@ -346,8 +347,7 @@ class TrainConfig:
         _check(len(self.gate_thresholds) >= 1, "gate_thresholds", "must hold one or more values (None: no gate)")
         _check(self.contrast >= 0, "contrast", f"must be >= 0, got {self.contrast}")
         _check(self.value_spaces >= 1, "value_spaces", f"must be >= 1, got {self.value_spaces}")
-        _check(self.aggregator in ("last", "attention"), "aggregator",
-               f"'last' or 'attention', got {self.aggregator!r}")
+        _check(self.aggregator in AGGREGATORS, "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
         # Several value spaces share the first one's pooled state (ValueEnsemble.aggregator); only the last token's
         # state is the same whichever space pools it.
         _check(self.value_spaces == 1 or self.aggregator == "last", "aggregator",
