@@ -646,3 +646,40 @@ def test_requests_that_cannot_share_the_batch_wait_for_it(guided, monkeypatch, k
     else:
         assert more_results[0].choices[0].message.content == _expected(
             guided, HELLO, max_new_tokens=4, refresh_every=2, refresh_mode="exact").texts[0]
+
+
+@pytest.fixture(scope="module")
+def co_judged(tmp_path_factory):
+    """A module that names a co-judge on a backbone of another family, loaded as `svgt serve` loads it."""
+    root = tmp_path_factory.mktemp("co")
+    judge_bb = load_backbone(save_tiny_hf_backbone(root / "judge-bb", family="qwen2"))
+    save_pretrained(make_module(judge_bb, seed=5, extract_layer=1), root / "judge", judge_bb)
+    path = save_tiny_hf_backbone(root / "bb")
+    bb = load_backbone(path)
+    host = make_module(bb, margin=1.0, gate_threshold=0.0, co_judge=str(root / "judge"),
+                       co_judge_stats=[0.2, 0.5], score_stats=[[0.1, 1.5]])
+    save_pretrained(host, root / "vm", bb)
+    return load_guided_model(path, str(root / "vm"))
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_the_server_asks_the_co_judge_as_generate_does(co_judged, continuous):
+    chats = [HELLO, [{"role": "user", "content": "tell me a story about a cat"}]]
+    with BackgroundServer(_app(co_judged, continuous=continuous)) as srv:
+        client = _client(srv)
+        sched = srv.server.config.app.state.scheduler
+        sched.pause()  # both chats share one batch (or one joins the other): the rows' opinions stay their own
+        threads, results = _in_threads([lambda m=m: client.chat.completions.create(
+            model=MODEL, messages=m, max_tokens=6, temperature=0) for m in chats])
+        _wait_queued(srv, len(chats))
+        sched.resume()
+        _join(threads)
+        completion = client.completions.create(model=MODEL, prompt="tell me a story", max_tokens=6, temperature=0)
+    for got, prompt, chat in [*zip(results, chats, [True, True]), (completion, "tell me a story", False)]:
+        ref = _expected(co_judged, prompt, chat_template=chat, max_new_tokens=6)
+        alone = _expected(co_judged, prompt, chat_template=chat, max_new_tokens=6, co_judge=False)
+        text = got.choices[0].message.content if chat else got.choices[0].text
+        assert text == ref.texts[0]
+        scores = ref.telemetry[0].score  # the first is the prompt's, as both judges see it
+        assert got.svgt["mean_score"] == pytest.approx(sum(scores) / len(scores), abs=1e-6)
+        assert ref.telemetry[0].bridge_score != pytest.approx(alone.telemetry[0].bridge_score, abs=1e-3)

@@ -112,8 +112,9 @@ def weights_digest(directory: str | os.PathLike[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_pretrained(directory: str | os.PathLike[str], backbone: Backbone) -> ValueModule:
-    """Restore a value module for `backbone`; refuses a backbone of another shape, naming both."""
+def load_pretrained(directory: str | os.PathLike[str], backbone: Backbone, co_judge: bool = True) -> ValueModule:
+    """Restore a value module for `backbone`; refuses a backbone of another shape, naming both. With `co_judge`,
+    the co-judge its config names (`ValueModuleConfig.co_judge`) is loaded and attached too (`svgt.cojudge`)."""
     config = read_config(directory)
     saved = config["backbone"]
     mismatches = [
@@ -140,4 +141,9 @@ def load_pretrained(directory: str | os.PathLike[str], backbone: Backbone) -> Va
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ArtifactError(f"{weights}: missing tensors {missing}, unexpected tensors {unexpected}")
-    return module.to(backbone.device).eval()
+    module = module.to(backbone.device).eval()
+    if co_judge and module.config.co_judge:
+        from .cojudge import attach_co_judge  # it loads artifacts too
+
+        attach_co_judge(module, backbone.device)
+    return module

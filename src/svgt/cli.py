@@ -87,7 +87,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not prompts:
         raise UsageError("no prompts: give them as arguments or with --prompts-file FILE")
     config = _generation_config(args)
-    guided = load_guided_model(_backbone(args), args.artifact, margin=args.margin, gate_threshold=args.gate_threshold)
+    guided = load_guided_model(_backbone(args), args.artifact, margin=args.margin, gate_threshold=args.gate_threshold,
+                               co_judge=args.co_judge)
     module = guided.module if config.guidance else None
     result = generate(
         guided.backbone, module, prompts, config, chat_template=not args.no_chat_template, batch_size=args.batch_size
@@ -149,7 +150,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .generation import generate
     from .pipeline import load_guided_model
 
-    guided = load_guided_model(_backbone(args), args.artifact, margin=args.margin, gate_threshold=args.gate_threshold)
+    guided = load_guided_model(_backbone(args), args.artifact, margin=args.margin, gate_threshold=args.gate_threshold,
+                               co_judge=args.co_judge)
     status = f"trained module {guided.artifact}" if guided.trained else "UNTRAINED module (no real guidance)"
     print(f"svgt demo: backbone {guided.backbone.name}, {status}\n")
     prompts = [p for _, p in DEMO_PROMPTS]
@@ -235,7 +237,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge_path=args.judge,
                       judge_kind=args.judge_kind, reference=args.reference, margin=args.margin,
                       sweep_margins=args.sweep_margins, gate_threshold=args.gate_threshold,
-                      chosen=chosen)
+                      chosen=chosen, co_judge=args.co_judge)
     print(Path(report).read_text())
     return 0
 
@@ -261,7 +263,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.backbone, args.artifact, host=args.host, port=args.port, api_key=args.api_key,
           max_queue=args.max_queue, max_batch=args.max_batch, margin=args.margin,
-          gate_threshold=args.gate_threshold, device=args.device, dtype=args.dtype,
+          gate_threshold=args.gate_threshold, co_judge=args.co_judge, device=args.device, dtype=args.dtype,
           continuous=not args.no_continuous, max_join=args.max_join)
     return 0
 
@@ -337,6 +339,9 @@ def _gate(text: str) -> float:
 def _add_margin_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=None,
                    help="Newton-step margin: correct toward s = -MARGIN (default: the module's, chosen by svgt train)")
+    p.add_argument("--no-co-judge", dest="co_judge", action="store_false",
+                   help="do not load or ask the co-judge the module names (another backbone's value module whose "
+                        "view of the prompt joins the gate; docs/backbones.md): the module judges alone")
     p.add_argument("--gate-threshold", type=_gate, default=None, metavar="S|off",
                    help="safe-prompt gate: prompts scored s <= S get no bridge and the backbone's own answer "
                         "(default: the module's, chosen by svgt train; 'off' bridges every prompt)")

@@ -83,7 +83,17 @@ class ValueModuleConfig:
     first one alone gives the step's direction, the Δz the bridge was trained on."""
     score_stats: list[list[float]] | None = None
     """Per value space, the mean and standard deviation of its prompt scores on its stage-1 training texts: what
-    standardises them before they are averaged. Required with `value_spaces` > 1."""
+    standardises them before they are averaged. Required with `value_spaces` > 1 or a `co_judge`."""
+    co_judge: str | None = None
+    """A second value module, trained on another backbone, whose prompt score joins this module's in the first
+    bridge's decision (`svgt.cojudge`): the name of a packaged artifact (e.g. "smollm2-135m-instruct") or an
+    artifact directory. Its score, standardised by `co_judge_stats`, is averaged with this module's standardised
+    scores (one vote each) and put back on this module's scale, so the gate and the Newton step's length read the
+    average while the step's direction stays this module's. Two backbones' judges fail on different prompts
+    (docs/backbones.md); this costs one prompt forward of the other backbone per request. The gate and margin must
+    be chosen with it (`svgt train --retune --set co_judge=NAME`). None: this module judges alone."""
+    co_judge_stats: list[float] | None = None
+    """The co-judge's [mean, standard deviation] of its prompt scores on its own stage-1 training texts."""
 
     def __post_init__(self) -> None:
         if self.insert_layer is None:
@@ -113,11 +123,16 @@ class ValueModuleConfig:
         _check(self.correction in ("newton", "gradient"), "correction", f"'newton' or 'gradient', got {self.correction!r}")
         _check(self.bridge_scale > 0, "bridge_scale", f"must be positive, got {self.bridge_scale}")
         _check(self.value_spaces >= 1, "value_spaces", f"must be >= 1, got {self.value_spaces}")
-        if self.value_spaces > 1:
+        if self.value_spaces > 1 or self.co_judge:
             stats = self.score_stats or []
             _check(len(stats) == self.value_spaces and all(len(pair) == 2 and pair[1] > 0 for pair in stats),
                    "score_stats", f"must hold one [mean, std > 0] per value space ({self.value_spaces}), got {stats}")
             self.score_stats = [[float(m), float(sd)] for m, sd in stats]
+        if self.co_judge:
+            pair = self.co_judge_stats or []
+            _check(len(pair) == 2 and pair[1] > 0, "co_judge_stats",
+                   f"must be the co-judge's [mean, std > 0], got {self.co_judge_stats}")
+            self.co_judge_stats = [float(pair[0]), float(pair[1])]
         self.set_margin(self.margin)
 
     def set_margin(self, margin: float) -> None:
@@ -189,6 +204,9 @@ class GenerationConfig:
     benign prompts pass the gate too (docs/value-judgment.md, "Scoring the last sentence"). None: the module's own
     setting (`ValueModuleConfig.score_last_sentence`, which its gate was chosen under). One more forward up to the
     extract layer, once per prompt."""
+    co_judge: bool = True
+    """Consult the module's co-judge, if it has one (`ValueModuleConfig.co_judge`); False scores prompts with the
+    module alone, against a gate that was chosen with both."""
     stop_at_eos: bool = True
     """Stop a row at the backbone's stop tokens and stop strings; False decodes `max_new_tokens` whatever is picked."""
     telemetry: bool = True
@@ -259,6 +277,10 @@ class TrainConfig:
     """The module's `ValueModuleConfig.score_last_sentence`, set before the tuning check chooses its margin and gate
     (so `svgt train --retune --set score_last_sentence=true` re-chooses them under it). None: a new module's default
     (False), or a retuned module's own."""
+    co_judge: str = ""
+    """The module's `ValueModuleConfig.co_judge` (a packaged artifact's name or an artifact directory), set with
+    its standardising statistics before the tuning check chooses the margin and gate (`svgt train --retune --set
+    co_judge=smollm2-135m-instruct`). "": a new module judges alone, a retuned one keeps its own."""
     wrapped_examples: int = 0
     """Harmful and benign prompts each, written into the same jailbreak-style wrapper (see svgt.data.wrappers), for
     stages 1-2; in stage 3 a quarter of the refusals are wrapped harmful ones and as many wrapped benign ones keep the

@@ -90,8 +90,10 @@ class ContinuousBatch(GuidedDecoder):
 
     @torch.inference_mode()
     def join(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-             paragraphs: list[list[list[int]]] | None = None, max_new_tokens: int | list[int] | None = None) -> None:
-        """Add left-padded prompts as rows `size, size+1, ...` (see `GuidedDecoder.run` for `paragraphs`).
+             paragraphs: list[list[list[int]]] | None = None, max_new_tokens: int | list[int] | None = None,
+             opinions: torch.Tensor | None = None) -> None:
+        """Add left-padded prompts as rows `size, size+1, ...` (see `GuidedDecoder.run` for `paragraphs` and
+        `opinions`).
         `max_new_tokens` (per row, or one for all; default the config's) is only recorded, for `fits`: rows end
         when the caller makes them `leave`."""
         if self.token is not None:
@@ -100,7 +102,7 @@ class ContinuousBatch(GuidedDecoder):
         new = GuidedDecoder(self.backbone, self.module, self.cfg)
         new.hooks = self.hooks
         telemetry = [RowTelemetry() for _ in range(input_ids.shape[0])]
-        logits = new._prefill(input_ids, new._begin(attention_mask, paragraphs), telemetry, self._gate_threshold())
+        logits = new._prefill(input_ids, new._begin(attention_mask, paragraphs, opinions), telemetry, self._gate_threshold())
         rows = input_ids.shape[0]
         steps = torch.zeros(rows, dtype=torch.long, device=input_ids.device)
         limit = self.cfg.max_new_tokens if max_new_tokens is None else max_new_tokens

@@ -168,6 +168,18 @@ def prompt_value(model: torch.nn.Module, hooks: BackboneHooks, module: ValueModu
     return h_v, z
 
 
+@torch.inference_mode()
+def judge_prompts(backbone: Backbone, module: ValueModule, ids: torch.Tensor, mask: torch.Tensor,
+                  paragraphs: list[list[list[int]]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(h_v, z)` of a left-padded prompt batch as its first bridge reads it (`prompt_value`), from forwards that
+    stop at the extract layer: a prompt's judgment without generating."""
+    c = module.config
+    with BackboneHooks(backbone.layers, c.insert_layer, c.extract_layer, None) as hooks:
+        states = prompt_states(backbone.model, hooks, ids, mask)
+        return prompt_value(backbone.model, hooks, module, states, mask.bool(), paragraphs,
+                            backbone.tokenizer.pad_token_id or 0)
+
+
 OnToken = Callable[[torch.Tensor, list[RowTelemetry]], bool]
 """Called with each step's picked tokens `(B,)` (finished rows get the pad id) and the rows' telemetry, which by then
 holds entries for every token up to this one; return False to stop decoding after this token."""
@@ -237,15 +249,18 @@ class GuidedDecoder:
     # -- the loop ------------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep_logits: bool = False,
-            paragraphs: list[list[list[int]]] | None = None) -> GenerationResult:
+            paragraphs: list[list[list[int]]] | None = None,
+            opinions: torch.Tensor | None = None) -> GenerationResult:
         """`paragraphs`: per row, the token ids of each part of its prompt as a prompt of its own (`prompts.part_ids`),
-        scored when `cfg.score_paragraphs` or `scores_last_sentence`; None or [] for a row scores only its prompt."""
+        scored when `cfg.score_paragraphs` or `scores_last_sentence`; None or [] for a row scores only its prompt.
+        `opinions`: per row, the module's co-judge's standardised score of the prompt (`co_judge_opinions`), averaged
+        into the first bridge's score; None judges with the module alone."""
         cfg = self.cfg
         batch, device = input_ids.shape[0], input_ids.device
         generator = None
         if cfg.seed is not None:
             generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        lengths = self._begin(attention_mask, paragraphs)
+        lengths = self._begin(attention_mask, paragraphs, opinions)
         telemetry = [RowTelemetry() for _ in range(batch)]
         self.stopped_at = {}
         stops = stop_token_ids(self.backbone, cfg.extra_stop_token_ids) if cfg.stop_at_eos else set()
@@ -255,11 +270,13 @@ class GuidedDecoder:
         finally:
             self._detach()
 
-    def _begin(self, attention_mask: torch.Tensor, paragraphs: list[list[list[int]]] | None) -> torch.Tensor:
+    def _begin(self, attention_mask: torch.Tensor, paragraphs: list[list[list[int]]] | None,
+               opinions: torch.Tensor | None = None) -> torch.Tensor:
         """A fresh cache for a batch of prompts with this mask (and these paragraphs, kept only where the config
-        scores them); returns the prompts' lengths, what `_prefill` takes."""
+        scores them, and the co-judge's opinions); returns the prompts' lengths, what `_prefill` takes."""
         scored = self.cfg.score_paragraphs or scores_last_sentence(self.cfg, self.module)
         self.paragraphs = paragraphs if scored else None
+        self.opinions = opinions if self.guided and self.cfg.co_judge else None
         self.cache = DynamicCache()
         self.attn = attention_mask.long()
         return self.attn.sum(-1)
@@ -309,7 +326,8 @@ class GuidedDecoder:
             self.prompt_mask = self.attn.bool()
             h_v, z = prompt_value(self.model, self.hooks, self.module, self.prompt_states, self.prompt_mask,
                                   self.paragraphs, self.placeholder)
-            delta_z, s = self.module.judge.correction(z)
+            judge = self.module.judge
+            delta_z, s = judge.correction(z) if self.opinions is None else judge.correction(z, self.opinions)
             # The gate: a prompt scored at or below the threshold gets no bridge, so its answer is the backbone's own
             # (token for token, with nothing extra to compute) unless a refresh later finds the response unsafe.
             has_bridge = torch.ones_like(has_bridge) if threshold is None else s > threshold
@@ -543,18 +561,36 @@ def scores_last_sentence(config: GenerationConfig, module: ValueModule | None) -
     return module is not None and module.config.score_last_sentence
 
 
+def consults_co_judge(module: ValueModule | None, config: GenerationConfig) -> bool:
+    """Whether a run with `config` asks `module`'s co-judge: guidance on, a module that names one, and
+    `config.co_judge` not turned off."""
+    return module is not None and bool(module.config.co_judge) and config.guidance and config.co_judge
+
+
+def co_judge_opinions(module: ValueModule | None, prompts: list[str] | list[list[dict[str, str]]],
+                      config: GenerationConfig, chat_template: bool = True) -> torch.Tensor | None:
+    """The co-judge's standardised scores of `prompts` (`(B,)`, what `GuidedDecoder.run` takes as `opinions`), or
+    None where no co-judge is consulted (`consults_co_judge`)."""
+    if not consults_co_judge(module, config):
+        return None
+    if module.co_judge is None:
+        raise RuntimeError(f"the value module names co-judge {module.config.co_judge!r} but none is attached: load "
+                           "it with svgt.load_pretrained (or svgt.cojudge.attach_co_judge), or pass co_judge=False")
+    return module.co_judge.opinions(prompts, chat_template, config.score_paragraphs)
+
+
 def encode_batch(backbone: Backbone, module: ValueModule | None, prompts: list[str] | list[list[dict[str, str]]],
                  config: GenerationConfig, chat_template: bool = True,
-                 ) -> tuple[torch.Tensor, torch.Tensor, list[list[list[int]]] | None]:
-    """`(input_ids, attention_mask, paragraphs)` of one batch as `GuidedDecoder.run` takes them: the ids of the
-    prompts' parts only where they will be scored (guidance on, a module, `config.score_paragraphs` or
-    `scores_last_sentence`)."""
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[list[list[int]]] | None, torch.Tensor | None]:
+    """`(input_ids, attention_mask, paragraphs, opinions)` of one batch as `GuidedDecoder.run` takes them: the ids of
+    the prompts' parts only where they will be scored (guidance on, a module, `config.score_paragraphs` or
+    `scores_last_sentence`), and the co-judge's scores where there is one (`co_judge_opinions`)."""
     ids, mask = encode_prompts(backbone.tokenizer, prompts, chat_template, backbone.device)
     paragraphs = None
     last = scores_last_sentence(config, module)
     if (config.score_paragraphs or last) and config.guidance and module is not None:
         paragraphs = [part_ids(backbone.tokenizer, p, chat_template, config.score_paragraphs, last) for p in prompts]
-    return ids, mask, paragraphs
+    return ids, mask, paragraphs, co_judge_opinions(module, prompts, config, chat_template)
 
 
 def generate(
@@ -572,9 +608,9 @@ def generate(
     results: list[GenerationResult] = []
     config = for_prompts(config, chat_template)
     for start in range(0, len(prompts), batch_size):
-        ids, mask, paragraphs = encode_batch(backbone, module, prompts[start : start + batch_size], config,
-                                             chat_template)
-        results.append(GuidedDecoder(backbone, module, config).run(ids, mask, keep_logits, paragraphs))
+        ids, mask, paragraphs, opinions = encode_batch(backbone, module, prompts[start : start + batch_size], config,
+                                                       chat_template)
+        results.append(GuidedDecoder(backbone, module, config).run(ids, mask, keep_logits, paragraphs, opinions))
     return GenerationResult(
         [r for res in results for r in res.token_ids],
         [t for res in results for t in res.texts],

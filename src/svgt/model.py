@@ -121,8 +121,8 @@ class SVGTModel:
         if not _is_single(inputs):
             raise ValueError("stream() takes one prompt (a string or one messages list); use generate() for batches")
         cfg = for_prompts(self.generation_config(**kwargs), chat_template)
-        ids, mask, paragraphs = encode_batch(self.backbone, self.value_module, [inputs], cfg, chat_template)
-        return TextStream(self.backbone, self.value_module, ids, mask, cfg, paragraphs, timeout)
+        ids, mask, paragraphs, opinions = encode_batch(self.backbone, self.value_module, [inputs], cfg, chat_template)
+        return TextStream(self.backbone, self.value_module, ids, mask, cfg, paragraphs, timeout, opinions)
 
     def __repr__(self) -> str:
         c = self.value_module.config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,11 +32,17 @@ class ValueModule(nn.Module):
         self.more_spaces = nn.ModuleList(ValueSpace(config) for _ in range(config.value_spaces - 1))
         """The others that judge beside it (`ValueModuleConfig.value_spaces`); empty by default."""
         self.bridge = LatentValueBridge(config)
+        self.co_judge: Any = None
+        """The `svgt.cojudge.CoJudge` that `config.co_judge` names, once attached (`attach_co_judge`); not saved
+        with the weights: it is another backbone and its own artifact."""
 
     @property
     def judge(self) -> ValueSpace | ValueEnsemble:
-        """What scores states and corrects them, at inference and in stage 3: the value space, or all of them."""
+        """What scores states and corrects them, at inference and in stage 3: the value space, or all of them (with
+        a co-judge, as an ensemble that can average its opinions in)."""
         if not len(self.more_spaces):
+            if self.config.co_judge:
+                return ValueEnsemble([self.value_space], self.config.score_stats or [])
             return self.value_space
         return ValueEnsemble([self.value_space, *self.more_spaces], self.config.score_stats or [])
 

@@ -54,14 +54,18 @@ def load_guided_model(
     allow_untrained: bool = True,
     margin: float | None = None,
     gate_threshold: float | None = None,
+    co_judge: bool = True,
 ) -> GuidedModel:
     """Backbone plus value module: `artifact` if given, else the module shipped for this backbone, else (with a
     warning on stderr) an untrained one. `margin` overrides the module's Newton-step margin and `gate_threshold` its
-    safe-prompt gate (`ValueModuleConfig`; `float("-inf")` turns the gate off)."""
+    safe-prompt gate (`ValueModuleConfig`; `float("-inf")` turns the gate off). `co_judge=False` neither loads nor
+    consults the co-judge the module may name (`svgt.cojudge`): it judges alone, against its own gate."""
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
     source = artifact_source(bb.name, artifact)
     if source is not None:
-        guided = GuidedModel(bb, load_pretrained(source, bb), str(source))
+        guided = GuidedModel(bb, load_pretrained(source, bb, co_judge=co_judge), str(source))
+        if not co_judge:
+            guided.module.config.co_judge = None
     elif not allow_untrained:
         raise FileNotFoundError(f"no value module is shipped for backbone {bb.name!r}; pass an artifact directory")
     else:

@@ -92,7 +92,7 @@ class TextStream:
 
     def __init__(self, backbone: Any, module: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  config: GenerationConfig, paragraphs: list[list[list[int]]] | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, opinions: torch.Tensor | None = None) -> None:
         self.config, self.timeout = config, timeout
         eos = stop_token_ids(backbone, config.extra_stop_token_ids) if config.stop_at_eos else set()
         self._text = IncrementalText(backbone.tokenizer, eos, config.max_new_tokens, stop_strings(backbone, config))
@@ -102,14 +102,14 @@ class TextStream:
         self.telemetry: RowTelemetry | None = None
         decoder = GuidedDecoder(backbone, module, config, on_token=self._on_token)
         self._guided = decoder.guided
-        self._thread = threading.Thread(target=self._decode, args=(decoder, input_ids, attention_mask, paragraphs),
+        self._thread = threading.Thread(target=self._decode, args=(decoder, input_ids, attention_mask, paragraphs, opinions),
                                         daemon=True, name="svgt-stream")
         self._thread.start()
 
     def _decode(self, decoder: GuidedDecoder, ids: torch.Tensor, mask: torch.Tensor,
-                paragraphs: list[list[list[int]]] | None) -> None:
+                paragraphs: list[list[list[int]]] | None, opinions: torch.Tensor | None) -> None:
         try:
-            result = decoder.run(ids, mask, paragraphs=paragraphs)
+            result = decoder.run(ids, mask, paragraphs=paragraphs, opinions=opinions)
             self.telemetry = result.telemetry[0]
             if self._text.finish is None:  # the decoder stopped before this row saw its own end
                 self._text.finish = result.finish_reasons[0]

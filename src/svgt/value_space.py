@@ -146,12 +146,16 @@ class ValueSpace(nn.Module):
         c = attn.out_proj(c.reshape(batch, dv))
         return self.readout(u + self.config.conditional_weight * c)
 
-    def correction(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def correction(self, z: torch.Tensor, opinions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`(Δz, s)`: differentiates only the small discriminator, never the backbone or encoders.
 
         Works under a caller's `torch.inference_mode()`: the gradient is taken on a normal-mode copy of `z` (or, for
         the shipped discriminator's shape, in closed form: autograd's bookkeeping costs more than the arithmetic on
-        every decoding step that refreshes)."""
+        every decoding step that refreshes). `opinions` (other judges' standardised scores) need this space's own
+        score statistics, which a `ValueEnsemble` holds: a space alone takes none."""
+        if opinions is not None:
+            raise ValueError("a single value space cannot average in other judges' opinions: it has no score "
+                             "statistics (use ValueModule.judge, a ValueEnsemble when the module has a co-judge)")
         s, g = self._score_and_gradient(z)
         return self.step(s, g), s
 
@@ -182,7 +186,8 @@ class ValueSpace(nn.Module):
 
 
 class ValueEnsemble:
-    """Several value spaces, trained on the same data from different initial seeds, read as one.
+    """Several value spaces, trained on the same data from different initial seeds, read as one; or one value space
+    with judges from outside the module (`opinions`, a co-judge's standardised scores) read with it.
 
     A single run's discriminator depends on its seed about as much as on any data change measured
     (docs/value-judgment.md); averaging runs is the one lever that helped every tuning column. Each space's score is
@@ -194,8 +199,8 @@ class ValueEnsemble:
     `(..., n · d_v)`. Not a module of its own: the spaces belong to the `ValueModule`, which saves them."""
 
     def __init__(self, spaces: list[ValueSpace], stats: list[list[float]]) -> None:
-        if len(spaces) != len(stats) or len(spaces) < 2:
-            raise ValueError(f"an ensemble needs two or more value spaces, one [mean, std] each: got {len(spaces)} "
+        if len(spaces) != len(stats) or not spaces:
+            raise ValueError(f"an ensemble needs one or more value spaces, one [mean, std] each: got {len(spaces)} "
                              f"spaces and {len(stats)} statistics")
         self.spaces, self.main = spaces, spaces[0]
         self.config, self.aggregator = self.main.config, self.main.aggregator
@@ -225,15 +230,19 @@ class ValueEnsemble:
     def score(self, z: torch.Tensor) -> torch.Tensor:
         return self._average([vs.score(part) for vs, part in zip(self.spaces, self.split(z))])
 
-    def correction(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(Δz, s)`: Δz lives in the first space (`d_v` wide); `s` is the ensemble's score."""
+    def correction(self, z: torch.Tensor, opinions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(Δz, s)`: Δz lives in the first space (`d_v` wide); `s` is the ensemble's score, with `opinions` (`(B,)`,
+        other judges' standardised scores, one vote per row) averaged in."""
         first, *others = self.split(z)
         s_first, g = self.main._score_and_gradient(first)  # the first space's score is read once, with its gradient
         with torch.no_grad():
-            s = self._average([s_first, *(vs.score(part) for vs, part in zip(self.spaces[1:], others))])
+            s = self._average([s_first, *(vs.score(part) for vs, part in zip(self.spaces[1:], others))], opinions)
         return self.main.step(s, g), s
 
-    def _average(self, scores: list[torch.Tensor]) -> torch.Tensor:
-        """The spaces' scores, standardised, averaged and put back on the first space's scale."""
-        standard = ((torch.stack(scores, -1) - self._mean) / self._std).mean(-1)
-        return self._mean[0] + self._std[0] * standard
+    def _average(self, scores: list[torch.Tensor], opinions: torch.Tensor | None = None) -> torch.Tensor:
+        """The spaces' scores, standardised, averaged (with `opinions`, already standardised) and put back on the
+        first space's scale."""
+        standard = (torch.stack(scores, -1) - self._mean) / self._std
+        if opinions is not None:
+            standard = torch.cat([standard, opinions.to(standard)[..., None]], -1)
+        return self._mean[0] + self._std[0] * standard.mean(-1)

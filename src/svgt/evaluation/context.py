@@ -26,10 +26,11 @@ def training_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], list[str
 
 def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainConfig | None = None,
                   corpus: Any = None, margin: float | None = None,
-                  gate_threshold: float | None = None, answers: bool = True) -> MethodContext:
+                  gate_threshold: float | None = None, answers: bool = True, co_judge: bool = True) -> MethodContext:
     """Training prompts, tuning prompts (HarmBench val + the tuning half of held-out benign prompts) and extras.
 
-    Extras: `artifact`, `margin` and `gate_threshold` (for svgt / svgt_inject; None: the artifact's), and
+    Extras: `artifact`, `margin`, `gate_threshold` (for svgt / svgt_inject; None: the artifact's) and `co_judge`
+    (False: the module judges without the co-judge it names), and
     `heldout_benign` (whose evaluation half the over-refusal suite uses). With `answers` (for the methods whose
     `uses_backbone_answers` is set), also the backbone's answers to the prompts `svgt train` answered
     (`harmful_answers`, `benign_answers`: DPO's rejected / chosen sides, CAA's, ITI's and CAST's pairs) and
@@ -41,6 +42,7 @@ def build_context(backbone: Backbone, artifact: str | None = None, cfg: TrainCon
         "artifact": artifact,
         "margin": margin,
         "gate_threshold": gate_threshold,
+        "co_judge": co_judge,
         "heldout_benign": [p.prompt for p in corpus.heldout_benign],
     }
     if answers:
@@ -88,7 +90,8 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
              artifact: str | None = None, limit: int | None = None, max_new_tokens: int = 48, batch_size: int = 8,
              judge_path: str | None = None, judge_kind: str = "llamaguard", reference: str | None = None,
              margin: float | None = None, sweep_margins: Sequence[float] = (),
-             gate_threshold: float | None = None, chosen: dict[str, dict[str, Any]] | None = None) -> str:
+             gate_threshold: float | None = None, chosen: dict[str, dict[str, Any]] | None = None,
+             co_judge: bool = True) -> str:
     """`svgt eval`: prepare each method on the shared context, run the suites, write results and the report.
 
     sweep_margins: svgt's margins to measure on the tuning set for the report's tuning search (`SVGTMethod`).
@@ -103,7 +106,7 @@ def evaluate(methods: list[str], suites: list[str], out_dir: str, *, backbone: s
     options: dict[str, dict[str, Any]] = {"svgt": {"sweep_margins": list(sweep_margins)}}
     made = {name: make_method(name, **options.get(name, {})) for name in methods}
     bb = load_backbone(backbone) if isinstance(backbone, str) else backbone
-    ctx = build_context(bb, artifact, margin=margin, gate_threshold=gate_threshold,
+    ctx = build_context(bb, artifact, margin=margin, gate_threshold=gate_threshold, co_judge=co_judge,
                         answers=any(m.uses_backbone_answers for m in made.values()))
     judge = LLMJudge.from_pretrained(judge_path, judge_kind) if judge_path else None
     ref = load_backbone(reference, device=bb.device, dtype=bb.dtype) if reference else None

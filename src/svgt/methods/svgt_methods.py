@@ -11,8 +11,7 @@ import torch
 
 from ..artifact import weights_digest
 from ..config import GenerationConfig
-from ..generation import generate, prompt_value
-from ..hooks import BackboneHooks, prompt_states
+from ..generation import co_judge_opinions, generate, judge_prompts
 from ..module import ValueModule
 from ..pipeline import load_guided_model
 from ..prompts import encode_prompts, part_ids
@@ -22,7 +21,8 @@ from .tuning import sweep, tune
 
 def _load_module(ctx: MethodContext) -> tuple[ValueModule, str]:
     guided = load_guided_model(ctx.backbone, ctx.extras.get("artifact"), allow_untrained=False,
-                               margin=ctx.extras.get("margin"), gate_threshold=ctx.extras.get("gate_threshold"))
+                               margin=ctx.extras.get("margin"), gate_threshold=ctx.extras.get("gate_threshold"),
+                               co_judge=ctx.extras.get("co_judge", True))
     return guided.module, str(guided.artifact)
 
 
@@ -41,6 +41,8 @@ class _ModuleMethod(Method):
         self.params["margin"] = self.module.config.margin
         self.params["gate_threshold"] = self.module.config.gate_threshold
         self.params["score_last_sentence"] = self.module.config.score_last_sentence
+        if self.module.config.co_judge:  # recorded only when there is one, so earlier runs still resume
+            self.params["co_judge"] = self.module.config.co_judge
         if self.grid:
             self.params, self.search = tune(self, self.grid, ctx)
         return self.params
@@ -104,16 +106,13 @@ class SVGTInjectMethod(_ModuleMethod):
         self._vectors: torch.Tensor | None = None
 
     @torch.inference_mode()
-    def _corrections(self, ids: torch.Tensor, mask: torch.Tensor, paragraphs: list[list[list[int]]]) -> torch.Tensor:
-        """Per prompt, the injected vector; the prompt is scored as `svgt` scores it (paragraphs included)."""
-        module, bb = self.module, self.backbone
-        c = module.config
-        hooks = BackboneHooks(bb.layers, c.insert_layer, c.extract_layer, None)
-        with hooks:
-            states = prompt_states(bb.model, hooks, ids, mask)
-            h, z = prompt_value(bb.model, hooks, module, states, mask.bool(), paragraphs,
-                                bb.tokenizer.pad_token_id or 0)
-        delta_z, _ = module.judge.correction(z)
+    def _corrections(self, ids: torch.Tensor, mask: torch.Tensor, paragraphs: list[list[list[int]]],
+                     opinions: torch.Tensor | None = None) -> torch.Tensor:
+        """Per prompt, the injected vector; the prompt is scored as `svgt` scores it (paragraphs and co-judge
+        included)."""
+        module = self.module
+        h, z = judge_prompts(self.backbone, module, ids, mask, paragraphs)
+        delta_z, _ = module.judge.correction(z) if opinions is None else module.judge.correction(z, opinions)
         phi = module.bridge.phi
         u = phi(delta_z) - phi(torch.zeros_like(delta_z))
         rms = h.pow(2).mean(-1, keepdim=True).sqrt()
@@ -152,7 +151,8 @@ class SVGTInjectMethod(_ModuleMethod):
             chunk = prompts[i : i + batch_size]
             ids, mask = encode_prompts(self.backbone.tokenizer, chunk, device=self.backbone.device)
             paragraphs = [part_ids(self.backbone.tokenizer, p, last_sentence=last) for p in chunk]
-            with self._inject(self._corrections(ids, mask, paragraphs)):
+            opinions = co_judge_opinions(self.module, chunk, GenerationConfig())
+            with self._inject(self._corrections(ids, mask, paragraphs, opinions)):
                 res = generate(self.backbone, None, chunk, cfg, batch_size=len(chunk))
             texts += res.texts
             tokens += [len(t) for t in res.token_ids]

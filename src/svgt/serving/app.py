@@ -288,6 +288,7 @@ def serve(
     log_level: str = "info",
     margin: float | None = None,
     gate_threshold: float | None = None,
+    co_judge: bool = True,
     continuous: bool = True,
     max_join: int = 4,
 ) -> None:
@@ -295,13 +296,14 @@ def serve(
     (`svgt.load_backbone`) and serve it on
     `host:port` until interrupted. `api_key` defaults to $SVGT_API_KEY; without either the API is open (a warning
     says so when `host` is not a loopback address). `model_name` defaults to the backbone name; `margin` overrides
-    the module's Newton-step margin and `gate_threshold` its safe-prompt gate."""
+    the module's Newton-step margin and `gate_threshold` its safe-prompt gate; `co_judge=False` leaves out the
+    co-judge the module names."""
     import uvicorn
 
     if api_key is None:
         api_key = os.environ.get("SVGT_API_KEY") or None
     guided = load_guided_model(load_backbone(backbone, device=device, dtype=dtype), artifact, margin=margin,
-                               gate_threshold=gate_threshold)
+                               gate_threshold=gate_threshold, co_judge=co_judge)
     app = create_app(guided, api_key=api_key, max_queue=max_queue, max_batch=max_batch, model_name=model_name,
                      batch_window_s=batch_window_s, continuous=continuous, max_join=max_join)
     if api_key is None and not _is_loopback(host):

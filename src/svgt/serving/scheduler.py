@@ -38,7 +38,7 @@ import torch
 
 from ..config import GenerationConfig
 from ..continuous import ContinuousBatch
-from ..generation import GuidedDecoder, RowTelemetry, stop_token_ids
+from ..generation import GuidedDecoder, RowTelemetry, co_judge_opinions, consults_co_judge, stop_token_ids
 from ..pipeline import GuidedModel
 from ..prompts import left_pad
 from ..streaming import IncrementalText
@@ -331,6 +331,14 @@ class Scheduler:
         cfg = jobs[0].req.generation_config(max(j.max_tokens for j in jobs), guided=self.guided.module is not None)
         return cfg, stop_token_ids(self.guided.backbone, cfg.extra_stop_token_ids)
 
+    def _opinions(self, jobs: list[Job], cfg: GenerationConfig) -> torch.Tensor | None:
+        """The module's co-judge's view of each job's prompt (None without one), read in the worker thread: one
+        prompt forward of the co-judge's backbone per request, chat and completion prompts each in their format."""
+        module = self.guided.module
+        if not consults_co_judge(module, cfg):
+            return None
+        return torch.cat([co_judge_opinions(module, [j.req.prompt], cfg, j.req.kind == "chat") for j in jobs])
+
     def _rows(self, jobs: list[Job], eos: set[int]) -> list[_Row]:
         bb = self.guided.backbone
         return [_Row(job, bb.tokenizer, eos, self.tokenizer_lock, bb.stop_strings) for job in jobs]
@@ -338,7 +346,8 @@ class Scheduler:
     def _join(self, batch: ContinuousBatch, rows: list[_Row], jobs: list[Job], eos: set[int]) -> None:
         bb = self.guided.backbone
         ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
-        batch.join(ids, mask, paragraphs=[j.paragraphs for j in jobs], max_new_tokens=[j.max_tokens for j in jobs])
+        batch.join(ids, mask, paragraphs=[j.paragraphs for j in jobs], max_new_tokens=[j.max_tokens for j in jobs],
+                   opinions=self._opinions(jobs, batch.cfg))
         for row, tel in zip(self._rows(jobs, eos), batch.telemetry[-len(jobs):]):
             row.telemetry = tel
             rows.append(row)
@@ -384,7 +393,7 @@ class Scheduler:
 
         ids, mask = left_pad([j.prompt_ids for j in jobs], bb.tokenizer.pad_token_id or 0, bb.device)
         decoder = GuidedDecoder(bb, self.guided.module, cfg, on_token=on_token)
-        decoder.run(ids, mask, paragraphs=[j.paragraphs for j in jobs])
+        decoder.run(ids, mask, paragraphs=[j.paragraphs for j in jobs], opinions=self._opinions(jobs, cfg))
         for row in rows:  # the decoder ended (all rows at EOS) before a row saw its own end
             if row.finish is None and not row.job.cancelled:
                 row.finish = "stop"

@@ -17,7 +17,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +382,8 @@ def train(
     timings["train_total"] = round(time.time() - t0, 1)
     metrics["timings_s"] = timings
     module.config.set_margin(cfg.margins[0])
+    if co_judge := apply_co_judge(backbone, module, cfg):
+        metrics["co_judge"] = co_judge
     # The check and the sweep take longer than the stages on a CPU: what is known so far is on disk meanwhile, marked
     # with what is still to come (the final write below drops the mark).
     pending = [name for name, wanted in (("tuning_check", evaluate), ("probe_sweep", cfg.probe_sweep)) if wanted]
@@ -451,6 +453,49 @@ def more_value_spaces(module: ValueModule, text_data: StateData, pair_data: Stat
                     "runs": runs}
 
 
+def judge_score_stats(backbone: Backbone, module: ValueModule, cfg: TrainConfig) -> list[float]:
+    """[mean, std] of `module.judge`'s prompt scores on the stage-1 texts of `cfg`'s recipe: the statistics a
+    `ValueEnsemble` or a co-judge's average standardises by. The texts' states come from the activation cache when a
+    run of the recipe made them."""
+    corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
+    texts = discriminator_texts(corpus, cfg) + augmented_texts(corpus, cfg)
+    _, states = _states(backbone, module.config.extract_layer, [(x.text, None) for x in texts], cfg,
+                        "activations (texts)")
+    return score_stats(prompt_scores(module, states))
+
+
+def saved_train_config(directory: str | os.PathLike[str]) -> TrainConfig:
+    """The `TrainConfig` an artifact was trained with (its train_config.json; fields this svgt does not know are
+    dropped)."""
+    path = Path(directory) / TRAIN_CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the recipe a co-judge was trained with is what standardises its "
+                                "scores")
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+
+
+def apply_co_judge(backbone: Backbone, module: ValueModule, cfg: TrainConfig) -> dict[str, Any] | None:
+    """Name `cfg.co_judge` as `module`'s co-judge, with both modules' score statistics on their own stage-1 texts,
+    and attach it, before the tuning check chooses a gate and margin for the average. Returns what to record in the
+    metrics; None when `cfg` names no co-judge (a retuned module keeps its own)."""
+    if not cfg.co_judge:
+        return None
+    from ..cojudge import artifact_dir, load_co_judge
+
+    c = module.config
+    if not c.score_stats:  # one value space: its statistics, read before the co-judge changes what `judge` is
+        c.score_stats = [judge_score_stats(backbone, module, cfg)]
+    directory = artifact_dir(cfg.co_judge)
+    judge = load_co_judge(directory, [0.0, 1.0], backbone.device)
+    judge.stats = judge_score_stats(judge.backbone, judge.module, saved_train_config(directory))
+    c.co_judge, c.co_judge_stats = cfg.co_judge, judge.stats
+    module.co_judge = judge
+    _log(f"co-judge {cfg.co_judge} ({judge.backbone.name}): score statistics {judge.stats}, this module's "
+         f"{c.score_stats}")
+    return {"name": cfg.co_judge, "backbone": judge.backbone.name, "stats": judge.stats, "own_stats": c.score_stats}
+
+
 def score_stats(scores: torch.Tensor) -> list[float]:
     """[mean, standard deviation] of a value space's scores, rounded; the deviation is kept above zero."""
     return [round(float(scores.mean()), 6), round(max(float(scores.std()), 1e-6), 6)]
@@ -465,6 +510,7 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     out = Path(out_dir)
     module = load_pretrained(out, backbone).eval()
     _apply_inference_settings(module, cfg)  # the margin and gate below are chosen under them
+    co_judge = apply_co_judge(backbone, module, cfg)
     saved = read_config(out)
     t = time.time()
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
@@ -475,6 +521,8 @@ def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig
     metrics_path = out / METRICS_NAME
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["tuning"] = tuning
+    if co_judge:
+        metrics["co_judge"] = co_judge
     metrics.setdefault("timings_s", {})["tuning_check"] = round(time.time() - t, 1)
     if distributed.is_main():
         save_pretrained(module, out, backbone, data=saved.get("data"), training=_with_search_settings(saved, cfg))
