@@ -2,13 +2,15 @@
 decision (the gate and the Newton step's length), loaded with the artifact that names it, and consulted by every
 path that starts a guided answer."""
 
+import json
+
 import pytest
 import torch
 from conftest import make_module
 from tiny import save_tiny_hf_backbone
 
 from svgt import GenerationConfig, ValueModuleConfig
-from svgt.artifact import load_pretrained, save_pretrained
+from svgt.artifact import load_pretrained, read_config, save_pretrained
 from svgt.backbone import load_backbone
 from svgt.cojudge import attach_co_judge
 from svgt.continuous import ContinuousBatch
@@ -123,3 +125,21 @@ def test_a_co_judge_needs_both_modules_statistics_and_an_artifact():
                          co_judge_stats=[0.0, 1.0], score_stats=[[0.0, 1.0]])
     with pytest.raises(FileNotFoundError, match="neither a packaged artifact's name nor an artifact directory"):
         attach_co_judge(module)
+
+
+def test_two_modules_can_name_each_other_and_each_is_asked_alone(tmp_path, llama, judge_dir):
+    """The co-judge's own co-judge is not loaded: its opinion is its module's score, not a third average."""
+    config = read_config(judge_dir)
+    config["module"].update(co_judge=str(tmp_path / "host"), co_judge_stats=[0.0, 1.0],
+                            score_stats=[[0.0, 1.0]])
+    named = tmp_path / "judge-naming-host"
+    named.mkdir()
+    for f in judge_dir.iterdir():
+        (named / f.name).write_bytes(f.read_bytes())
+    (named / "svgt_config.json").write_text(json.dumps(config))
+    host = make_module(llama, co_judge=str(named), co_judge_stats=JUDGE_STATS, score_stats=[OWN_STATS])
+    save_pretrained(host, tmp_path / "host", llama)
+    judge = attach_co_judge(host).co_judge
+    assert judge.module.co_judge is None and judge.module.config.co_judge is None
+    plain = attach_co_judge(_host(llama, judge_dir)).co_judge
+    assert torch.allclose(judge.scores(PROMPTS, chat_template=False), plain.scores(PROMPTS, chat_template=False))

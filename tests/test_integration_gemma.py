@@ -170,6 +170,27 @@ def test_the_shipped_module_leaves_gated_prompts_as_the_backbone_wrote_them_and_
     assert guided.module.config.insert_layer == 8  # the bridge enters below the layer the value space reads
 
 
+def test_the_shipped_module_asks_smollm2s_module_and_reads_the_average(gemma):
+    """Its gate and step length read the average of its own standardised score and its co-judge's (SmolLM2's
+    shipped module on SmolLM2, which svgt installs by default)."""
+    from shipped import GATE_PROMPTS
+
+    from svgt import GenerationConfig, generate
+    from svgt.pipeline import load_guided_model
+
+    module = load_guided_model(gemma, allow_untrained=False).module
+    judge = module.co_judge
+    assert judge is not None and judge.backbone.name == "smollm2-135m-instruct"
+
+    def first(**cfg):
+        out = generate(gemma, module, GATE_PROMPTS, GenerationConfig(max_new_tokens=1, **cfg), batch_size=4)
+        return torch.tensor([t.bridge_score for t in out.telemetry])
+
+    (mean, std), opinions = module.config.score_stats[0], judge.opinions(GATE_PROMPTS)
+    expected = mean + std * ((first(co_judge=False) - mean) / std + opinions) / 2
+    assert torch.allclose(first(), expected, atol=1e-3 * std)
+
+
 def test_a_stage3_step_equals_the_full_bridged_forward(gemma, module):
     # Stage 3 continues from the prompt's KV cache: on Gemma that cache holds sliding-window and global layers.
     from conftest import stage3_step_against_full_forward

@@ -84,16 +84,17 @@ def _load(directory: str, device: str) -> tuple[Backbone, ValueModule]:
     if not name:
         raise ValueError(f"co-judge {directory}: its svgt_config.json names no backbone to load it on")
     backbone = load_backbone(name, device=device)
-    return backbone, load_pretrained(directory, backbone, co_judge=False)
+    module = load_pretrained(directory, backbone, co_judge=False)
+    module.config.co_judge = None  # its own score, not an average with a third module's
+    return backbone, module
 
 
 def load_co_judge(name_or_path: str | os.PathLike[str], stats: list[float],
                   device: str | torch.device = "cpu") -> CoJudge:
+    """The artifact `name_or_path` on its own backbone, as a co-judge with these score statistics. A co-judge judges
+    alone: a co-judge it names itself is neither loaded nor asked, so two backbones' modules can name each other."""
     directory = artifact_dir(name_or_path)
     backbone, module = _load(str(directory.resolve()), str(device))
-    if module.config.co_judge:
-        raise ValueError(f"co-judge {directory} names a co-judge of its own ({module.config.co_judge!r}); "
-                         "a co-judge judges alone")
     return CoJudge(backbone, module, list(stats), str(name_or_path))
 
 
