@@ -326,8 +326,7 @@ class GuidedDecoder:
             self.prompt_mask = self.attn.bool()
             h_v, z = prompt_value(self.model, self.hooks, self.module, self.prompt_states, self.prompt_mask,
                                   self.paragraphs, self.placeholder)
-            judge = self.module.judge
-            delta_z, s = judge.correction(z) if self.opinions is None else judge.correction(z, self.opinions)
+            delta_z, s = self.module.judge.correction(z, self.opinions)
             # The gate: a prompt scored at or below the threshold gets no bridge, so its answer is the backbone's own
             # (token for token, with nothing extra to compute) unless a refresh later finds the response unsafe.
             has_bridge = torch.ones_like(has_bridge) if threshold is None else s > threshold

@@ -112,7 +112,7 @@ class SVGTInjectMethod(_ModuleMethod):
         included)."""
         module = self.module
         h, z = judge_prompts(self.backbone, module, ids, mask, paragraphs)
-        delta_z, _ = module.judge.correction(z) if opinions is None else module.judge.correction(z, opinions)
+        delta_z, _ = module.judge.correction(z, opinions)
         phi = module.bridge.phi
         u = phi(delta_z) - phi(torch.zeros_like(delta_z))
         rms = h.pow(2).mean(-1, keepdim=True).sqrt()
