@@ -38,7 +38,6 @@ class CoJudge:
     """The co-judge's own value module (it has no co-judge itself)."""
     stats: list[float]
     """[mean, standard deviation] of its prompt scores on its stage-1 training texts: what standardises them."""
-    source: str
 
     @torch.inference_mode()
     def scores(self, prompts: Prompts, chat_template: bool = True, score_paragraphs: bool = True,
@@ -95,7 +94,7 @@ def load_co_judge(name_or_path: str | os.PathLike[str], stats: list[float],
     alone: a co-judge it names itself is neither loaded nor asked, so two backbones' modules can name each other."""
     directory = artifact_dir(name_or_path)
     backbone, module = _load(str(directory.resolve()), str(device))
-    return CoJudge(backbone, module, list(stats), str(name_or_path))
+    return CoJudge(backbone, module, list(stats))
 
 
 def attach_co_judge(module: ValueModule, device: str | torch.device | None = None) -> ValueModule:

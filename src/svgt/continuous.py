@@ -102,7 +102,8 @@ class ContinuousBatch(GuidedDecoder):
         new = GuidedDecoder(self.backbone, self.module, self.cfg)
         new.hooks = self.hooks
         telemetry = [RowTelemetry() for _ in range(input_ids.shape[0])]
-        logits = new._prefill(input_ids, new._begin(attention_mask, paragraphs, opinions), telemetry, self._gate_threshold())
+        lengths = new._begin(attention_mask, paragraphs, opinions)
+        logits = new._prefill(input_ids, lengths, telemetry, self._gate_threshold())
         rows = input_ids.shape[0]
         steps = torch.zeros(rows, dtype=torch.long, device=input_ids.device)
         limit = self.cfg.max_new_tokens if max_new_tokens is None else max_new_tokens

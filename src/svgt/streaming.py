@@ -102,7 +102,8 @@ class TextStream:
         self.telemetry: RowTelemetry | None = None
         decoder = GuidedDecoder(backbone, module, config, on_token=self._on_token)
         self._guided = decoder.guided
-        self._thread = threading.Thread(target=self._decode, args=(decoder, input_ids, attention_mask, paragraphs, opinions),
+        self._thread = threading.Thread(target=self._decode,
+                                        args=(decoder, input_ids, attention_mask, paragraphs, opinions),
                                         daemon=True, name="svgt-stream")
         self._thread.start()
 
