@@ -143,3 +143,14 @@ def test_two_modules_can_name_each_other_and_each_is_asked_alone(tmp_path, llama
     assert judge.module.co_judge is None and judge.module.config.co_judge is None
     plain = attach_co_judge(_host(llama, judge_dir)).co_judge
     assert torch.allclose(judge.scores(PROMPTS, chat_template=False), plain.scores(PROMPTS, chat_template=False))
+
+
+def test_the_co_judge_loads_in_the_hosts_dtype(tmp_path, judge_dir):
+    """A host in half precision (as on a GPU) does not carry its co-judge's backbone in float32 beside it."""
+    root = tmp_path / "bf16"
+    host_backbone = load_backbone(save_tiny_hf_backbone(root / "backbone"), dtype="bfloat16")
+    save_pretrained(make_module(host_backbone, co_judge=str(judge_dir), co_judge_stats=JUDGE_STATS,
+                                score_stats=[OWN_STATS]), root / "host", host_backbone)
+    judge = load_pretrained(root / "host", host_backbone).co_judge
+    assert judge.backbone.dtype == torch.bfloat16 and judge.backbone.device == host_backbone.device
+    assert torch.isfinite(judge.opinions(PROMPTS, chat_template=False)).all()

@@ -145,5 +145,5 @@ def load_pretrained(directory: str | os.PathLike[str], backbone: Backbone, co_ju
     if co_judge and module.config.co_judge:
         from .cojudge import attach_co_judge  # it loads artifacts too
 
-        attach_co_judge(module, backbone.device)
+        attach_co_judge(module, backbone.device, backbone.dtype)
     return module

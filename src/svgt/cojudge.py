@@ -74,35 +74,39 @@ def artifact_dir(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(directory: str, device: str) -> tuple[Backbone, ValueModule]:
-    """The co-judge's backbone (by the name its artifact records) and module, loaded once per process and device:
-    a tuning search or an evaluation loads its module many times."""
+def _load(directory: str, device: str, dtype: torch.dtype) -> tuple[Backbone, ValueModule]:
+    """The co-judge's backbone (by the name its artifact records) and module, loaded once per process, device and
+    dtype: a tuning search or an evaluation loads its module many times."""
     from .artifact import load_pretrained, read_config
 
     name = read_config(directory)["backbone"].get("name")
     if not name:
         raise ValueError(f"co-judge {directory}: its svgt_config.json names no backbone to load it on")
-    backbone = load_backbone(name, device=device)
+    backbone = load_backbone(name, device=device, dtype=dtype)
     module = load_pretrained(directory, backbone, co_judge=False)
     module.config.co_judge = None  # its own score, not an average with a third module's
     return backbone, module
 
 
-def load_co_judge(name_or_path: str | os.PathLike[str], stats: list[float],
-                  device: str | torch.device = "cpu") -> CoJudge:
-    """The artifact `name_or_path` on its own backbone, as a co-judge with these score statistics. A co-judge judges
-    alone: a co-judge it names itself is neither loaded nor asked, so two backbones' modules can name each other."""
+def load_co_judge(name_or_path: str | os.PathLike[str], stats: list[float], device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32) -> CoJudge:
+    """The artifact `name_or_path` on its own backbone (on `device`, in `dtype`), as a co-judge with these score
+    statistics. A co-judge judges alone: a co-judge it names itself is neither loaded nor asked, so two backbones'
+    modules can name each other."""
     directory = artifact_dir(name_or_path)
-    backbone, module = _load(str(directory.resolve()), str(device))
+    backbone, module = _load(str(directory.resolve()), str(device), dtype)
     return CoJudge(backbone, module, list(stats))
 
 
-def attach_co_judge(module: ValueModule, device: str | torch.device | None = None) -> ValueModule:
-    """Load and attach the co-judge `module.config` names (nothing to do when it names none); returns `module`."""
+def attach_co_judge(module: ValueModule, device: str | torch.device | None = None,
+                    dtype: torch.dtype = torch.float32) -> ValueModule:
+    """Load and attach the co-judge `module.config` names (nothing to do when it names none); returns `module`.
+    Its backbone goes where the host's is, in the host's dtype (`load_pretrained` passes both): a host in half
+    precision on a GPU would otherwise carry a second backbone in float32 beside it."""
     c = module.config
     if c.co_judge:
         where: Any = device if device is not None else next(module.parameters()).device
-        module.co_judge = load_co_judge(c.co_judge, c.co_judge_stats or [], where)
+        module.co_judge = load_co_judge(c.co_judge, c.co_judge_stats or [], where, dtype)
     else:
         module.co_judge = None
     return module

@@ -487,7 +487,7 @@ def apply_co_judge(backbone: Backbone, module: ValueModule, cfg: TrainConfig) ->
     if not c.score_stats:  # one value space: its statistics, read before the co-judge changes what `judge` is
         c.score_stats = [judge_score_stats(backbone, module, cfg)]
     directory = artifact_dir(cfg.co_judge)
-    judge = load_co_judge(directory, [0.0, 1.0], backbone.device)
+    judge = load_co_judge(directory, [0.0, 1.0], backbone.device, backbone.dtype)
     judge.stats = judge_score_stats(judge.backbone, judge.module, saved_train_config(directory))
     c.co_judge, c.co_judge_stats = cfg.co_judge, judge.stats
     module.co_judge = judge
