@@ -332,12 +332,18 @@ class Scheduler:
         return cfg, stop_token_ids(self.guided.backbone, cfg.extra_stop_token_ids)
 
     def _opinions(self, jobs: list[Job], cfg: GenerationConfig) -> torch.Tensor | None:
-        """The module's co-judge's view of each job's prompt (None without one), read in the worker thread: one
-        prompt forward of the co-judge's backbone per request, chat and completion prompts each in their format."""
+        """The module's co-judge's view of each job's prompt (None without one), read in the worker thread: the
+        jobs that start together are judged in batches (as `generate` judges its prompts), chat and completion
+        prompts each in their own format."""
         module = self.guided.module
         if not consults_co_judge(module, cfg):
             return None
-        return torch.cat([co_judge_opinions(module, [j.req.prompt], cfg, j.req.kind == "chat") for j in jobs])
+        out = torch.empty(len(jobs), device=self.guided.backbone.device)
+        for chat in (True, False):
+            rows = [i for i, j in enumerate(jobs) if (j.req.kind == "chat") == chat]
+            if rows:
+                out[rows] = co_judge_opinions(module, [jobs[i].req.prompt for i in rows], cfg, chat).to(out)
+        return out
 
     def _rows(self, jobs: list[Job], eos: set[int]) -> list[_Row]:
         bb = self.guided.backbone
