@@ -6,7 +6,8 @@ a profiler, which inflates every Python call. This times the pieces with a clock
 does in the bench (the quick cell), in two passes:
 
 1. **Pieces**: the time spent in the backbone's forwards, in the value module (the step's value state, the
-   correction, the bridge) and in the bridge's cache moves, per generation (median over `--repeats`).
+   correction, the bridge) and outside them (refresh inputs and masks, sampling, bookkeeping), per generation
+   (median over `--repeats`).
 2. **Forwards**: before each fused refresh forward, the same cache (copied) goes through the backbone unhooked at 1
    row and at K + 1 rows, then the refresh forward itself runs: the three are timed side by side, step after step,
    so the machine's changes of speed hit them alike. A refresh forward at "1 row + (upper layers / layers) × the
@@ -38,7 +39,6 @@ PIECES: list[tuple[Any, str, str]] = [  # (owner, attribute, label)
     (GuidedDecoder, "_observe", "value state of the newest token (encode + score)"),
     (ValueSpace, "correction", "correction Δz (score and gradient)"),
     (LatentValueBridge, "forward", "bridge from Δz"),
-    (GuidedDecoder, "_move_bridge_columns", "bridge cache columns moved"),
     (GuidedDecoder, "_bridge_and_token", "refresh inputs and masks"),
 ]
 
@@ -98,6 +98,7 @@ def forwards(run: Callable[[], Any], repeats: int) -> dict[str, list[float]]:
         past = saved.get_seq_length()
         for label, rows in (("plain, 1 row", 1), ("plain, K + 1 rows", ids.shape[1])):
             cache = copy.deepcopy(saved)
+            cache.overwrite = None  # a plain forward appends its rows
             self.hooks.plan = None
             ms, _ = _timed(lambda: model(input_ids=ids[:, -rows:], attention_mask=attn[:, : past + rows],
                                          position_ids=positions[:, -rows:], use_cache=True,

@@ -501,7 +501,7 @@ def test_step_parts_times_every_piece_and_puts_the_decoder_back():
     backbone = tiny_backbone("llama")
     module = make_module(backbone)
     ids, mask = prompt_batch(backbone, 1, 6)
-    names = [(GuidedDecoder, "_forward"), (GuidedDecoder, "_observe"), (GuidedDecoder, "_move_bridge_columns"),
+    names = [(GuidedDecoder, "_forward"), (GuidedDecoder, "_observe"), (GuidedDecoder, "_bridge_and_token"),
              (ValueSpace, "correction"), (LatentValueBridge, "forward")]
     before = {(o, n): o.__dict__[n] for o, n in names}
     new, k = 5, module.config.num_bridge_tokens
@@ -519,7 +519,7 @@ def test_step_parts_times_every_piece_and_puts_the_decoder_back():
     assert {label: runs[0][0] for label, runs in per.items() if label.startswith("backbone")} == {
         "backbone forward: 6 rows": 1, f"backbone forward: {k} rows": 1, "backbone forward: 1 row": 1,
         f"backbone forward: {k + 1} rows": new - 2}
-    assert per["bridge cache columns moved"][0][0] == new - 2
+    assert per["refresh inputs and masks"][0][0] == new - 2
     assert per["correction Δz (score and gradient)"][0][0] == new - 1  # the first bridge's and each refresh's
     times = parts.forwards(run, 2)
     assert {label: len(v) for label, v in times.items()} == {

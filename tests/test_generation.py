@@ -88,7 +88,11 @@ class _AllRowsFastRefresh(GuidedDecoder):
         ids = torch.cat([torch.full((batch, k), self.placeholder), token[:, None]], 1)
         positions = torch.cat([lengths[:, None] + torch.arange(k), position[:, None]], 1)
         logits = self._forward(ids, positions, ForwardPlan(slice(0, k), new_bridge, lower, upper))
-        self._move_bridge_columns(self.cache.layers, old_cols, new_cols)
+        for layer in self.cache.layers:  # the new bridge's entries over the old one's, then dropped where they were
+            for name in ("keys", "values"):
+                t = getattr(layer, name)
+                t[:, :, old_cols] = t[:, :, new_cols]
+                setattr(layer, name, torch.cat([t[:, :, : new_cols.start], t[:, :, new_cols.stop :]], dim=2))
         self.attn = self.attn[:, : old_kv + 1]
         self.hooks.captured = self.hooks.captured[:, -1:]
         return logits

@@ -3,7 +3,7 @@ import torch
 from conftest import make_module
 from tiny import FAMILIES, tiny_backbone
 
-from svgt.hooks import BackboneHooks, bridged_forward
+from svgt.hooks import BackboneHooks, BridgeCache, bridged_forward
 from svgt.prompts import left_pad
 
 
@@ -94,3 +94,28 @@ def test_bridged_forward_can_keep_only_the_last_logits(family):
         full = bridged_forward(backbone.model, hooks, ids, mask, bridge, response).logits
         last = bridged_forward(backbone.model, hooks, ids, mask, bridge, response, logits_to_keep=1).logits
     assert last.shape[1] == 1 and torch.allclose(last[:, -1], full[:, -1], atol=1e-5)
+
+
+def test_bridge_cache_writes_the_bridge_over_its_old_columns_from_the_given_layer_up():
+    """While `overwrite` is set, layers from its first layer take the first entries in place at its columns and
+    append only the rest; layers below, and every layer once it is unset, append what they are given."""
+    cache = BridgeCache()
+    old = torch.arange(2 * 6 * 3, dtype=torch.float32).view(1, 2, 6, 3)
+    for layer in range(3):
+        cache.update(old.clone(), old.clone() + 100, layer)
+    new = -torch.ones(1, 2, 4, 3)  # 3 bridge rows, then the token's
+    new[:, :, -1] = -2
+    cache.overwrite = (1, slice(2, 5))
+    for layer in range(3):
+        keys, values = cache.update(new, new - 100, layer)
+        assert keys is cache.layers[layer].keys and values is cache.layers[layer].values
+    cache.overwrite = None
+    assert cache.layers[0].keys.shape[2] == 10 and torch.equal(cache.layers[0].keys[:, :, 6:], new)
+    for layer in (1, 2):
+        keys, values = cache.layers[layer].keys, cache.layers[layer].values
+        assert keys.shape[2] == 7
+        assert torch.equal(keys[:, :, :2], old[:, :, :2]) and torch.equal(keys[:, :, 5], old[:, :, 5])
+        assert torch.equal(keys[:, :, 2:5], new[:, :, :3]) and torch.equal(keys[:, :, 6], new[:, :, 3])
+        assert torch.equal(values[:, :, 2:5], new[:, :, :3] - 100)
+    cache.update(new, new, 2)
+    assert cache.layers[2].keys.shape[2] == 11

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import torch
-from transformers import DynamicCache
 
 from .backbone import Backbone
 from .config import GenerationConfig
-from .hooks import (BackboneHooks, ForwardPlan, bridge_block, cache_keyword, keep_logits, padded_positions,
-                    prompt_states)
+from .hooks import (BackboneHooks, BridgeCache, ForwardPlan, bridge_block, cache_keyword, keep_logits,
+                    padded_positions, prompt_states)
 from .module import ValueModule
 from .prompts import encode_prompts, left_pad, part_ids
 from .value_space import PromptMemory
@@ -277,7 +276,7 @@ class GuidedDecoder:
         scored = self.cfg.score_paragraphs or scores_last_sentence(self.cfg, self.module)
         self.paragraphs = paragraphs if scored else None
         self.opinions = opinions if self.guided and self.cfg.co_judge else None
-        self.cache = DynamicCache()
+        self.cache = BridgeCache()
         self.attn = attention_mask.long()
         return self.attn.sum(-1)
 
@@ -466,10 +465,13 @@ class GuidedDecoder:
         old_cols, new_cols = self.bridge_cols, slice(old_kv, old_kv + k)
         lower = torch.zeros(1, 1, old_kv + 1, dtype=torch.bool, device=device)
         lower[..., old_cols] = True
-        upper[..., old_cols] = True
-        plan = ForwardPlan(slice(0, k), new_bridge, lower, upper, lower_skip=new_cols)
-        logits = self._forward(ids, positions, plan)
-        self._move_bridge_columns(self.cache.layers[self.module.config.insert_layer :], old_cols, new_cols)
+        # Above the insert layer the new bridge is written over the old one's columns as it is computed.
+        plan = ForwardPlan(slice(0, k), new_bridge, lower, upper, lower_skip=new_cols, upper_overwrite=old_cols)
+        self.cache.overwrite = (self.module.config.insert_layer, old_cols)
+        try:
+            logits = self._forward(ids, positions, plan)
+        finally:
+            self.cache.overwrite = None
         self.attn = torch.cat([self.attn[:, : old_kv], self.attn[:, -1:]], 1)
         self.attn[:, old_cols] = visible
         # Keep only the token's state for the observer (the bridge rows' states are not tokens).
@@ -502,15 +504,6 @@ class GuidedDecoder:
         ids = torch.cat([torch.full((batch, k), self.placeholder, device=device), token[:, None]], 1)
         positions = torch.cat([self.bridge_start[:, None] + torch.arange(k, device=device), position[:, None]], 1)
         return old_kv, ids, positions, upper
-
-    @staticmethod
-    def _move_bridge_columns(layers: list[Any], old_cols: slice, new_cols: slice) -> None:
-        """Write the cache entries at `new_cols` over `old_cols` and drop `new_cols`, in each of `layers`."""
-        for layer in layers:
-            for name in ("keys", "values"):
-                t = getattr(layer, name)
-                t[:, :, old_cols] = t[:, :, new_cols]
-                setattr(layer, name, torch.cat([t[:, :, : new_cols.start], t[:, :, new_cols.stop :]], dim=2))
 
     def _exact_refresh(self, generated, lengths, m_len, new_bridge, visible) -> torch.Tensor:
         """Cut the cache back to the prompt and recompute bridge + all response tokens with the new bridge. A row

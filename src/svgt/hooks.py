@@ -44,6 +44,10 @@ class ForwardPlan:
     """Columns of this forward's new cache entries that layers below the insert layer do not get. With it, the rows
     `bridge_rows` are dropped at layer 0 and put back (as `bridge_values`) at the insert layer, and `block_lower` is
     `(1 or B, q - K, kv - K)`: the lower layers' cache simply has no such columns."""
+    upper_overwrite: slice | None = None
+    """Columns of the cache that, in layers from the insert layer up, the new entries at `lower_skip` are written
+    over (a fused refresh: the new bridge takes the old one's place; the cache is a `BridgeCache`). Those layers'
+    mask then gives these columns what it gave `lower_skip`'s and drops `lower_skip`'s, as their cache has."""
     _memo: dict[tuple[Any, ...], tuple[Any, Any]] = field(default_factory=dict)
 
     def once(self, tag: Any, obj: Any, make: Any) -> Any:
@@ -163,7 +167,14 @@ class BackboneHooks:
                 kwargs[name] = plan.once(name, kwargs[name], lambda x: _cut(x, rows, -1))
 
     def _blocked(self, plan: ForwardPlan, mask: torch.Tensor | None, block: torch.Tensor, upper: bool) -> torch.Tensor:
-        return plan.once(("block", upper), mask, lambda m: self._apply_block(m, block))
+        def make(m: torch.Tensor | None) -> torch.Tensor:
+            blocked = self._apply_block(m, block)  # a new tensor: changing it leaves the model's mask as it was
+            if upper and plan.upper_overwrite is not None and plan.lower_skip is not None:
+                blocked[..., plan.upper_overwrite] = blocked[..., plan.lower_skip]
+                blocked = _cut(blocked, plan.lower_skip, -1)
+            return blocked
+
+        return plan.once(("block", upper), mask, make)
 
     def _apply_block(self, mask: torch.Tensor | None, block: torch.Tensor) -> torch.Tensor:
         if mask is None:
@@ -179,6 +190,29 @@ class BackboneHooks:
         if mask.dtype == torch.bool:
             return mask & ~block[:, None]
         return mask.masked_fill(block[:, None], torch.finfo(mask.dtype).min)
+
+
+class BridgeCache(DynamicCache):
+    """A `DynamicCache` that can write a fused refresh's new Bridge Token entries over the old bridge's columns.
+
+    While `overwrite` is set, each layer from its first layer up writes the first entries it is given (the bridge
+    rows') over its columns, in place, and appends only the rest (the token's), so attention in that same forward
+    reads the new bridge where the old one was, and every layer's cache grows by the token's entries alone. Appending
+    the bridge and moving it afterwards copied every upper layer's whole cache once more per refresh."""
+
+    overwrite: tuple[int, slice] | None = None
+    """(first layer, columns) for the forward in progress; None: every update appends, as a `DynamicCache`'s."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.overwrite is not None and layer_idx >= self.overwrite[0]:
+            cols = self.overwrite[1]
+            n = cols.stop - cols.start
+            layer = self.layers[layer_idx]
+            layer.keys[:, :, cols] = key_states[:, :, :n]
+            layer.values[:, :, cols] = value_states[:, :, :n]
+            key_states, value_states = key_states[:, :, n:], value_states[:, :, n:]
+        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
 
 
 def _cut(t: torch.Tensor, span: slice, dim: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ that work. Timing the backbone's own decoding forward over a cache at 1 and at K
 at hand; scaled to the layers above the insert layer and added to svgt's unguided decoding time (`svgt_off`, whose
 loop is leaner than HF's `generate`), then divided by the baseline's time, it is the lowest ratio a guided variant
 can reach, printed beside the measured one so that the gap to the physical limit (guidance's own work: the value
-module, the bridge's masks and cache moves) is visible.
+module, the bridge's masks and the writes of its entries over the old bridge's) is visible.
 """
 
 from __future__ import annotations
@@ -131,6 +131,6 @@ def floor_ratio(cost: RowCost, refresh_every: int, new_tokens: int, baseline_s: 
                 unguided_s: float | None = None) -> float:
     """The lowest time over the baseline's a guided variant can reach: an unguided generation through svgt's own
     decoder (`unguided_s`, the `svgt_off` variant; the baseline's own time when not given) plus the bridge rows' work
-    above the insert layer, and nothing else (the value module, the bridge's masks and cache moves taken as free)."""
+    above the insert layer, and nothing else (the value module and the bridge's masks taken as free)."""
     start = baseline_s if unguided_s is None else unguided_s
     return (start + bridge_passes(refresh_every, new_tokens) * cost.extra_ms / 1e3) / baseline_s
