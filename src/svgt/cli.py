@@ -116,10 +116,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .pipeline import packaged_artifact
+    from .pipeline import artifact_source
 
     bb = _backbone(args)
-    artifact = args.artifact or packaged_artifact(bb.name)
+    artifact = artifact_source(bb.name, args.artifact or None)
     info: dict[str, Any] = {
         "svgt_version": __version__,
         "backbone": bb.name,
