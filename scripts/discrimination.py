@@ -38,6 +38,9 @@ for different backbones (a diagnostic: a shipped module reads only its own backb
 A second table gives each row's operating point: the gate that lets at most 10% of the edgy column through (read
 off that column, so in-sample) and each column's share above it.
 
+`--contrast-batches 3` scores the held-out aims of a batch of contrast pairs that training reads only on request too
+(`TrainConfig.contrast_batches`), so that modules trained with and without it are compared on the same aims.
+
 `--unconditional` scores with the conditional path off (no cross-attention over the prompt's states: the last
 token's state alone), to see how much of the judgment that path carries.
 """
@@ -54,7 +57,7 @@ import torch
 from svgt.artifact import ArtifactError, load_pretrained, read_config
 from svgt.backbone import Backbone, load_backbone
 from svgt.config import TrainConfig
-from svgt.data.contrast import contrast_prompts
+from svgt.data.contrast import DEFAULT_BATCHES, contrast_prompts
 from svgt.data.wrappers import wrapped_tuning_prompts
 from svgt.module import ValueModule
 from svgt.training.activations import compute_states, encode_pair
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrapped", action="store_true",
                         help="add HarmBench val in the held-out jailbreak-style wrappers, and each column's share "
                              "above the module's gate")
+    parser.add_argument("--contrast-batches", type=int, default=None, metavar="N",
+                        help="score the held-out aims of the first N batches of contrast pairs (default: the ones "
+                             "training reads by default, svgt.data.contrast.DEFAULT_BATCHES)")
     parser.add_argument("--unconditional", action="store_true",
                         help="score without the conditional path (the cross-attention over the prompt's states)")
     args = parser.parse_args(argv)
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     current, backbone = names[0], load_backbone(names[0])
     cfg = TrainConfig()
     sets = tuning_sets_for(cfg)
-    heldout = contrast_prompts(seed=cfg.seed).heldout
+    heldout = contrast_prompts(seed=cfg.seed, batches=args.contrast_batches or DEFAULT_BATCHES).heldout
     answers: dict[str, list[str]] = {}
     if args.answers:  # once for every artifact: the unguided backbone's answers do not depend on the module
         answers = {name: backbone_answers(backbone, prompts, args.answers, f"answers ({name})")

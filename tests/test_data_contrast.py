@@ -7,8 +7,8 @@ import pytest
 
 from svgt.data import evaluation_texts, find_overlaps
 from svgt.data import contrast
-from svgt.data.contrast import (BATCHES, CATEGORIES, FRAMED_TEMPLATES, PAIRS, PLAIN_TEMPLATES, STANDALONE_TEMPLATES,
-                                contrast_prompts, heldout_aims, heldout_count)
+from svgt.data.contrast import (BATCHES, CATEGORIES, DEFAULT_BATCHES, FRAMED_TEMPLATES, PAIRS, PLAIN_TEMPLATES,
+                                STANDALONE_TEMPLATES, batch_pairs, contrast_prompts, heldout_aims, heldout_count)
 
 
 def test_every_category_has_many_distinct_pairs():
@@ -23,8 +23,8 @@ def test_every_category_has_many_distinct_pairs():
 
 
 def test_twins_share_their_template_and_held_out_aims_are_whole():
-    data = contrast_prompts(seed=0)
-    held = heldout_aims(seed=0)
+    data = contrast_prompts(seed=0, batches=len(BATCHES))
+    held = heldout_aims(seed=0, batches=len(BATCHES))
     for side, expect_held in ((data.train, False), (data.heldout, True)):
         assert len(side) % 2 == 0
         for benign, harmful in zip(side[0::2], side[1::2]):
@@ -42,16 +42,24 @@ def test_twins_share_their_template_and_held_out_aims_are_whole():
     assert len(data.train) == 6 * sum(len(p) - len(held[c]) for c, p in PAIRS.items())
 
 
-def test_a_later_batch_of_aims_moves_no_earlier_aim_between_training_and_tuning(monkeypatch):
-    assert len(BATCHES) > 1 and all(BATCHES)
-    held = heldout_aims(seed=0)
-    earlier = {c: len(BATCHES[0].get(c, ())) for c in PAIRS}
-    monkeypatch.setattr(contrast, "BATCHES", BATCHES[:1])
-    first_only = heldout_aims(seed=0)
-    for category, n in earlier.items():
-        assert {i for i in held[category] if i < n} == first_only.get(category, set())
-        later = [i for i in held[category] if i >= n]
-        assert len(later) == heldout_count(len(PAIRS[category]) - n)  # the later batch is held out on its own
+def test_a_later_batch_of_aims_moves_no_earlier_aim_between_training_and_tuning():
+    assert len(BATCHES) > 2 and all(BATCHES)
+    for batches in range(1, len(BATCHES)):
+        before, after = heldout_aims(seed=0, batches=batches), heldout_aims(seed=0, batches=batches + 1)
+        for category, pairs in batch_pairs(batches + 1).items():
+            n = len(batch_pairs(batches).get(category, ()))
+            assert {i for i in after[category] if i < n} == before.get(category, set())
+            later = [i for i in after[category] if i >= n]
+            assert len(later) == heldout_count(len(pairs) - n)  # the later batch is held out on its own
+
+
+def test_training_reads_the_first_two_batches_unless_told_otherwise():
+    """The shipped modules were trained on two batches: the default must not change under them."""
+    assert contrast_prompts(seed=0) == contrast_prompts(seed=0, batches=DEFAULT_BATCHES) and DEFAULT_BATCHES == 2
+    two, three = contrast_prompts(seed=0), contrast_prompts(seed=0, batches=3)
+    assert set(two.train) < set(three.train) and set(two.heldout) < set(three.heldout)
+    added = {p.category for p in set(three.train) - set(two.train)}
+    assert added == set(BATCHES[2])
 
 
 def test_seeded():
@@ -94,6 +102,6 @@ def test_no_aim_shares_half_its_content_words_with_a_tuning_or_evaluation_prompt
 
 
 def test_no_prompt_overlaps_an_evaluation_prompt():
-    data = contrast_prompts(seed=0)
+    data = contrast_prompts(seed=0, batches=len(BATCHES))
     texts = [p.text for p in data.train + data.heldout]
     assert find_overlaps(texts, evaluation_texts()) == []

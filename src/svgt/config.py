@@ -332,6 +332,10 @@ class TrainConfig:
     contrast: int = 3
     """Templates each constructed contrast pair is written into, both twins alike (see svgt.data.contrast: two plain
     and one framed); 0 adds none. Whole aims are held out of training per category for the tuning check."""
+    contrast_batches: int = 2
+    """How many batches of contrast aims (`svgt.data.contrast.BATCHES`, in the order written) training reads; the
+    shipped modules were trained on two. The tuning check's held-out column stays on the first two either way, so
+    runs with more stay comparable with them."""
     contrast_answers: int = 96
     """Benign contrast prompts answered by the unguided backbone as stage-3 targets (the bridge should leave them
     as they were when the gate lets one through)."""

@@ -172,7 +172,7 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     if cfg.wrapped_examples:
         # Half the benign requests are the contrast pairs' benign twins, so a wrapped grim-but-harmless question is
         # in the data too; the rest, like the harmful ones, come from the training sources.
-        twins = [p.text for p in contrast_prompts(seed=cfg.seed).train if p.label == 0]
+        twins = [p.text for p in contrast_prompts(seed=cfg.seed, batches=cfg.contrast_batches).train if p.label == 0]
         benign = [x.text for x in corpus.texts if x.label == 0 and x.source == "sharegpt"
                   and len(x.text) <= cfg.max_benign_prompt_chars]
         requests = [x.text for x in harmful] + framed
@@ -191,7 +191,8 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     extra += [svdata.TextExample(t, 0, "content+benign") for t in safe]
     if cfg.contrast:
         # Topic-matched twins (svgt.data.contrast): only intent separates them. Held-out aims stay out.
-        contrast = contrast_prompts(plain=max(1, cfg.contrast - 1), framed=min(1, cfg.contrast - 1), seed=cfg.seed)
+        contrast = contrast_prompts(plain=max(1, cfg.contrast - 1), framed=min(1, cfg.contrast - 1), seed=cfg.seed,
+                                    batches=cfg.contrast_batches)
         extra += [svdata.TextExample(p.text, p.label, "contrast+" + ("harmful" if p.label else "benign"))
                   for p in contrast.train]
     # The frames are new text: leak-check them like every other training text.
