@@ -6,7 +6,6 @@ import re
 import pytest
 
 from svgt.data import evaluation_texts, find_overlaps
-from svgt.data import contrast
 from svgt.data.contrast import (BATCHES, CATEGORIES, DEFAULT_BATCHES, FRAMED_TEMPLATES, PAIRS, PLAIN_TEMPLATES,
                                 STANDALONE_TEMPLATES, batch_pairs, contrast_prompts, heldout_aims, heldout_count)
 
