@@ -24,13 +24,8 @@ from svgt.artifact import load_pretrained, read_config
 from svgt.backbone import load_backbone
 from svgt.config import TrainConfig
 from svgt.data.contrast import BATCHES, batch_pairs, contrast_prompts
-from svgt.training.metrics import auroc
+from svgt.training.metrics import auroc_between
 from svgt.training.trainer import first_bridge_scores, tuning_sets_for
-
-
-def _auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
-    labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))])
-    return round(auroc(torch.cat([positive, negative]), labels), 3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                     for texts in (harmbench, benign, harmful))
         gate = gates.get(a, {}).get("gate_at_edgy", {}).get("threshold")
         above = None if gate is None else round(float((b > gate).float().mean()), 3)
-        rows[a] = {"hb_vs_benign": _auroc(hb, b), "harmful_vs_benign": _auroc(h, b), "benign_above_edgy_gate": above}
+        rows[a] = {"hb_vs_benign": round(auroc_between(hb, b), 3), "harmful_vs_benign": round(auroc_between(h, b), 3),
+                   "benign_above_edgy_gate": above}
         print(f"| {a} | {rows[a]['hb_vs_benign']:.3f} | {rows[a]['harmful_vs_benign']:.3f} | "
               f"{'-' if above is None else f'{above:.1%}'} |", flush=True)
     if args.json:

@@ -16,6 +16,12 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
+def auroc_between(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """`auroc` of two samples: how often a `positive` score is above a `negative` one."""
+    labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))])
+    return auroc(torch.cat([positive, negative]), labels)
+
+
 def binary_metrics(scores: torch.Tensor, labels: torch.Tensor, threshold: float = 0.0) -> dict[str, float]:
     """Accuracy, F1 (positive = unsafe) and AUROC of scores where `s > threshold` predicts unsafe."""
     pred = scores > threshold

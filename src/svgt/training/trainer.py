@@ -652,14 +652,11 @@ def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | 
 def auroc_vs_benign(harmful: list[float], scores: dict[str, list[float]]) -> dict[str, float]:
     """AUROC of the harmful prompts' first-bridge scores against each benign tuning column of `scores` (every
     non-empty column but HarmBench val), rounded to 4 places."""
-    from .metrics import auroc
+    from .metrics import auroc_between
 
-    h, out = torch.tensor(harmful), {}
-    for name, values in scores.items():
-        if name != "harmbench_val" and values:
-            labels = torch.cat([torch.ones(len(h)), torch.zeros(len(values))])
-            out[name] = round(auroc(torch.cat([h, torch.tensor(values)]), labels), 4)
-    return out
+    h = torch.tensor(harmful)
+    return {name: round(auroc_between(h, torch.tensor(values)), 4)
+            for name, values in scores.items() if name != "harmbench_val" and values}
 
 
 def candidates(cfg: TrainConfig) -> list[tuple[float | None, float]]:
