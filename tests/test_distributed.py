@@ -156,7 +156,8 @@ def test_two_processes_train_as_one_on_the_same_global_batches(runs):
 
 def test_two_processes_write_the_caches_one_process_writes(runs):
     for kind in ("answers", "activations"):
-        names = [sorted(p.name for p in (runs / f"cache{w}" / kind).iterdir()) for w in (1, 2)]
+        names = [sorted(str(p.relative_to(runs / f"cache{w}" / kind)) for p in (runs / f"cache{w}" / kind).rglob("*")
+                        if p.is_file()) for w in (1, 2)]
         assert names[0] == names[1] and names[0], kind  # same keys, no part files left behind
     for name in names[0]:
         a, b = (load_file(str(runs / f"cache{w}" / "activations" / name)) for w in (1, 2))

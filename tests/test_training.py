@@ -1,5 +1,4 @@
 import math
-import os
 import random
 import re
 from dataclasses import replace
@@ -170,11 +169,46 @@ def test_activation_cache_is_reused(cache, monkeypatch):
     bb = tiny_backbone("llama")
     pairs = [encode_pair(bb, t, None, 64, 8) for t, _ in _texts(8)]
     first = cached_states(bb, 2, pairs)
-    assert len(os.listdir(cache / "activations")) == 1
+    assert len(list((cache / "activations").rglob("*.safetensors"))) == 1
     monkeypatch.setattr(activations, "compute_states", lambda *a, **k: pytest.fail("backbone ran again"))
-    second = cached_states(bb, 2, pairs)
-    for a, b in zip(first.prompt_states, second.prompt_states):
+    second = cached_states(bb, 2, pairs[::-1])  # any order, any subset: each item is found by its own key
+    for a, b in zip(first.prompt_states, second.prompt_states[::-1]):
         assert torch.equal(a, b)
+
+
+def test_activation_cache_computes_only_the_items_it_lacks(cache, monkeypatch):
+    bb = tiny_backbone("llama")
+    pairs = [encode_pair(bb, t, None, 64, 8) for t, _ in _texts(12)]
+    old = cached_states(bb, 2, pairs[:8])
+    computed = []
+    real = activations.compute_states
+    monkeypatch.setattr(activations, "compute_states", lambda b, l, todo, *a, **k: computed.append(todo)
+                        or real(b, l, todo, *a, **k))
+    mixed = pairs[10:] + pairs[:8] + pairs[8:10] + pairs[:1]  # new and cached items interleaved, one twice
+    states = cached_states(bb, 2, mixed)
+    assert computed == [pairs[10:] + pairs[8:10]]  # the four new ones, once each, in one pass
+    assert len(list((cache / "activations").rglob("*.safetensors"))) == 2
+    assert all(torch.equal(a, b) for a, b in zip(states.prompt_states[2:10], old.prompt_states))
+    assert torch.equal(states.prompt_states[-1], old.prompt_states[0])
+    alone = activations.compute_states(bb, 2, mixed)
+    for a, b in zip(states.prompt_states, alone.prompt_states):
+        assert a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-2)
+
+
+def test_a_whole_data_set_file_from_before_becomes_a_shard(cache, monkeypatch):
+    bb = tiny_backbone("llama")
+    pairs = [encode_pair(bb, t, None, 64, 8) for t, _ in _texts(6)]
+    states = activations.compute_states(bb, 2, pairs)
+    folder = cache / "activations"
+    folder.mkdir(parents=True, exist_ok=True)
+    legacy = folder / f"{activations._legacy_key(bb, 2, pairs)}.safetensors"
+    activations._save(legacy, activations._tensors(states, bb.hidden_size))
+    monkeypatch.setattr(activations, "compute_states", lambda *a, **k: pytest.fail("backbone ran again"))
+    found = cached_states(bb, 2, pairs)  # the file is found by the data set it was written for
+    assert not legacy.exists()
+    assert all(torch.equal(a, b) for a, b in zip(found.prompt_states, states.prompt_states))
+    part = cached_states(bb, 2, pairs[3:])  # and then, like any shard, by each item
+    assert all(torch.equal(a, b) for a, b in zip(part.response_states, states.response_states[3:]))
 
 
 def test_cached_states_equal_a_direct_forward(cache):
@@ -532,10 +566,9 @@ def test_training_on_a_bfloat16_backbone_keeps_the_module_in_float32(cache, tmp_
     assert any(not torch.equal(before[k], v) for k, v in module.bridge.state_dict().items())
     assert {p.dtype for p in module.parameters()} == {torch.float32}
     # bfloat16 states are other states: they never share a cache entry with float32 ones.
-    pairs = [encode_pair(bb, "hello there", "general kenobi", 64, 16)]
-    key_bf16 = activations._cache_key(bb, 2, pairs)
+    key_bf16 = activations._store_key(bb, 2)
     bb.model.to(torch.float32)
-    assert activations._cache_key(bb, 2, pairs) != key_bf16
+    assert activations._store_key(bb, 2) != key_bf16
 
 
 def test_states_are_kept_in_a_dtype_that_holds_them(cache):
@@ -546,7 +579,7 @@ def test_states_are_kept_in_a_dtype_that_holds_them(cache):
     gemma = tiny_backbone("gemma3")
     assert activations.storage_dtype(gemma) == torch.bfloat16
     assert activations.compute_states(gemma, 2, pairs).prompt_states[0].dtype == torch.bfloat16
-    assert activations._cache_key(gemma, 2, pairs) != activations._cache_key(tiny_backbone("llama"), 2, pairs)
+    assert activations._store_key(gemma, 2) != activations._store_key(tiny_backbone("llama"), 2)
     huge = tiny_backbone("llama")
     huge.layers[0].register_forward_hook(lambda mod, args, out: (out[0] * 1e9, *out[1:]) if isinstance(out, tuple)
                                          else out * 1e9)

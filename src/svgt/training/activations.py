@@ -1,8 +1,16 @@
-"""Extract-layer activations, computed once and cached on disk.
+"""Extract-layer activations, computed once per item and cached on disk.
 
-Stages 1 and 2 only read states at the extract layer, so the backbone runs once per dataset (stopping at that layer)
-and never again: a second `svgt train` finds the file keyed by backbone, layer, template and data fingerprint.
-Several processes (`svgt.training.distributed`) split the batches and write the same file under the same key.
+Stages 1 and 2 only read states at the extract layer, so the backbone runs once per item (stopping at that layer) and
+never again. The cache is a folder per backbone, layer and dtype, of shard files; each shard names the items it holds
+(by their token ids, which carry the prompt template) in its metadata. A call computes only the items no shard holds
+and writes them as one new shard, so adding a hundred prompts to a data set of thousands costs the hundred.
+Several processes (`svgt.training.distributed`) split the missing items' batches and write the shard one process
+would have written.
+
+An item's states are what the backbone computes for it in a length-sorted, padded batch; a batch with other
+neighbours pads it differently, which can move the low bits of a float. So a cache filled in several calls can hold
+states that differ in their last bits from one filled in one call; both are the item's states to the precision
+they are stored in.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -63,15 +72,30 @@ def storage_dtype(backbone: Backbone) -> torch.dtype:
     return torch.bfloat16 if backbone.dtype == torch.bfloat16 or model_type.startswith("gemma") else torch.float16
 
 
-def _cache_key(backbone: Backbone, layer: int, pairs: list[EncodedPair]) -> str:
-    h = hashlib.sha256()
+def _backbone_key(backbone: Backbone, layer: int) -> list:
     key: list = [backbone.name, backbone.revision, backbone.num_layers, layer]
     if backbone.dtype != torch.float32:  # float32 keys stay as they were, so existing caches still match
         key.append(str(backbone.dtype))
     stored = storage_dtype(backbone)
     if stored != torch.float16:
         key.append(f"stored as {stored}")
-    h.update(json.dumps(key).encode())
+    return key
+
+
+def _store_key(backbone: Backbone, layer: int) -> str:
+    """The cache folder's name: states of one backbone, layer and dtype."""
+    return hashlib.sha256(json.dumps(_backbone_key(backbone, layer)).encode()).hexdigest()[:20]
+
+
+def _item_key(pair: EncodedPair) -> str:
+    return hashlib.sha256(json.dumps([pair.prompt_ids, pair.response_ids]).encode()).hexdigest()[:24]
+
+
+def _legacy_key(backbone: Backbone, layer: int, pairs: list[EncodedPair]) -> str:
+    """The name of a whole-data-set cache file, as svgt wrote them before the per-item cache (read once, then moved
+    into the per-item cache)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(_backbone_key(backbone, layer)).encode())
     for p in pairs:
         h.update(json.dumps([p.prompt_ids, p.response_ids]).encode())
     return h.hexdigest()[:20]
@@ -174,9 +198,10 @@ def _tensors(states: StateSet, d: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _save(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    tmp = path.with_suffix(".tmp")  # written whole, then renamed: a reader never sees half a file
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+def _save(path: Path, tensors: dict[str, torch.Tensor], items: list[str] | None = None) -> None:
+    tmp = path.with_name(path.name + ".tmp")  # written whole, then renamed: a reader never sees half a file
+    metadata = None if items is None else {"items": json.dumps(items)}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     tmp.replace(path)
 
 
@@ -185,41 +210,99 @@ def _states_of(data: dict[str, torch.Tensor]) -> StateSet:
     return StateSet(list(torch.split(data["prompt"], p_len)), list(torch.split(data["response"], r_len)))
 
 
+def _shard_items(path: Path) -> list[str]:
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("items", "[]"))
+
+
+def _index(store: Path) -> dict[str, tuple[Path, int]]:
+    """Where each cached item is: its shard and its place there (shards read in name order; only headers read)."""
+    where: dict[str, tuple[Path, int]] = {}
+    for path in sorted(store.glob("*.safetensors")):
+        for i, key in enumerate(_shard_items(path)):
+            where.setdefault(key, (path, i))
+    return where
+
+
+def _write_shard(store: Path, keys: list[str], states: StateSet, d: int) -> None:
+    name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+    _save(store / f"{name}.safetensors", _tensors(states, d), keys)
+
+
+def _adopt_legacy(folder: Path, store: Path, backbone: Backbone, layer: int, pairs: list[EncodedPair],
+                  keys: list[str]) -> None:
+    """A whole-data-set file of these pairs from before the per-item cache becomes a shard (and leaves)."""
+    legacy = folder / f"{_legacy_key(backbone, layer, pairs)}.safetensors"
+    if legacy.exists():
+        _write_shard(store, keys, _states_of(load_file(str(legacy))), backbone.hidden_size)
+        legacy.unlink()
+
+
 def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int = 16,
                   desc: str = "activations", root: Path | None = None) -> StateSet:
-    """`compute_states`, memoised on disk (safetensors, in `storage_dtype`) under the svgt cache.
+    """`compute_states`, memoised per item on disk (safetensors, in `storage_dtype`) under the svgt cache: only the
+    items no earlier call cached run through the backbone, and they are written as one new shard.
 
-    Under several processes each computes every `world_size()`-th batch and writes it to a part file beside the
-    cache file; the main process joins the parts into the cache file a single process would have written (same
-    key, same batches), and every process reads that file. The cache folder must be one all processes see (one
-    machine, or a shared file system)."""
-    folder = (root or cache_dir() / "activations")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{_cache_key(backbone, layer, pairs)}.safetensors"
-    if distributed.from_main(path.exists()):
-        return _states_of(load_file(str(path)))
-    if distributed.world_size() == 1:
-        states = compute_states(backbone, layer, pairs, batch_size, desc)
-        _save(path, _tensors(states, backbone.hidden_size))
-        return states
-    n_batches = -(-len(pairs) // batch_size)
-    done = _compute_batches(backbone, layer, pairs, batch_size, desc, distributed.my_batches(n_batches))
-    part = path.with_name(f"{path.stem}.part{distributed.rank()}.safetensors")
-    _write_part(part, done, backbone.hidden_size)
+    Under several processes each computes every `world_size()`-th batch of the missing items and writes it to a part
+    file; the main process joins the parts into the shard a single process would have written, and every process
+    reads the cache. The cache folder must be one all processes see (one machine, or a shared file system)."""
+    folder = root or cache_dir() / "activations"
+    store = folder / _store_key(backbone, layer)
+    store.mkdir(parents=True, exist_ok=True)
+    keys = [_item_key(p) for p in pairs]
+    if distributed.is_main():
+        _adopt_legacy(folder, store, backbone, layer, pairs, keys)
+    distributed.barrier()
+    where = _index(store)
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key not in where:
+            first.setdefault(key, i)
+    missing = distributed.from_main(list(first.values()))  # one decision for every process
+    if missing:
+        todo = [pairs[i] for i in missing]
+        todo_keys = [keys[i] for i in missing]
+        if distributed.world_size() == 1:
+            _write_shard(store, todo_keys, compute_states(backbone, layer, todo, batch_size, desc),
+                         backbone.hidden_size)
+        else:
+            _compute_in_parts(backbone, layer, todo, todo_keys, store, batch_size, desc)
+        where = _index(store)
+    return _load(where, keys, backbone.hidden_size)
+
+
+def _load(where: dict[str, tuple[Path, int]], keys: list[str], d: int) -> StateSet:
+    """The items `keys`, in order, from the shards that hold them (each shard read once)."""
+    shards: dict[Path, StateSet] = {}
+    prompt, response = [], []
+    for key in keys:
+        path, i = where[key]
+        if path not in shards:
+            shards[path] = _states_of(load_file(str(path)))
+        prompt.append(shards[path].prompt_states[i])
+        response.append(shards[path].response_states[i])
+    return StateSet(prompt, response)
+
+
+def _compute_in_parts(backbone: Backbone, layer: int, todo: list[EncodedPair], todo_keys: list[str], store: Path,
+                      batch_size: int, desc: str) -> None:
+    n_batches = -(-len(todo) // batch_size)
+    done = _compute_batches(backbone, layer, todo, batch_size, desc, distributed.my_batches(n_batches))
+    stem = hashlib.sha256("\n".join(todo_keys).encode()).hexdigest()[:20]
+    _write_part(store / f"{stem}.part{distributed.rank()}", done, backbone.hidden_size)
     distributed.barrier()
     if distributed.is_main():
         for r in range(distributed.world_size()):
-            other = path.with_name(f"{path.stem}.part{r}.safetensors")
+            other = store / f"{stem}.part{r}"
             done.update(_read_part(other))
             other.unlink()
-        merged = StateSet([done[i][0] for i in range(len(pairs))], [done[i][1] for i in range(len(pairs))])
-        _save(path, _tensors(merged, backbone.hidden_size))
+        merged = StateSet([done[i][0] for i in range(len(todo))], [done[i][1] for i in range(len(todo))])
+        _write_shard(store, todo_keys, merged, backbone.hidden_size)
     distributed.barrier()
-    return _states_of(load_file(str(path)))
 
 
 def _write_part(path: Path, done: dict[int, tuple[torch.Tensor, torch.Tensor]], d: int) -> None:
-    """One process's share of a cache file: its items' states, and which items they are."""
+    """One process's share of a shard: its items' states, and which items they are."""
     index = sorted(done)
     part = StateSet([done[i][0] for i in index], [done[i][1] for i in index])
     _save(path, {**_tensors(part, d), "index": torch.tensor(index, dtype=torch.long)})
