@@ -429,3 +429,57 @@ def test_an_ensemble_of_value_spaces_scores_the_gate_and_builds_the_bridge(llama
     _, _, gated = _run(llama, module, max_new_tokens=6, gate_threshold=float(scores.mean()))
     _, _, plain = _run(llama, None, max_new_tokens=6, guidance=False)
     assert gated.token_ids[low] == plain.token_ids[low] and gated.telemetry[high].bridged_at == 0
+
+
+def _head_rows(backbone):
+    """Records the rows the LM head computes in each forward (its input's second-to-last dimension)."""
+    rows = []
+    handle = backbone.model.get_output_embeddings().register_forward_hook(
+        lambda mod, args, out: rows.append(out.shape[-2]))
+    return rows, handle
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_bridged_prompt_forward_skips_the_lm_head_and_changes_nothing(family):
+    # The prompt forward's logits are read only for rows the gate lets through. Once the model's head has been seen
+    # to give its own logits when called directly (the first guided run checks), the prompt forward hands the head
+    # no rows, and a gated row's logits come from the head afterwards: every token and logit as before.
+    from svgt import generation
+
+    backbone = tiny_backbone(family)
+    module = make_module(backbone)
+    _, _, free = _run(backbone, module, max_new_tokens=4, gate_threshold=float("-inf"))
+    assert generation._DIRECT_HEAD[backbone.model] is True
+    scores = sorted(t.bridge_score for t in free.telemetry)
+    for gate in (float("-inf"), sum(scores) / 2, 1e9):  # every row bridged, one of two, none
+        generation._DIRECT_HEAD[backbone.model] = False
+        _, _, full = _run(backbone, module, max_new_tokens=4, gate_threshold=gate)
+        generation._DIRECT_HEAD[backbone.model] = True
+        rows, handle = _head_rows(backbone)
+        try:
+            _, _, skipped = _run(backbone, module, max_new_tokens=4, gate_threshold=gate)
+        finally:
+            handle.remove()
+        assert rows[0] == 0, "the prompt forward computed logits"
+        assert skipped.token_ids == full.token_ids
+        assert all(torch.equal(a, b) for a, b in zip(skipped.step_logits, full.step_logits))
+
+
+def test_a_head_whose_logits_the_model_changes_afterwards_runs_in_the_forward():
+    # Gemma 2 and 3 can cap their logits after the head (final_logit_softcapping): the head called alone gives other
+    # logits, so the first guided run finds that out and the prompt forward keeps computing them.
+    from svgt import generation
+
+    backbone = tiny_backbone("gemma3")
+    backbone.model.config.final_logit_softcapping = 0.5
+    module = make_module(backbone)
+    rows, handle = _head_rows(backbone)
+    try:
+        _run(backbone, module, max_new_tokens=2, gate_threshold=float("-inf"))
+        _, _, second = _run(backbone, module, max_new_tokens=2, gate_threshold=1e9)
+    finally:
+        handle.remove()
+    assert generation._DIRECT_HEAD[backbone.model] is False
+    assert rows.count(0) == 0
+    _, _, plain = _run(backbone, None, max_new_tokens=2, guidance=False)
+    assert all(torch.equal(a, b) for a, b in zip(second.step_logits, plain.step_logits))

@@ -18,6 +18,7 @@ ride along in the next token's forward (no extra pass):
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -25,7 +26,7 @@ import torch
 
 from .backbone import Backbone
 from .config import GenerationConfig
-from .hooks import (BackboneHooks, BridgeCache, ForwardPlan, bridge_block, cache_keyword, keep_logits,
+from .hooks import (BackboneHooks, BridgeCache, ForwardPlan, HeadInput, bridge_block, cache_keyword, keep_logits,
                     padded_positions, prompt_states)
 from .module import ValueModule
 from .prompts import encode_prompts, left_pad, part_ids
@@ -179,6 +180,12 @@ def judge_prompts(backbone: Backbone, module: ValueModule, ids: torch.Tensor, ma
                             backbone.tokenizer.pad_token_id or 0)
 
 
+_DIRECT_HEAD: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
+"""Per model: whether its LM head, called on its input, gives the model's own logits to the bit (checked on the first
+guided prompt forward; a model that scales or caps logits after the head, or computes them another way, keeps
+computing them in the forward)."""
+
+
 OnToken = Callable[[torch.Tensor, list[RowTelemetry]], bool]
 """Called with each step's picked tokens `(B,)` (finished rows get the pad id) and the rows' telemetry, which by then
 holds entries for every token up to this one; return False to stop decoding after this token."""
@@ -209,7 +216,8 @@ class GuidedDecoder:
         """The prompt states and mask that `_prompt_memory` last projected, and its result."""
 
     # -- one forward ---------------------------------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, plan: ForwardPlan | None) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, plan: ForwardPlan | None) -> torch.Tensor | None:
+        """The last position's float logits `(B, V)`; None where a `HeadInput` skipped the head."""
         if self.hooks is not None:
             self.hooks.plan = plan
         try:
@@ -224,7 +232,7 @@ class GuidedDecoder:
         finally:
             if self.hooks is not None:
                 self.hooks.plan = None
-        return out.logits[:, -1].float()
+        return out.logits[:, -1].float() if out.logits.shape[1] else None
 
     def _observe(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z, s, state) of the newest token's extract-layer state `(B, d)`. Δz (a gradient) is left to the caller:
@@ -318,7 +326,7 @@ class GuidedDecoder:
         self.offset = torch.zeros(batch, dtype=torch.long, device=device)
         self.bridge_start = lengths.clone()
         has_bridge = torch.zeros(batch, dtype=torch.bool, device=device)
-        logits = self._forward(input_ids, padded_positions(self.attn), ForwardPlan())
+        logits, head = self._prompt_forward(input_ids)
         bridge = None
         if self.guided:
             self.prompt_states = self.hooks.captured.float()
@@ -345,10 +353,30 @@ class GuidedDecoder:
                 plan = ForwardPlan(slice(0, k), bridge, bridge_block(k, m_len + k, self.bridge_cols, device))
                 bridged = self._forward(ids, positions, plan)
                 # A gated row's first token is predicted from its prompt, exactly as without guidance.
-                logits = torch.where(has_bridge[:, None], bridged, logits)
+                if bool(has_bridge.all()):
+                    logits = bridged
+                else:
+                    logits = torch.where(has_bridge[:, None], bridged, head.logits() if logits is None else logits)
                 self.offset = has_bridge.long() * k
+        if logits is None:  # every row gated: the head skipped in the prompt forward runs now
+            logits = head.logits()
         self.lengths, self.m_len, self.bridge, self.has_bridge, self.observed = lengths, m_len, bridge, has_bridge, None
         return logits
+
+    def _prompt_forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor | None, HeadInput | None]:
+        """The prompts through every layer into the fresh cache: the last position's logits, or None with the
+        `HeadInput` that kept the head's input instead of running it. A guided run skips the head there (a row the
+        gate lets through gets its logits from the head afterwards) once this model's head has been seen to give,
+        called directly, the logits the model gives: the first guided prompt forward on a model checks it."""
+        positions = padded_positions(self.attn)
+        if not (self.guided and self.k):
+            return self._forward(input_ids, positions, ForwardPlan()), None
+        direct = _DIRECT_HEAD.get(self.model)
+        with HeadInput(self.model, skip=bool(direct)) as head:
+            logits = self._forward(input_ids, positions, ForwardPlan())
+        if direct is None:
+            _DIRECT_HEAD[self.model] = head.available and torch.equal(head.logits(), logits)
+        return logits, head
 
     def _loop(self, input_ids, lengths, telemetry, stops, generator, keep_logits) -> GenerationResult:
         cfg, batch, device = self.cfg, input_ids.shape[0], input_ids.device

@@ -192,6 +192,39 @@ class BackboneHooks:
         return mask.masked_fill(block[:, None], torch.finfo(mask.dtype).min)
 
 
+class HeadInput:
+    """Context manager: while open, a pre-hook on `model`'s LM head keeps the head's input (`hidden`: the final
+    states of the positions whose logits the forward computes) and, with `skip`, hands the head none of them, so
+    the forward computes no logits at all. Over Gemma 3's 262k-token vocabulary the head is half a decoding step,
+    and a guided prompt forward whose every row gets a bridge never reads its logits (each row's first token is
+    predicted at its last Bridge Token). `available` is False for a model without an output embedding module."""
+
+    def __init__(self, model: nn.Module, skip: bool) -> None:
+        self.head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        self.available = isinstance(self.head, nn.Module)
+        self.skip = skip and self.available
+        self.hidden: torch.Tensor | None = None
+        self._handle: RemovableHandle | None = None
+
+    def __enter__(self) -> HeadInput:
+        if self.available:
+            self._handle = self.head.register_forward_pre_hook(self._take)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _take(self, module: nn.Module, args: tuple) -> tuple | None:
+        self.hidden = args[0]
+        return (args[0][..., :0, :], *args[1:]) if self.skip else None
+
+    def logits(self) -> torch.Tensor:
+        """`(B, V)` float logits of the last kept position, from the head called directly."""
+        return self.head(self.hidden[:, -1:])[:, -1].float()
+
+
 class BridgeCache(DynamicCache):
     """A `DynamicCache` that can write a fused refresh's new Bridge Token entries over the old bridge's columns.
 
