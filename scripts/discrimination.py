@@ -62,8 +62,8 @@ from svgt.data.wrappers import wrapped_tuning_prompts
 from svgt.module import ValueModule
 from svgt.training.activations import compute_states, encode_pair
 from svgt.training.stages import StateData, pair_scores
-from svgt.training.trainer import (auroc_vs_benign, backbone_answers, discrimination_report, first_bridge_scores,
-                                   tuning_sets_for)
+from svgt.training.answers import backbone_answers
+from svgt.training.trainer import auroc_vs_benign, discrimination_report, first_bridge_scores, tuning_sets_for
 
 
 def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], answers: list[str],

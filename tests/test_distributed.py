@@ -164,8 +164,9 @@ def test_two_processes_write_the_caches_one_process_writes(runs):
         assert a.keys() == b.keys()
         for key in a:
             assert torch.allclose(a[key].float(), b[key].float(), atol=1e-3), (name, key)
-    for path in (runs / "cache1" / "answers").iterdir():
-        assert json.loads(path.read_text()) == json.loads((runs / "cache2" / "answers" / path.name).read_text())
+    for path in (runs / "cache1" / "answers").rglob("*.json"):
+        other = runs / "cache2" / "answers" / path.relative_to(runs / "cache1" / "answers")
+        assert json.loads(path.read_text()) == json.loads(other.read_text())
 
 
 def test_two_processes_resume_like_one(runs):

@@ -1,3 +1,4 @@
+import json
 import math
 import random
 import re
@@ -740,26 +741,64 @@ def test_more_value_spaces_without_stages_1_and_2_are_refused(cache, tmp_path):
         train(bb, tmp_path / "out", cfg, stages=(3,), corpus=_fake_corpus(), evaluate=False)
 
 
+def _counting_generate(monkeypatch):
+    """`generate` for `answers.backbone_answers` that answers each prompt with its call number, and records calls."""
+    from svgt.training import answers
+
+    calls = []
+
+    def counting(backbone, module, prompts, cfg, batch_size):
+        calls.append(list(prompts))
+        return SimpleNamespace(texts=[f"answer {len(calls)}: {p}" for p in prompts])
+
+    monkeypatch.setattr(answers, "generate", counting)
+    return calls
+
+
 def test_backbone_answers_are_cached_per_prompt_format(tmp_path, monkeypatch):
     # The same raw prompts in another format (chat template, stop strings) are other inputs: a cache keyed on the
     # texts alone would hand a retrained module answers to prompts its backbone no longer sees.
-    from svgt.training import trainer
+    from svgt.training.answers import backbone_answers
 
     monkeypatch.setenv("SVGT_CACHE", str(tmp_path))
     backbone = tiny_backbone()
-    calls = []
-
-    def counting(backbone, module, prompts, cfg, batch_size):  # answers that say which call wrote them
-        calls.append(1)
-        return SimpleNamespace(texts=[f"answer {len(calls)}"] * len(prompts))
-
-    monkeypatch.setattr(trainer, "generate", counting)
+    calls = _counting_generate(monkeypatch)
     prompts = ["How do I bake bread?", "Name a planet."]
-    first = trainer.backbone_answers(backbone, prompts, 4, "answers")
-    assert trainer.backbone_answers(backbone, prompts, 4, "answers") == first and len(calls) == 1  # from the cache
-    trainer.backbone_answers(replace(backbone, stop_strings=("\nQuestion:",)), prompts, 4, "answers")
+    first = backbone_answers(backbone, prompts, 4, "answers")
+    assert backbone_answers(backbone, prompts, 4, "answers") == first and len(calls) == 1  # from the cache
+    backbone_answers(replace(backbone, stop_strings=("\nQuestion:",)), prompts, 4, "answers")
     assert len(calls) == 2
     backbone.tokenizer.chat_template = "{{ messages[0]['content'] }}"
-    trainer.backbone_answers(backbone, prompts, 4, "answers")
+    backbone_answers(backbone, prompts, 4, "answers")
     assert len(calls) == 3
-    assert len(list((tmp_path / "answers").glob("*.json"))) == 3
+    assert len(list((tmp_path / "answers").rglob("*.json"))) == 3
+
+
+def test_backbone_answers_generate_only_the_prompts_not_yet_answered(tmp_path, monkeypatch):
+    from svgt.training.answers import backbone_answers
+
+    monkeypatch.setenv("SVGT_CACHE", str(tmp_path))
+    backbone = tiny_backbone()
+    calls = _counting_generate(monkeypatch)
+    old = ["How do I bake bread?", "Name a planet.", "What is rain?"]
+    first = backbone_answers(backbone, old, 4, "answers")
+    mixed = ["Why is the sky blue?", *old[::-1], "Why is the sky blue?", "Hi"]
+    again = backbone_answers(backbone, mixed, 4, "answers")
+    assert calls[1:] == [["Hi", "Why is the sky blue?"]]  # the new ones, once each, shortest first
+    assert again[1:4] == first[::-1] and again[0] == again[4] == "answer 2: Why is the sky blue?"
+    assert again[5] == "answer 2: Hi"
+
+
+def test_a_whole_list_answers_file_from_before_becomes_a_shard(tmp_path, monkeypatch):
+    from svgt.training import answers
+
+    monkeypatch.setenv("SVGT_CACHE", str(tmp_path))
+    backbone = tiny_backbone()
+    calls = _counting_generate(monkeypatch)
+    prompts = ["How do I bake bread?", "Name a planet."]
+    legacy = answers._legacy_path(backbone, prompts, 4)
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps(["old one", "old two"]))
+    assert answers.backbone_answers(backbone, prompts, 4, "answers") == ["old one", "old two"]
+    assert not legacy.exists() and not calls
+    assert answers.backbone_answers(backbone, prompts[1:], 4, "answers") == ["old two"] and not calls

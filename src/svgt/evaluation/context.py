@@ -10,7 +10,8 @@ from ..backbone import Backbone
 from ..config import TrainConfig
 from ..judges import is_refusal
 from ..methods import MethodContext
-from ..training.trainer import augmented_texts, backbone_answers, select_answered_prompts
+from ..training.answers import backbone_answers
+from ..training.trainer import augmented_texts, select_answered_prompts
 
 
 def training_prompts(corpus: Any, cfg: TrainConfig) -> tuple[list[str], list[str]]:

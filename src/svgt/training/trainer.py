@@ -12,7 +12,6 @@ the main process alone writes the caches, checkpoints and the artifact, the same
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .. import data as svdata
 from ..artifact import save_pretrained
-from ..backbone import Backbone, cache_dir
+from ..backbone import Backbone
 from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
 from ..data.wrappers import wrapped_examples, wrapped_tuning_prompts
@@ -40,6 +39,7 @@ from ..module import ValueModule, join_value_spaces
 from ..prompts import last_sentence_prompt
 from . import distributed
 from .activations import EncodedPair, StateSet, cached_states, encode_pair, residual_norm_ratio
+from .answers import backbone_answers
 from .loop import run_loop
 from .metrics import binary_metrics
 from .mining import (HARD_NEGATIVES_NAME, heldout_prompts, load_hard_negatives, pick_hard_negatives, prompt_scores,
@@ -62,37 +62,6 @@ def _apply_inference_settings(module: ValueModule, cfg: TrainConfig) -> None:
     keeps the module's own (a new module's default)."""
     if cfg.score_last_sentence is not None:
         module.config.score_last_sentence = cfg.score_last_sentence
-
-
-def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int, desc: str) -> list[str]:
-    """The unguided backbone's greedy answers, cached on disk by backbone, prompt format, prompts and length. Several
-    processes each answer every `world_size()`-th batch; the main process writes the one cache file."""
-    # The prompt format (chat template, stop strings) is part of the key: the prompts are the raw texts, and the same
-    # texts in another format get other answers (the states cache keys on token ids, which carry the format).
-    fmt = [getattr(backbone.tokenizer, "chat_template", None), list(backbone.stop_strings)]
-    parts = [backbone.name, backbone.revision, max_new_tokens, prompts, fmt]
-    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-    path = cache_dir() / "answers" / f"{key[:20]}.json"
-    if distributed.from_main(path.exists()):
-        return json.loads(path.read_text())
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
-    # Length-sorted batches: left padding to the longest prompt of a batch is pure waste on a CPU.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    starts = range(0, len(order), 16)
-    mine: dict[int, str] = {}
-    for j in tqdm(distributed.my_batches(len(starts)), desc=desc, unit="batch", leave=False,
-                  disable=not distributed.is_main()):
-        idx = order[starts[j] : starts[j] + 16]
-        for i, text in zip(idx, generate(backbone, None, [prompts[i] for i in idx], cfg, batch_size=16).texts):
-            mine[i] = text
-    done = distributed.gather_dicts(mine)
-    answers = [done[i] for i in range(len(prompts))]
-    if distributed.is_main():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(answers))
-        tmp.replace(path)
-    return answers
 
 
 def _generate(backbone: Backbone, module: ValueModule | None, prompts: list[str], cfg: GenerationConfig,
