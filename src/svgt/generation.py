@@ -375,7 +375,9 @@ class GuidedDecoder:
         with HeadInput(self.model, skip=bool(direct)) as head:
             logits = self._forward(input_ids, positions, ForwardPlan())
         if direct is None:
-            _DIRECT_HEAD[self.model] = head.available and torch.equal(head.logits(), logits)
+            # A model whose forward never calls its head module keeps computing logits its own way.
+            _DIRECT_HEAD[self.model] = (head.available and head.hidden is not None
+                                        and torch.equal(head.logits(), logits))
         return logits, head
 
     def _loop(self, input_ids, lengths, telemetry, stops, generator, keep_logits) -> GenerationResult:
