@@ -210,6 +210,10 @@ def test_a_whole_data_set_file_from_before_becomes_a_shard(cache, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(found.prompt_states, states.prompt_states))
     part = cached_states(bb, 2, pairs[3:])  # and then, like any shard, by each item
     assert all(torch.equal(a, b) for a, b in zip(part.response_states, states.response_states[3:]))
+    # Half a shard is copied out of it, so that its items do not keep the whole shard in memory; a whole one is not.
+    t = part.prompt_states[0]
+    assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    assert found.prompt_states[0].untyped_storage().nbytes() > found.prompt_states[0].numel() * t.element_size()
 
 
 def test_cached_states_equal_a_direct_forward(cache):

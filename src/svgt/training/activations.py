@@ -15,6 +15,7 @@ they are stored in.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 from dataclasses import dataclass
@@ -268,19 +269,25 @@ def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batc
         else:
             _compute_in_parts(backbone, layer, todo, todo_keys, store, batch_size, desc)
         where = _index(store)
-    return _load(where, keys, backbone.hidden_size)
+    return _load(where, keys)
 
 
-def _load(where: dict[str, tuple[Path, int]], keys: list[str], d: int) -> StateSet:
-    """The items `keys`, in order, from the shards that hold them (each shard read once)."""
-    shards: dict[Path, StateSet] = {}
+def _load(where: dict[str, tuple[Path, int]], keys: list[str]) -> StateSet:
+    """The items `keys`, in order, from the shards that hold them (each shard read once). An item is a view of its
+    shard's tensors, which keeps the whole shard in memory; from a shard this call uses only part of, items are
+    copied, so that a few items do not hold a large shard."""
+    shards: dict[Path, tuple[StateSet, bool]] = {}
+    used = collections.Counter(path for path, _ in {where[key] for key in keys})
     prompt, response = [], []
     for key in keys:
         path, i = where[key]
         if path not in shards:
-            shards[path] = _states_of(load_file(str(path)))
-        prompt.append(shards[path].prompt_states[i])
-        response.append(shards[path].response_states[i])
+            states = _states_of(load_file(str(path)))
+            shards[path] = (states, used[path] < len(states))
+        states, partial = shards[path]
+        p, r = states.prompt_states[i], states.response_states[i]
+        prompt.append(p.clone() if partial else p)
+        response.append(r.clone() if partial else r)
     return StateSet(prompt, response)
 
 
