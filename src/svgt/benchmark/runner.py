@@ -26,9 +26,11 @@ from .variants import (
 SCHEMA = "svgt-bench/1"
 FULL_AXES = dict(batch_sizes=[1, 8], prompt_lens=[64, 512], new_tokens=[64, 512])
 QUICK_AXES = dict(batch_sizes=[1], prompt_lens=[64], new_tokens=[64])
-FLOOR_REPEATS = 3
-"""Forwards at each row count per timed round for the floor (after one warm-up pair): about half a second a round on
-the default backbone, against ~20 s for the round's generations."""
+FLOOR_REPEATS = 9
+"""Forwards at each row count per timed round for the floor (after one warm-up pair): about 1.3 s a round on the
+default backbone, against ~18 s for the round's generations. With 3, the rows' extra per pass scattered 5-18 ms from
+round to round and its median moved 8.2-11.1 ms between runs, 0.05 of the r=1 floor; with 9, 7.5-8.3 ms
+(docs/speed.md)."""
 MAX_SECONDS = 240.0
 """`--quick`'s default cap on a cell's timed rounds (wall clock): on a 2-core CPU about 13 rounds of the default
 backbone's quick cell (~18 s a round), which reaches ±2% when a per-round ratio scatters by about 3%."""
