@@ -255,11 +255,7 @@ def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batc
         _adopt_legacy(folder, store, backbone, layer, pairs, keys)
     distributed.barrier()
     where = _index(store)
-    first: dict[str, int] = {}
-    for i, key in enumerate(keys):
-        if key not in where:
-            first.setdefault(key, i)
-    missing = distributed.from_main(list(first.values()))  # one decision for every process
+    missing = distributed.missing(keys, where)
     if missing:
         todo = [pairs[i] for i in missing]
         todo_keys = [keys[i] for i in missing]

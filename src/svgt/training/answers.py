@@ -79,11 +79,7 @@ def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int
             legacy.unlink()
     distributed.barrier()
     known = _known(store)
-    first: dict[str, int] = {}
-    for i, key in enumerate(keys):
-        if key not in known:
-            first.setdefault(key, i)
-    missing = distributed.from_main(list(first.values()))  # one decision for every process
+    missing = distributed.missing(keys, known)
     if missing:
         cfg = GenerationConfig(max_new_tokens=max_new_tokens, guidance=False)
         # Length-sorted batches: left padding to the longest prompt of a batch is pure waste on a CPU.

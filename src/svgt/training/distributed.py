@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator, TypeVar
+from typing import Any, Container, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -96,6 +96,16 @@ def from_main(value: T) -> T:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def missing(keys: Sequence[str], cached: Container[str]) -> list[int]:
+    """Where each key not in `cached` first occurs in `keys` (a cache's items to compute, each once), as the main
+    process sees the cache: one decision for every process."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key not in cached:
+            first.setdefault(key, i)
+    return from_main(list(first.values()))
 
 
 def my_batches(n: int) -> range:
