@@ -343,6 +343,8 @@ class GuidedDecoder:
                 telemetry[row].bridged_at = 0 if k and bool(has_bridge[row]) else None
                 if cfg.telemetry:
                     telemetry[row].add(float(s[row]), float(norms[row]), False)
+            if logits is None and not bool(has_bridge.all()):
+                logits = head.logits()  # a gated row is answered from its prompt: the head skipped there runs now
             if k and bool(has_bridge.any()):
                 bridge = self.module.bridge(h_v, delta_z)
                 self.bridge_cols = slice(m_len, m_len + k)
@@ -353,13 +355,8 @@ class GuidedDecoder:
                 plan = ForwardPlan(slice(0, k), bridge, bridge_block(k, m_len + k, self.bridge_cols, device))
                 bridged = self._forward(ids, positions, plan)
                 # A gated row's first token is predicted from its prompt, exactly as without guidance.
-                if bool(has_bridge.all()):
-                    logits = bridged
-                else:
-                    logits = torch.where(has_bridge[:, None], bridged, head.logits() if logits is None else logits)
+                logits = bridged if logits is None else torch.where(has_bridge[:, None], bridged, logits)
                 self.offset = has_bridge.long() * k
-        if logits is None:  # every row gated: the head skipped in the prompt forward runs now
-            logits = head.logits()
         self.lengths, self.m_len, self.bridge, self.has_bridge, self.observed = lengths, m_len, bridge, has_bridge, None
         return logits
 

@@ -225,9 +225,13 @@ def _index(store: Path) -> dict[str, tuple[Path, int]]:
     return where
 
 
+def _shard_name(keys: list[str]) -> str:
+    """A shard's file stem (and its parts'), from the items it holds."""
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+
+
 def _write_shard(store: Path, keys: list[str], states: StateSet, d: int) -> None:
-    name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
-    _save(store / f"{name}.safetensors", _tensors(states, d), keys)
+    _save(store / f"{_shard_name(keys)}.safetensors", _tensors(states, d), keys)
 
 
 def _adopt_legacy(folder: Path, store: Path, backbone: Backbone, layer: int, pairs: list[EncodedPair],
@@ -291,7 +295,7 @@ def _compute_in_parts(backbone: Backbone, layer: int, todo: list[EncodedPair], t
                       batch_size: int, desc: str) -> None:
     n_batches = -(-len(todo) // batch_size)
     done = _compute_batches(backbone, layer, todo, batch_size, desc, distributed.my_batches(n_batches))
-    stem = hashlib.sha256("\n".join(todo_keys).encode()).hexdigest()[:20]
+    stem = _shard_name(todo_keys)
     _write_part(store / f"{stem}.part{distributed.rank()}", done, backbone.hidden_size)
     distributed.barrier()
     if distributed.is_main():
