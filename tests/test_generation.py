@@ -5,7 +5,7 @@ from tiny import FAMILIES, tiny_backbone
 
 from svgt import GenerationConfig, generate
 from svgt.generation import GuidedDecoder
-from svgt.hooks import BackboneHooks, ForwardPlan, bridged_forward
+from svgt.hooks import BackboneHooks, ForwardPlan, IdleLinears, bridged_forward
 from svgt.prompts import left_pad
 
 PROMPTS = [[2, 5, 6, 7, 8, 9, 10, 11], [2, 12, 13, 14]]
@@ -483,3 +483,48 @@ def test_a_head_whose_logits_the_model_changes_afterwards_runs_in_the_forward():
     assert rows.count(0) == 0
     _, _, plain = _run(backbone, None, max_new_tokens=2, guidance=False)
     assert all(torch.equal(a, b) for a, b in zip(second.step_logits, plain.step_logits))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("layers", [dict(extract_layer=2), dict(extract_layer=3, insert_layer=1)])
+def test_the_first_bridge_forward_reads_no_weights_below_the_insert_layer(family, layers, monkeypatch):
+    # Every row of the first bridge's forward is a Bridge Token, so below the insert layer its work is masked for
+    # every query and overwritten: the linear maps there are handed no rows, and nothing else changes.
+    import contextlib
+
+    from svgt import generation, hooks
+
+    backbone = tiny_backbone(family)
+    module = make_module(backbone, **layers)
+    lower = backbone.layers[: module.config.insert_layer]
+    linears = sum(isinstance(m, torch.nn.Linear) for layer in lower for m in layer.modules())
+    opened: list[hooks.IdleLinears] = []
+
+    def idle(modules):
+        opened.append(hooks.IdleLinears(modules))
+        return opened[-1]
+
+    _, _, free = _run(backbone, module, max_new_tokens=2, gate_threshold=float("-inf"))
+    scores = sorted(t.bridge_score for t in free.telemetry)
+    for gate in (float("-inf"), sum(scores) / 2):  # every row bridged, one of two
+        opened.clear()
+        monkeypatch.setattr(generation, "IdleLinears", idle)
+        _, _, skipped = _run(backbone, module, max_new_tokens=5, refresh_every=2, gate_threshold=gate)
+        monkeypatch.setattr(generation, "IdleLinears", lambda modules: contextlib.nullcontext())
+        _, _, full = _run(backbone, module, max_new_tokens=5, refresh_every=2, gate_threshold=gate)
+        assert len(opened) == 1 and opened[0].idled == linears  # each lower linear once (GPT-2 has none: Conv1D)
+        assert skipped.token_ids == full.token_ids
+        assert all(torch.equal(a, b) for a, b in zip(skipped.step_logits, full.step_logits))
+        assert all(torch.equal(a, b) for a, b in zip(skipped.step_bridges, full.step_bridges))
+    assert linears > 0 or family == "gpt2"
+
+
+def test_idle_linears_answer_zeros_of_the_shape_asked_and_let_go_on_exit():
+    linear = torch.nn.Linear(4, 3)
+    block = torch.nn.Sequential(linear, torch.nn.ReLU())
+    x = torch.randn(2, 5, 4)
+    with IdleLinears([block]) as idle:
+        assert torch.equal(block(x), torch.zeros(2, 5, 3))
+        assert linear(torch.randn(4)).shape == (3,)  # a lone vector has no rows to withhold: it runs
+    assert idle.idled == 1
+    assert torch.equal(block(x), torch.relu(linear(x)))

@@ -26,8 +26,8 @@ import torch
 
 from .backbone import Backbone
 from .config import GenerationConfig
-from .hooks import (BackboneHooks, BridgeCache, ForwardPlan, HeadInput, bridge_block, cache_keyword, keep_logits,
-                    padded_positions, prompt_states)
+from .hooks import (BackboneHooks, BridgeCache, ForwardPlan, HeadInput, IdleLinears, bridge_block, cache_keyword,
+                    keep_logits, padded_positions, prompt_states)
 from .module import ValueModule
 from .prompts import encode_prompts, left_pad, part_ids
 from .value_space import PromptMemory
@@ -353,7 +353,9 @@ class GuidedDecoder:
                 ids = torch.full((batch, k), self.placeholder, device=device)
                 positions = lengths[:, None] + torch.arange(k, device=device)
                 plan = ForwardPlan(slice(0, k), bridge, bridge_block(k, m_len + k, self.bridge_cols, device))
-                bridged = self._forward(ids, positions, plan)
+                # Every row here is a Bridge Token: below the insert layer their work is masked and overwritten.
+                with IdleLinears(self.backbone.layers[: self.module.config.insert_layer]):
+                    bridged = self._forward(ids, positions, plan)
                 # A gated row's first token is predicted from its prompt, exactly as without guidance.
                 logits = bridged if logits is None else torch.where(has_bridge[:, None], bridged, logits)
                 self.offset = has_bridge.long() * k

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -223,6 +223,54 @@ class HeadInput:
     def logits(self) -> torch.Tensor:
         """`(B, V)` float logits of the last kept position, from the head called directly."""
         return self.head(self.hidden[:, -1:])[:, -1].float()
+
+
+class IdleLinears:
+    """Context manager: while open, every `nn.Linear` inside `modules` is handed none of its input's rows and
+    answers zeros of the shape it would have answered, so its weights are not read.
+
+    For the first bridge's own forward, every row of which is a Bridge Token: in the layers below the insert layer,
+    what those rows compute is masked for every query and overwritten at the insert layer, yet computing it reads
+    each layer's weights in full, which at a few rows is nearly all of a layer's time. The layers themselves still
+    run (a hook cannot skip a layer, and attention cannot take zero rows), so their cache gets the bridge's columns
+    as every layer's must, with keys and values made from zeros: finite, and masked like any. Other module types
+    (GPT-2's `Conv1D`, quantised linears) run as usual. `idled`: calls answered with zeros."""
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        self.linears = [m for module in modules for m in module.modules() if isinstance(m, nn.Linear)]
+        self.idled = 0
+        self._shapes: dict[nn.Module, torch.Size] = {}
+        self._handles: list[RemovableHandle] = []
+
+    def __enter__(self) -> IdleLinears:
+        try:
+            for linear in self.linears:
+                self._handles.append(linear.register_forward_pre_hook(self._take))
+                self._handles.append(linear.register_forward_hook(self._answer))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._shapes.clear()
+
+    def _take(self, module: nn.Module, args: tuple) -> tuple | None:
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            return None
+        self._shapes[module] = x.shape
+        return (x[..., :0, :], *args[1:])
+
+    def _answer(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        shape = self._shapes.pop(module, None)
+        if shape is None:
+            return None
+        self.idled += 1
+        return output.new_zeros(*shape[:-1], module.out_features)
 
 
 class BridgeCache(DynamicCache):
