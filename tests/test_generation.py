@@ -1,5 +1,6 @@
 import pytest
 import torch
+from transformers.pytorch_utils import Conv1D
 from conftest import make_module, with_conditional_path
 from tiny import FAMILIES, tiny_backbone
 
@@ -497,7 +498,7 @@ def test_the_first_bridge_forward_reads_no_weights_below_the_insert_layer(family
     backbone = tiny_backbone(family)
     module = make_module(backbone, **layers)
     lower = backbone.layers[: module.config.insert_layer]
-    linears = sum(isinstance(m, torch.nn.Linear) for layer in lower for m in layer.modules())
+    linears = sum(isinstance(m, (torch.nn.Linear, Conv1D)) for layer in lower for m in layer.modules())
     opened: list[hooks.IdleLinears] = []
 
     def idle(modules):
@@ -512,11 +513,11 @@ def test_the_first_bridge_forward_reads_no_weights_below_the_insert_layer(family
         _, _, skipped = _run(backbone, module, max_new_tokens=5, refresh_every=2, gate_threshold=gate)
         monkeypatch.setattr(generation, "IdleLinears", lambda modules: contextlib.nullcontext())
         _, _, full = _run(backbone, module, max_new_tokens=5, refresh_every=2, gate_threshold=gate)
-        assert len(opened) == 1 and opened[0].idled == linears  # each lower linear once (GPT-2 has none: Conv1D)
+        assert len(opened) == 1 and opened[0].idled == linears  # each lower linear map once
         assert skipped.token_ids == full.token_ids
         assert all(torch.equal(a, b) for a, b in zip(skipped.step_logits, full.step_logits))
         assert all(torch.equal(a, b) for a, b in zip(skipped.step_bridges, full.step_bridges))
-    assert linears > 0 or family == "gpt2"
+    assert linears > 0
 
 
 def test_idle_linears_answer_zeros_of_the_shape_asked_and_let_go_on_exit():
@@ -526,5 +527,10 @@ def test_idle_linears_answer_zeros_of_the_shape_asked_and_let_go_on_exit():
     with IdleLinears([block]) as idle:
         assert torch.equal(block(x), torch.zeros(2, 5, 3))
         assert linear(torch.randn(4)).shape == (3,)  # a lone vector has no rows to withhold: it runs
+        conv = Conv1D(3, 4)  # GPT-2's: (nx, nf) weight
+    assert idle.idled == 1
+    gpt2_block = torch.nn.Sequential(conv)
+    with IdleLinears([gpt2_block]) as idle:
+        assert torch.equal(gpt2_block(x), torch.zeros(2, 5, 3))
     assert idle.idled == 1
     assert torch.equal(block(x), torch.relu(linear(x)))

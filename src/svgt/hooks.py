@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 from transformers import DynamicCache
+from transformers.pytorch_utils import Conv1D
 
 
 @dataclass
@@ -226,18 +227,19 @@ class HeadInput:
 
 
 class IdleLinears:
-    """Context manager: while open, every `nn.Linear` inside `modules` is handed none of its input's rows and
+    """Context manager: while open, every linear map inside `modules` is handed none of its input's rows and
     answers zeros of the shape it would have answered, so its weights are not read.
 
     For the first bridge's own forward, every row of which is a Bridge Token: in the layers below the insert layer,
     what those rows compute is masked for every query and overwritten at the insert layer, yet computing it reads
     each layer's weights in full, which at a few rows is nearly all of a layer's time. The layers themselves still
     run (a hook cannot skip a layer, and attention cannot take zero rows), so their cache gets the bridge's columns
-    as every layer's must, with keys and values made from zeros: finite, and masked like any. Other module types
-    (GPT-2's `Conv1D`, quantised linears) run as usual. `idled`: calls answered with zeros."""
+    as every layer's must, with keys and values made from zeros: finite, and masked like any. `nn.Linear` and GPT-2's
+    `Conv1D` are left idle; other module types (quantised linears, say) run as usual. `idled`: calls answered with
+    zeros."""
 
     def __init__(self, modules: Sequence[nn.Module]) -> None:
-        self.linears = [m for module in modules for m in module.modules() if isinstance(m, nn.Linear)]
+        self.linears = [m for module in modules for m in module.modules() if _out_features(m) is not None]
         self.idled = 0
         self._shapes: dict[nn.Module, torch.Size] = {}
         self._handles: list[RemovableHandle] = []
@@ -270,7 +272,15 @@ class IdleLinears:
         if shape is None:
             return None
         self.idled += 1
-        return output.new_zeros(*shape[:-1], module.out_features)
+        return output.new_zeros(*shape[:-1], _out_features(module))
+
+
+def _out_features(module: nn.Module) -> int | None:
+    """Output width of a linear map (`nn.Linear`, or GPT-2's `Conv1D`, which transposes its weight); None for any
+    other module."""
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    return module.nf if isinstance(module, Conv1D) else None
 
 
 class BridgeCache(DynamicCache):
