@@ -276,11 +276,11 @@ class IdleLinears:
 
 
 def _out_features(module: nn.Module) -> int | None:
-    """Output width of a linear map (`nn.Linear`, or GPT-2's `Conv1D`, which transposes its weight); None for any
-    other module."""
-    if isinstance(module, nn.Linear):
+    """Output width of a plain linear map (`nn.Linear`, or GPT-2's `Conv1D`, which transposes its weight); None for
+    any other module, subclasses included: a quantised linear's kernel may not take zero rows."""
+    if type(module) is nn.Linear:
         return module.out_features
-    return module.nf if isinstance(module, Conv1D) else None
+    return module.nf if type(module) is Conv1D else None
 
 
 class BridgeCache(DynamicCache):
