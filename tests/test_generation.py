@@ -498,7 +498,7 @@ def test_the_first_bridge_forward_reads_no_weights_below_the_insert_layer(family
     backbone = tiny_backbone(family)
     module = make_module(backbone, **layers)
     lower = backbone.layers[: module.config.insert_layer]
-    linears = sum(isinstance(m, (torch.nn.Linear, Conv1D)) for layer in lower for m in layer.modules())
+    linears = sum(type(m) in (torch.nn.Linear, Conv1D) for layer in lower for m in layer.modules())  # plain ones
     opened: list[hooks.IdleLinears] = []
 
     def idle(modules):
@@ -527,9 +527,8 @@ def test_idle_linears_answer_zeros_of_the_shape_asked_and_let_go_on_exit():
     with IdleLinears([block]) as idle:
         assert torch.equal(block(x), torch.zeros(2, 5, 3))
         assert linear(torch.randn(4)).shape == (3,)  # a lone vector has no rows to withhold: it runs
-        conv = Conv1D(3, 4)  # GPT-2's: (nx, nf) weight
     assert idle.idled == 1
-    gpt2_block = torch.nn.Sequential(conv)
+    gpt2_block = torch.nn.Sequential(Conv1D(3, 4))  # GPT-2's: (nx, nf) weight
     with IdleLinears([gpt2_block]) as idle:
         assert torch.equal(gpt2_block(x), torch.zeros(2, 5, 3))
     assert idle.idled == 1
