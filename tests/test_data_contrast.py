@@ -7,7 +7,8 @@ import pytest
 
 from svgt.data import evaluation_texts, find_overlaps
 from svgt.data.contrast import (BATCHES, CATEGORIES, DEFAULT_BATCHES, FRAMED_TEMPLATES, PAIRS, PLAIN_TEMPLATES,
-                                STANDALONE_TEMPLATES, batch_pairs, contrast_prompts, heldout_aims, heldout_count)
+                                STANDALONE_TEMPLATES, batch_pairs, contrast_prompts, heldout_aims, heldout_count,
+                                twin_pairs)
 
 
 def test_every_category_has_many_distinct_pairs():
@@ -39,6 +40,18 @@ def test_twins_share_their_template_and_held_out_aims_are_whole():
     templates = {p.text.replace(PAIRS[p.category][p.aim][p.label], "{aim}") for p in data.train}
     assert len(templates) > 8  # plain, framed and standalone templates all in use
     assert len(data.train) == 6 * sum(len(p) - len(held[c]) for c, p in PAIRS.items())
+
+
+def test_twin_pairs_put_each_harmful_twin_beside_its_benign_twin_and_refuse_anything_else():
+    train = contrast_prompts(seed=0).train
+    by_text = {p.text: p for p in train}
+    pairs = twin_pairs(train)
+    assert len(pairs) == len(train) // 2
+    for harmful, benign in pairs:
+        h, b = by_text[harmful], by_text[benign]
+        assert (h.label, b.label) == (1, 0) and (h.category, h.aim) == (b.category, b.aim)
+    with pytest.raises(ValueError, match="not a twin pair"):
+        twin_pairs(train[1:3])  # a harmful twin, then the next aim's benign one
 
 
 def test_a_later_batch_of_aims_moves_no_earlier_aim_between_training_and_tuning():

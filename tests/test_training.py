@@ -98,6 +98,38 @@ def test_init_seed_reseeds_the_training_alone(cache):
     assert not all(torch.equal(same[k], other[k]) for k in same)
 
 
+def test_twin_ranking_lifts_each_named_harmful_twin_above_its_benign_twin(cache):
+    # Name "twins" against the labels (a safe text as the harmful twin of an unsafe one): BCE alone orders them the
+    # other way, so only the ranking term can put each named harmful twin above its benign one.
+    bb = tiny_backbone("llama")
+    items = _texts()
+    texts = _state_data(bb, [(t, None, lab) for t, lab in items])
+    safe = [i for i, (_, lab) in enumerate(items) if lab == 0]
+    unsafe = [i for i, (_, lab) in enumerate(items) if lab == 1]
+    texts.twins = torch.tensor(list(zip(safe, unsafe)))
+    start = make_module(bb).state_dict()
+
+    def gap(weight):
+        module = make_module(bb)
+        module.load_state_dict(start)
+        run_loop(module.train(), stage1_spec(module, texts, texts, _tiny_cfg(twin_ranking=weight)), progress=False)
+        batch = texts.batch(torch.arange(len(items)))
+        with torch.no_grad():
+            s = module.eval().score_sequence(batch["prompt"], batch["prompt_mask"])
+        return float((s[texts.twins[:, 0]] - s[texts.twins[:, 1]]).mean())
+
+    assert gap(0.0) < 0 < gap(1.0)
+
+
+def test_twin_index_keeps_the_pairs_whose_both_texts_are_there():
+    from svgt.training.trainer import _twin_index
+
+    twins = [("h1", "b1"), ("h2", "b2"), ("h3", "b3")]
+    index = _twin_index(twins, ["b1", None, "h1", "h3", "b2"])  # h2 left out (the leak check, say)
+    assert index.tolist() == [[2, 0]]
+    assert _twin_index([], ["x"]).shape == (0, 2)
+
+
 @pytest.mark.parametrize("insert_layer", [None, 1])  # the bridge enters at the extract layer (2), or below it
 def test_stage3_trains_only_the_bridge_and_lowers_loss(cache, insert_layer):
     bb = tiny_backbone("llama")

@@ -339,6 +339,11 @@ class TrainConfig:
     contrast_answers: int = 96
     """Benign contrast prompts answered by the unguided backbone as stage-3 targets (the bridge should leave them
     as they were when the gate lets one through)."""
+    twin_ranking: float = 0.0
+    """Weight of a ranking term on the contrast twins in stages 1 and 2: each step adds, over 32 twin pairs (a
+    harmful request and its benign twin in the same template), the mean of softplus(s_benign - s_harmful + 2), asking
+    the harmful twin to score 2 above its benign twin. 0, the default, adds none: measured with 1 and 0.25
+    (docs/value-judgment.md), held-out twins were separated no better and HarmBench val from everyday prompts worse."""
     margins: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0)
     """Candidate `ValueModuleConfig.margin`s tried on the tuning set after stage 3. The one chosen by the baselines'
     rule (`svgt.methods.tuning.select`: highest refusal with over-refusal <= max_overrefusal, here on both the
@@ -372,6 +377,7 @@ class TrainConfig:
         self.gate_thresholds = tuple(None if t is None else float(t) for t in self.gate_thresholds)
         _check(len(self.gate_thresholds) >= 1, "gate_thresholds", "must hold one or more values (None: no gate)")
         _check(self.contrast >= 0, "contrast", f"must be >= 0, got {self.contrast}")
+        _check(self.twin_ranking >= 0, "twin_ranking", f"must be >= 0, got {self.twin_ranking}")
         _check(self.value_spaces >= 1, "value_spaces", f"must be >= 1, got {self.value_spaces}")
         _check(self.aggregator in AGGREGATORS, "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
         # Several value spaces share the first one's pooled state (ValueEnsemble.aggregator); only the last token's

@@ -1028,3 +1028,14 @@ def contrast_prompts(plain: int = 2, framed: int = 1, seed: int = 0, fraction: f
                 for label, aim in ((0, aims[0]), (1, aims[1])):
                     side.append(ContrastPrompt(_render(template, aim), label, category, i))
     return result
+
+
+def twin_pairs(prompts: list[ContrastPrompt]) -> list[tuple[str, str]]:
+    """`(harmful, benign)` texts of each twin pair in `prompts` as `contrast_prompts` lists them (each template's
+    benign twin, then its harmful twin, of one aim)."""
+    pairs = []
+    for benign, harmful in zip(prompts[::2], prompts[1::2]):
+        if (benign.label, harmful.label) != (0, 1) or (benign.category, benign.aim) != (harmful.category, harmful.aim):
+            raise ValueError(f"not a twin pair: {benign} and {harmful}")
+        pairs.append((harmful.text, benign.text))
+    return pairs

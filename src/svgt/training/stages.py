@@ -7,7 +7,7 @@ global batch's loss, so the shares of all processes sum to the single-process lo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,8 @@ class StateData:
 
     states: StateSet
     labels: torch.Tensor
+    twins: torch.Tensor | None = None
+    """`(P, 2)` indices of contrast twin pairs among the items, harmful first (`TrainConfig.twin_ranking`)."""
 
     def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Padded fp32 states of items `idx` on `device` (the cache keeps them in `storage_dtype` on the CPU)."""
@@ -72,6 +74,29 @@ def _pos_weight(labels: torch.Tensor) -> torch.Tensor:
     return ((labels.numel() - pos) / pos).clamp(0.2, 5.0)
 
 
+TWIN_BATCH, TWIN_MARGIN = 32, 2.0
+"""Twin pairs drawn per step for `TrainConfig.twin_ranking`, and the score gap asked between the twins."""
+
+
+def _twin_ranking(data: StateData, idx: torch.Tensor, weight: float, device: torch.device,
+                  score: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor | float:
+    """`weight` x the mean of softplus(s_benign - s_harmful + TWIN_MARGIN) over TWIN_BATCH twin pairs, 0 without.
+
+    The pairs are drawn from the step's global batch `idx`, so every process draws the same ones (each adds the same
+    term to its share of the loss, and the shares sum to one) and a resumed run draws what an uninterrupted one did."""
+    if not weight or data.twins is None or not len(data.twins):
+        return 0.0
+    seed = int((idx.long() * torch.arange(1, len(idx) + 1)).sum())
+    pick = data.twins[torch.randint(len(data.twins), (TWIN_BATCH,), generator=torch.Generator().manual_seed(seed))]
+    harmful, benign = (score(data.batch(pick[:, j], device)) for j in (0, 1))
+    return weight * F.softplus(benign - harmful + TWIN_MARGIN).mean()
+
+
+def _mean_over(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.float()
+    return (s * m).sum(1) / m.sum(1)
+
+
 def pair_scores(module: ValueModule, data: StateData, conditional: bool, batch_size: int = 64) -> torch.Tensor:
     """One score per item: the mean of the per-token scores of its response (or of its last token)."""
     out = []
@@ -79,8 +104,7 @@ def pair_scores(module: ValueModule, data: StateData, conditional: bool, batch_s
         for start in range(0, len(data.labels), batch_size):
             b = data.batch(torch.arange(start, min(start + batch_size, len(data.labels))), _device(module))
             s = module.score(b["response"], b["prompt"], b["prompt_mask"], conditional=conditional)
-            m = b["response_mask"].float()
-            out.append((s * m).sum(1) / m.sum(1))
+            out.append(_mean_over(s, b["response_mask"]))
     return torch.cat(out).cpu()
 
 
@@ -95,6 +119,8 @@ def stage1_spec(module: ValueModule, texts: StateData, heldout: StateData, cfg: 
         b = texts.batch(mine, _device(module))
         s = module.score_sequence(b["prompt"], b["prompt_mask"])
         bce = F.binary_cross_entropy_with_logits(s, b["label"], pos_weight=pos_weight)
+        bce = bce + _twin_ranking(texts, idx, cfg.twin_ranking, _device(module),
+                                  lambda t: module.score_sequence(t["prompt"], t["prompt_mask"]))
         return distributed.share(bce, len(mine), len(idx)), {}
 
     return LoopSpec(
@@ -118,10 +144,12 @@ def stage2_spec(module: ValueModule, pairs: StateData, heldout: StateData, cfg: 
             return None, {}
         b = pairs.batch(mine, _device(module))
         s = module.score(b["response"], b["prompt"], b["prompt_mask"])
-        m = b["response_mask"].float()
         target = b["label"][:, None].expand_as(s)
         per_token = F.binary_cross_entropy_with_logits(s, target, pos_weight=pos_weight, reduction="none")
-        return distributed.share(((per_token * m).sum(1) / m.sum(1)).mean(), len(mine), len(idx)), {}
+        loss = _mean_over(per_token, b["response_mask"]).mean() + _twin_ranking(
+            pairs, idx, cfg.twin_ranking, _device(module),
+            lambda t: _mean_over(module.score(t["response"], t["prompt"], t["prompt_mask"]), t["response_mask"]))
+        return distributed.share(loss, len(mine), len(idx)), {}
 
     return LoopSpec(
         name="stage2",

@@ -30,7 +30,7 @@ from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
 from ..data.wrappers import wrapped_examples, wrapped_tuning_prompts
 from ..data.content_requests import content_requests
-from ..data.contrast import contrast_prompts
+from ..data.contrast import ContrastSet, contrast_prompts, twin_pairs
 from ..data.roles import RESERVE_SHAREGPT
 from ..generation import GenerationResult, generate
 from ..judges import is_refusal, looping_rate, refusal_rate
@@ -160,15 +160,26 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     extra += [svdata.TextExample(t, 0, "content+benign") for t in safe]
     if cfg.contrast:
         # Topic-matched twins (svgt.data.contrast): only intent separates them. Held-out aims stay out.
-        contrast = contrast_prompts(plain=max(1, cfg.contrast - 1), framed=min(1, cfg.contrast - 1), seed=cfg.seed,
-                                    batches=cfg.contrast_batches)
         extra += [svdata.TextExample(p.text, p.label, "contrast+" + ("harmful" if p.label else "benign"))
-                  for p in contrast.train]
+                  for p in _contrast_set(cfg).train]
     # The frames are new text: leak-check them like every other training text.
     leaked = set(svdata.find_overlaps([x.text for x in extra], svdata.evaluation_texts()))
     corpus.report["augmented"] = _count_sources(extra)
     corpus.report["augmented_leak_removed"] = len(leaked)
     return [x for i, x in enumerate(extra) if i not in leaked]
+
+
+def _contrast_set(cfg: TrainConfig) -> ContrastSet:
+    """The contrast prompts training reads (`cfg.contrast` templates per aim pair: one framed, the rest plain)."""
+    return contrast_prompts(plain=max(1, cfg.contrast - 1), framed=min(1, cfg.contrast - 1), seed=cfg.seed,
+                            batches=cfg.contrast_batches)
+
+
+def _twin_index(twins: list[tuple[str, str]], items: list[str | None]) -> torch.Tensor:
+    """`(P, 2)` indices in `items` of the twin pairs whose both texts are there (the leak check may drop one)."""
+    where = {text: i for i, text in enumerate(items) if text is not None}
+    found = [(where[h], where[b]) for h, b in twins if h in where and b in where]
+    return torch.tensor(found, dtype=torch.long).reshape(-1, 2)
 
 
 def _states(backbone: Backbone, layer: int, items: list[tuple[str, str | None]], cfg: TrainConfig,
@@ -273,6 +284,11 @@ def train(
                              "activations (held-out)")
     text_data = StateData(text_states, torch.tensor([x.label for x in texts]))
     pair_data = StateData(pair_states, torch.tensor([p.label for p in pairs]))
+    if cfg.twin_ranking and cfg.contrast:
+        twins = twin_pairs(_contrast_set(cfg).train)
+        text_data.twins = _twin_index(twins, [x.text for x in texts])
+        pair_data.twins = _twin_index(twins, [None if p.response else p.prompt for p in pairs])  # standalone ones
+        _log(f"twin ranking: {len(text_data.twins)} twin pairs in stage 1, {len(pair_data.twins)} in stage 2")
     held_data = StateData(held_states, torch.tensor([p.label for p in heldout_pairs]))
     t = lap("activations", t)
 
@@ -302,8 +318,10 @@ def train(
                                      "activations (hard negatives)")
         zeros = torch.zeros(len(mined.train), dtype=torch.long)
         # Stage 1 sees each picked prompt alone; stage 2 sees it alone and with ChatGPT's answer.
-        text_data = StateData(text_states + picked, torch.cat([text_data.labels, zeros]))
-        pair_data = StateData(pair_states + picked + answered_states, torch.cat([pair_data.labels, zeros, zeros]))
+        # The new items go after the old ones, so the twins' indices still hold.
+        text_data = StateData(text_states + picked, torch.cat([text_data.labels, zeros]), text_data.twins)
+        pair_data = StateData(pair_states + picked + answered_states, torch.cat([pair_data.labels, zeros, zeros]),
+                              pair_data.twins)
         extra = _sample([p.prompt for p in mined.train], cfg.generated_answers // 2, cfg.seed + 4)
         answered_benign = answered_benign + extra
         benign_answers = benign_answers + backbone_answers(backbone, extra, cfg.answer_tokens, "answers (hard)")
