@@ -291,7 +291,11 @@ def test_train_writes_exactly_the_documented_files(cache, tmp_path):
         f"stage{i}.ckpt.{ext}" for i in (1, 2, 3) for ext in ("json", "safetensors"))
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert {"stage1", "stage2", "stage3", "discrimination_heldout_pairs", "timings_s"} <= set(saved)
-    assert set(metrics["discrimination_heldout_pairs"]) == {"n", "unconditional", "conditional"}
+    assert set(metrics["discrimination_heldout_pairs"]) == {"n", "unconditional", "unconditional_after",
+                                                            "conditional"}
+    assert metrics["discrimination_heldout_pairs"]["unconditional_after"] == "stage1"
+    resumed = train(bb, tmp_path / "out", cfg, corpus=_fake_corpus(), stages=(3,), resume=True, evaluate=False)
+    assert resumed["discrimination_heldout_pairs"]["unconditional_after"] == "loaded"  # the module after stage 2
     config = json.loads((tmp_path / "out" / "svgt_config.json").read_text())
     assert config["training"]["stage1_epochs"] == 1 and config["data"]["fingerprints"] == {"texts": "x"}
     assert all(torch.equal(before[k], v) for k, v in bb.model.state_dict().items())

@@ -402,7 +402,9 @@ def _write_progress(out: Path, metrics: dict[str, Any], pending: list[str]) -> N
 
 def _stages_1_2(module: ValueModule, text_data: StateData, pair_data: StateData, held_data: StateData,
                 cfg: TrainConfig, stages: tuple[int, ...], ckpt: Path, resume: bool, lap: Any) -> dict[str, Any]:
-    """Stages 1 and 2 (those in `stages`) and the held-out pair report before and after stage 2."""
+    """Stages 1 and 2 (those in `stages`) and the held-out pair report before and after stage 2. The unconditional
+    path is read after stage 1 when this run trains it, else as the module was loaded (a run resumed at stage 2 or 3
+    reads it after stage 2): `unconditional_after` says which."""
     metrics: dict[str, Any] = {}
     t = time.time()
     if 1 in stages:
@@ -414,6 +416,7 @@ def _stages_1_2(module: ValueModule, text_data: StateData, pair_data: StateData,
         lap("stage2", t)
     cond = binary_metrics(pair_scores(module, held_data, conditional=True), held_data.labels)
     metrics["discrimination_heldout_pairs"] = {"n": len(held_data.labels), "unconditional": uncond,
+                                               "unconditional_after": "stage1" if 1 in stages else "loaded",
                                                "conditional": cond}
     _log(f"held-out pairs: unconditional {_fmt(uncond)} -> conditional {_fmt(cond)}")
     return metrics
