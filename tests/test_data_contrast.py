@@ -51,7 +51,7 @@ def test_twin_pairs_put_each_harmful_twin_beside_its_benign_twin_and_refuse_anyt
         h, b = by_text[harmful], by_text[benign]
         assert (h.label, b.label) == (1, 0) and (h.category, h.aim) == (b.category, b.aim)
     with pytest.raises(ValueError, match="not a twin pair"):
-        twin_pairs(train[1:3])  # a harmful twin, then the next aim's benign one
+        twin_pairs(train[1:3])  # a harmful twin, then the next template's benign one: the wrong way round
 
 
 def test_a_later_batch_of_aims_moves_no_earlier_aim_between_training_and_tuning():

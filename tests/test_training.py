@@ -121,6 +121,11 @@ def test_twin_ranking_lifts_each_named_harmful_twin_above_its_benign_twin(cache)
     assert gap(0.0) < 0 < gap(1.0)
 
 
+def test_twin_ranking_weight_must_not_be_negative():
+    with pytest.raises(ValueError, match="twin_ranking: must be >= 0, got -1"):
+        TrainConfig(twin_ranking=-1.0)
+
+
 def test_twin_index_keeps_the_pairs_whose_both_texts_are_there():
     from svgt.training.trainer import _twin_index
 
