@@ -18,6 +18,8 @@ def test_round_trip_gives_identical_outputs(tmp_path, llama):
     assert config["backbone"]["hidden_size"] == llama.hidden_size
     assert config["backbone"]["num_layers"] == llama.num_layers
     assert config["module"]["extract_layer"] == 2 and config["svgt_version"]
+    assert set(config["saved_with"]) == {"python", "torch", "transformers"}
+    assert config["saved_with"]["torch"] == torch.__version__
     assert config["data"] == {"fingerprint": "abc"}
     loaded = load_pretrained(tmp_path / "vm", llama)
     cfg = GenerationConfig(max_new_tokens=6, refresh_every=2, stop_at_eos=False)

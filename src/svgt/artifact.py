@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+import transformers
 from safetensors.torch import load_file, save_file
 
 from . import __version__
@@ -72,6 +75,10 @@ def save_pretrained(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "svgt_version": __version__,
+        # A backbone's states can differ in their last bits from one torch or transformers release to the next, and
+        # training amplifies that (docs/value-judgment.md): record what wrote the artifact.
+        "saved_with": {"python": platform.python_version(), "torch": torch.__version__,
+                       "transformers": transformers.__version__},
         "backbone": backbone_identity(backbone),
         "module": module.config.to_dict(),
         "data": data or {},
