@@ -24,9 +24,8 @@ from typing import Any
 
 import torch
 
-from svgt import GenerationConfig
 from svgt.benchmark.models import bench_backbone, bench_module, prompt_batch
-from svgt.benchmark.variants import MOMENTUM, make_runner, parse_variant
+from svgt.benchmark.variants import generation_config, make_runner, parse_variant
 from svgt.generation import GuidedDecoder
 
 
@@ -93,9 +92,7 @@ def main() -> None:
     backbone = bench_backbone(args.backbone, "cpu", None)
     module, source = bench_module(backbone)
     ids, mask = prompt_batch(backbone, 1, 64)
-    # svgt_r1_fast as the bench runs it, keeping the tokens to compare
-    cfg = GenerationConfig(max_new_tokens=64, do_sample=False, refresh_every=1, refresh_mode="fast", momentum=MOMENTUM,
-                           gate_threshold=float("-inf"), stop_at_eos=False, telemetry=False)
+    cfg = generation_config(parse_variant("svgt_r1_fast"), 64)  # as the bench runs it, keeping the tokens to compare
 
     def guided() -> list[list[int]]:
         return GuidedDecoder(backbone, module, cfg).run(ids, mask).token_ids

@@ -112,14 +112,19 @@ def _hf(backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor, new: int) -> 
     return Outcome([out.shape[1] - ids.shape[1]] * ids.shape[0], {})
 
 
-def _svgt(backbone: Backbone, module: ValueModule, v: Variant, ids: torch.Tensor, mask: torch.Tensor,
-          new: int) -> Outcome:
+def generation_config(v: Variant, new: int) -> GenerationConfig:
+    """The decoding settings an svgt variant runs with: greedy, exactly `new` tokens."""
     # Only `svgt_gated` gates; every other variant bridges every row, whatever gate the module carries, so that
     # the ratios measure what the bridge costs.
     gate = v.gate_threshold if v.gate_threshold is not None else float("-inf")
-    cfg = GenerationConfig(max_new_tokens=new, do_sample=False, guidance=v.guidance, refresh_every=v.refresh_every,
-                           refresh_mode=v.refresh_mode, momentum=MOMENTUM, gate_threshold=gate,
-                           stop_at_eos=False, telemetry=v.telemetry)
+    return GenerationConfig(max_new_tokens=new, do_sample=False, guidance=v.guidance, refresh_every=v.refresh_every,
+                            refresh_mode=v.refresh_mode, momentum=MOMENTUM, gate_threshold=gate,
+                            stop_at_eos=False, telemetry=v.telemetry)
+
+
+def _svgt(backbone: Backbone, module: ValueModule, v: Variant, ids: torch.Tensor, mask: torch.Tensor,
+          new: int) -> Outcome:
+    cfg = generation_config(v, new)
     # GuidedDecoder.run is what svgt.generate runs per batch, minus the tokenisation of prompt strings (which
     # could not guarantee an exact token length, and which hf_generate does not pay either).
     result = GuidedDecoder(backbone, module, cfg).run(ids, mask)

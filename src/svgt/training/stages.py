@@ -112,15 +112,16 @@ def stage1_spec(module: ValueModule, texts: StateData, heldout: StateData, cfg: 
     vs = module.value_space
     pos_weight = _pos_weight(texts.labels).to(_device(module))
 
+    def score(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return module.score_sequence(b["prompt"], b["prompt_mask"])
+
     def loss(idx: torch.Tensor):
         mine = distributed.shard(idx)
         if not len(mine):
             return None, {}
         b = texts.batch(mine, _device(module))
-        s = module.score_sequence(b["prompt"], b["prompt_mask"])
-        bce = F.binary_cross_entropy_with_logits(s, b["label"], pos_weight=pos_weight)
-        bce = bce + _twin_ranking(texts, idx, cfg.twin_ranking, _device(module),
-                                  lambda t: module.score_sequence(t["prompt"], t["prompt_mask"]))
+        bce = F.binary_cross_entropy_with_logits(score(b), b["label"], pos_weight=pos_weight)
+        bce = bce + _twin_ranking(texts, idx, cfg.twin_ranking, _device(module), score)
         return distributed.share(bce, len(mine), len(idx)), {}
 
     return LoopSpec(
@@ -138,17 +139,19 @@ def stage2_spec(module: ValueModule, pairs: StateData, heldout: StateData, cfg: 
     vs = module.value_space
     pos_weight = _pos_weight(pairs.labels).to(_device(module))
 
+    def per_token_score(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return module.score(b["response"], b["prompt"], b["prompt_mask"])
+
     def loss(idx: torch.Tensor):
         mine = distributed.shard(idx)
         if not len(mine):
             return None, {}
         b = pairs.batch(mine, _device(module))
-        s = module.score(b["response"], b["prompt"], b["prompt_mask"])
+        s = per_token_score(b)
         target = b["label"][:, None].expand_as(s)
         per_token = F.binary_cross_entropy_with_logits(s, target, pos_weight=pos_weight, reduction="none")
         loss = _mean_over(per_token, b["response_mask"]).mean() + _twin_ranking(
-            pairs, idx, cfg.twin_ranking, _device(module),
-            lambda t: _mean_over(module.score(t["response"], t["prompt"], t["prompt_mask"]), t["response_mask"]))
+            pairs, idx, cfg.twin_ranking, _device(module), lambda t: _mean_over(per_token_score(t), t["response_mask"]))
         return distributed.share(loss, len(mine), len(idx)), {}
 
     return LoopSpec(
