@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .backbone import Backbone
+from .backbone import Backbone, numerics_versions
 from .config import ValueModuleConfig
 from .module import ValueModule
 
@@ -75,10 +74,7 @@ def save_pretrained(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "svgt_version": __version__,
-        # A backbone's states can differ in their last bits from one torch or transformers release to the next, and
-        # training amplifies that (docs/value-judgment.md): record what wrote the artifact.
-        "saved_with": {"python": platform.python_version(), "torch": torch.__version__,
-                       "transformers": transformers.__version__},
+        "saved_with": {"python": platform.python_version(), **numerics_versions()},
         "backbone": backbone_identity(backbone),
         "module": module.config.to_dict(),
         "data": data or {},

@@ -113,6 +113,15 @@ def cache_dir() -> Path:
     return path
 
 
+def numerics_versions() -> dict[str, str]:
+    """The torch and transformers versions doing a backbone's arithmetic here. Either can move a state's last bits
+    from one release to the next, and training amplifies that (docs/value-judgment.md), so whatever svgt caches
+    from a backbone's forwards is keyed by them and every saved module records them."""
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
 def _package_version(module: str) -> str:
     try:
         return importlib.metadata.version(module.replace("_", "-"))

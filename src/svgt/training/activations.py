@@ -1,7 +1,8 @@
 """Extract-layer activations, computed once per item and cached on disk.
 
 Stages 1 and 2 only read states at the extract layer, so the backbone runs once per item (stopping at that layer) and
-never again. The cache is a folder per backbone, layer and dtype, of shard files; each shard names the items it holds
+never again. The cache is a folder per backbone, layer, dtype and torch and transformers versions (a new release
+of either can move a state's last bits, `svgt.backbone.numerics_versions`), of shard files; each shard names the items it holds
 (by their token ids, which carry the prompt template) in its metadata. A call computes only the items no shard holds
 and writes them as one new shard, so adding a hundred prompts to a data set of thousands costs the hundred.
 Several processes (`svgt.training.distributed`) split the missing items' batches and write the shard one process
@@ -26,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..backbone import Backbone, cache_dir
+from ..backbone import Backbone, cache_dir, numerics_versions
 from ..hooks import BackboneHooks, _get, _param_index, _StopForward, bridged_forward
 from ..prompts import format_prompt, keep_end, left_pad, right_pad
 from . import distributed
@@ -74,32 +75,17 @@ def storage_dtype(backbone: Backbone) -> torch.dtype:
 
 
 def _backbone_key(backbone: Backbone, layer: int) -> list:
-    key: list = [backbone.name, backbone.revision, backbone.num_layers, layer]
-    if backbone.dtype != torch.float32:  # float32 keys stay as they were, so existing caches still match
-        key.append(str(backbone.dtype))
-    stored = storage_dtype(backbone)
-    if stored != torch.float16:
-        key.append(f"stored as {stored}")
-    return key
+    return [backbone.name, backbone.revision, backbone.num_layers, layer, str(backbone.dtype),
+            str(storage_dtype(backbone)), numerics_versions()]
 
 
 def _store_key(backbone: Backbone, layer: int) -> str:
-    """The cache folder's name: states of one backbone, layer and dtype."""
+    """The cache folder's name: states of one backbone and layer, in one dtype, from one torch and transformers."""
     return hashlib.sha256(json.dumps(_backbone_key(backbone, layer)).encode()).hexdigest()[:20]
 
 
 def _item_key(pair: EncodedPair) -> str:
     return hashlib.sha256(json.dumps([pair.prompt_ids, pair.response_ids]).encode()).hexdigest()[:24]
-
-
-def _legacy_key(backbone: Backbone, layer: int, pairs: list[EncodedPair]) -> str:
-    """The name of a whole-data-set cache file, as svgt wrote them before the per-item cache (read once, then moved
-    into the per-item cache)."""
-    h = hashlib.sha256()
-    h.update(json.dumps(_backbone_key(backbone, layer)).encode())
-    for p in pairs:
-        h.update(json.dumps([p.prompt_ids, p.response_ids]).encode())
-    return h.hexdigest()[:20]
 
 
 @torch.inference_mode()
@@ -234,15 +220,6 @@ def _write_shard(store: Path, keys: list[str], states: StateSet, d: int) -> None
     _save(store / f"{_shard_name(keys)}.safetensors", _tensors(states, d), keys)
 
 
-def _adopt_legacy(folder: Path, store: Path, backbone: Backbone, layer: int, pairs: list[EncodedPair],
-                  keys: list[str]) -> None:
-    """A whole-data-set file of these pairs from before the per-item cache becomes a shard (and leaves)."""
-    legacy = folder / f"{_legacy_key(backbone, layer, pairs)}.safetensors"
-    if legacy.exists():
-        _write_shard(store, keys, _states_of(load_file(str(legacy))), backbone.hidden_size)
-        legacy.unlink()
-
-
 def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batch_size: int = 16,
                   desc: str = "activations", root: Path | None = None) -> StateSet:
     """`compute_states`, memoised per item on disk (safetensors, in `storage_dtype`) under the svgt cache: only the
@@ -255,9 +232,6 @@ def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batc
     store = folder / _store_key(backbone, layer)
     store.mkdir(parents=True, exist_ok=True)
     keys = [_item_key(p) for p in pairs]
-    if distributed.is_main():
-        _adopt_legacy(folder, store, backbone, layer, pairs, keys)
-    distributed.barrier()
     where = _index(store)
     missing = distributed.missing(keys, where)
     if missing:

@@ -2,7 +2,7 @@
 
 `svgt train` lets the backbone answer some training prompts (its complying answers to harmful prompts become stage-2
 unsafe pairs, its answers to benign ones stage-3 targets). The cache is a folder per backbone, prompt format (chat
-template, stop strings) and answer length, of JSON shards mapping a prompt's hash to the prompt and its answer: a
+template, stop strings), answer length and torch and transformers versions, of JSON shards mapping a prompt's hash to the prompt and its answer: a
 call generates only the answers no shard holds, so a changed sample of prompts costs its new prompts alone. Several
 processes (`svgt.training.distributed`) each answer every `world_size()`-th batch of those; the main process writes
 the shard.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..backbone import Backbone, cache_dir
+from ..backbone import Backbone, cache_dir, numerics_versions
 from ..config import GenerationConfig
 from ..generation import generate
 from . import distributed
@@ -36,14 +36,8 @@ def _format(backbone: Backbone) -> list:
 
 
 def _store(backbone: Backbone, max_new_tokens: int) -> Path:
-    key = [backbone.name, backbone.revision, max_new_tokens, _format(backbone)]
+    key = [backbone.name, backbone.revision, max_new_tokens, _format(backbone), numerics_versions()]
     return cache_dir() / "answers" / hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
-
-
-def _legacy_path(backbone: Backbone, prompts: list[str], max_new_tokens: int) -> Path:
-    """A whole-list cache file, as svgt wrote them before the per-prompt cache (moved into it when next asked for)."""
-    parts = [backbone.name, backbone.revision, max_new_tokens, prompts, _format(backbone)]
-    return cache_dir() / "answers" / f"{hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]}.json"
 
 
 def _key(prompt: str) -> str:
@@ -73,10 +67,6 @@ def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int
     keys = [_key(p) for p in prompts]
     if distributed.is_main():
         store.mkdir(parents=True, exist_ok=True)
-        legacy = _legacy_path(backbone, prompts, max_new_tokens)
-        if legacy.exists():
-            _write(store, {k: (p, a) for k, p, a in zip(keys, prompts, json.loads(legacy.read_text()))})
-            legacy.unlink()
     distributed.barrier()
     known = _known(store)
     missing = distributed.missing(keys, known)
