@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
