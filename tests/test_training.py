@@ -540,6 +540,24 @@ def test_contrast_twins_join_training_as_constructed_texts_and_held_out_aims_do_
                                                                 contrast=0))]
 
 
+def test_wrapped_benign_twins_are_the_contrast_prompts_training_reads(monkeypatch):
+    # With one template per aim (contrast=1) training reads no framed twin, so none may be put inside a wrapper.
+    from svgt.data import TextExample
+    from svgt.data.contrast import contrast_prompts
+    from svgt.training import trainer
+
+    asked = []
+    monkeypatch.setattr(trainer, "wrapped_examples", lambda harmful, benign, n, seed: asked.append(benign) or ([], []))
+    corpus = _fake_corpus()
+    corpus.texts += [TextExample(f"How do I hurt person number {i}?", 1, "donotanswer") for i in range(5)]
+    texts = trainer.augmented_texts(corpus, TrainConfig(content_requests=0, augment_harmful=False, contrast=1,
+                                                        wrapped_examples=30))
+    read = {x.text for x in texts if x.source == "contrast+benign"}
+    default = {p.text for p in contrast_prompts(seed=0).train if p.label == 0}
+    assert len(asked) == 1 and default - read
+    assert read == set(asked[0]) & default
+
+
 def test_sentence_fragments_are_benign_training_prompts_last_sentences():
     from svgt.data import TextExample
     from svgt.training.trainer import augmented_texts

@@ -141,7 +141,7 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     if cfg.wrapped_examples:
         # Half the benign requests are the contrast pairs' benign twins, so a wrapped grim-but-harmless question is
         # in the data too; the rest, like the harmful ones, come from the training sources.
-        twins = [p.text for p in contrast_prompts(seed=cfg.seed, batches=cfg.contrast_batches).train if p.label == 0]
+        twins = [p.text for p in _contrast_set(cfg).train if p.label == 0]
         benign = [x.text for x in corpus.texts if x.label == 0 and x.source == "sharegpt"
                   and len(x.text) <= cfg.max_benign_prompt_chars]
         requests = [x.text for x in harmful] + framed
