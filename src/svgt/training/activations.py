@@ -1,10 +1,11 @@
 """Extract-layer activations, computed once per item and cached on disk.
 
 Stages 1 and 2 only read states at the extract layer, so the backbone runs once per item (stopping at that layer) and
-never again. The cache is a folder per backbone, layer, dtype and torch and transformers versions (a new release
-of either can move a state's last bits, `svgt.backbone.numerics_versions`), of shard files; each shard names the items it holds
-(by their token ids, which carry the prompt template) in its metadata. A call computes only the items no shard holds
-and writes them as one new shard, so adding a hundred prompts to a data set of thousands costs the hundred.
+never again. The cache is a folder per backbone, layer, dtype and torch and transformers versions (a new release of
+either can move a state's last bits, `svgt.backbone.numerics_versions`), of shard files; each shard names the items
+it holds (by their token ids, which carry the prompt template) in its metadata. A call computes only the items no
+shard holds and writes them as one new shard, so adding a hundred prompts to a data set of thousands costs the
+hundred.
 Several processes (`svgt.training.distributed`) split the missing items' batches and write the shard one process
 would have written.
 

@@ -2,10 +2,10 @@
 
 `svgt train` lets the backbone answer some training prompts (its complying answers to harmful prompts become stage-2
 unsafe pairs, its answers to benign ones stage-3 targets). The cache is a folder per backbone, prompt format (chat
-template, stop strings), answer length and torch and transformers versions, of JSON shards mapping a prompt's hash to the prompt and its answer: a
-call generates only the answers no shard holds, so a changed sample of prompts costs its new prompts alone. Several
-processes (`svgt.training.distributed`) each answer every `world_size()`-th batch of those; the main process writes
-the shard.
+template, stop strings), answer length and torch and transformers versions, of JSON shards mapping a prompt's hash
+to the prompt and its answer: a call generates only the answers no shard holds, so a changed sample of prompts costs
+its new prompts alone. Several processes (`svgt.training.distributed`) each answer every `world_size()`-th batch of
+those; the main process writes the shard.
 
 A greedy answer is what the backbone generates for the prompt in a length-sorted, left-padded batch; other
 neighbours pad it differently, which in rare cases flips a near-tie token. A cache filled in several calls can so
