@@ -211,6 +211,11 @@ def test_activation_cache_is_reused(cache, monkeypatch):
     second = cached_states(bb, 2, pairs[::-1])  # any order, any subset: each item is found by its own key
     for a, b in zip(first.prompt_states, second.prompt_states[::-1]):
         assert torch.equal(a, b)
+    # Half a shard is copied out of it, so that its items do not keep the whole shard in memory; a whole one is not.
+    part = cached_states(bb, 2, pairs[3:])
+    t = part.prompt_states[0]
+    assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    assert second.prompt_states[0].untyped_storage().nbytes() > second.prompt_states[0].numel() * t.element_size()
 
 
 def test_activation_cache_computes_only_the_items_it_lacks(cache, monkeypatch):
