@@ -240,12 +240,10 @@ def test_activation_cache_computes_only_the_items_it_lacks(cache, monkeypatch):
 def test_a_new_torch_or_transformers_release_gets_states_of_its_own(cache, monkeypatch):
     # A release can move a state's last bits, and stages 1-2 amplify that into another value space: states computed
     # by one release are not read by another.
-    from svgt import backbone as backbone_module
-
     bb = tiny_backbone("llama")
     pairs = [encode_pair(bb, t, None, 64, 8) for t, _ in _texts(4)]
     cached_states(bb, 2, pairs)
-    real = backbone_module.numerics_versions()
+    real = activations.numerics_versions()
     computed = []
     monkeypatch.setattr(activations, "compute_states", lambda b, l, todo, *a, **k: computed.append(todo)
                         or activations.StateSet([torch.zeros(len(x.prompt_ids), bb.hidden_size) for x in todo],
