@@ -97,14 +97,23 @@ def _mean_over(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (s * m).sum(1) / m.sum(1)
 
 
+def _token_scores(module: ValueModule, b: dict[str, torch.Tensor], conditional: bool = True) -> torch.Tensor:
+    """`(B, T)` per-token scores of a batch's responses (or of its standalone texts' last tokens)."""
+    return module.score(b["response"], b["prompt"], b["prompt_mask"], conditional=conditional)
+
+
+def _pair_score(module: ValueModule, b: dict[str, torch.Tensor], conditional: bool = True) -> torch.Tensor:
+    """`(B,)`: each item's per-token scores averaged over its response."""
+    return _mean_over(_token_scores(module, b, conditional), b["response_mask"])
+
+
 def pair_scores(module: ValueModule, data: StateData, conditional: bool, batch_size: int = 64) -> torch.Tensor:
     """One score per item: the mean of the per-token scores of its response (or of its last token)."""
     out = []
     with torch.no_grad():
         for start in range(0, len(data.labels), batch_size):
             b = data.batch(torch.arange(start, min(start + batch_size, len(data.labels))), _device(module))
-            s = module.score(b["response"], b["prompt"], b["prompt_mask"], conditional=conditional)
-            out.append(_mean_over(s, b["response_mask"]))
+            out.append(_pair_score(module, b, conditional))
     return torch.cat(out).cpu()
 
 
@@ -139,19 +148,16 @@ def stage2_spec(module: ValueModule, pairs: StateData, heldout: StateData, cfg: 
     vs = module.value_space
     pos_weight = _pos_weight(pairs.labels).to(_device(module))
 
-    def per_token_score(b: dict[str, torch.Tensor]) -> torch.Tensor:
-        return module.score(b["response"], b["prompt"], b["prompt_mask"])
-
     def loss(idx: torch.Tensor):
         mine = distributed.shard(idx)
         if not len(mine):
             return None, {}
         b = pairs.batch(mine, _device(module))
-        s = per_token_score(b)
+        s = _token_scores(module, b)
         target = b["label"][:, None].expand_as(s)
         per_token = F.binary_cross_entropy_with_logits(s, target, pos_weight=pos_weight, reduction="none")
         loss = _mean_over(per_token, b["response_mask"]).mean() + _twin_ranking(
-            pairs, idx, cfg.twin_ranking, _device(module), lambda t: _mean_over(per_token_score(t), t["response_mask"]))
+            pairs, idx, cfg.twin_ranking, _device(module), lambda t: _pair_score(module, t))
         return distributed.share(loss, len(mine), len(idx)), {}
 
     return LoopSpec(
