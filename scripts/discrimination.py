@@ -39,7 +39,8 @@ A second table gives each row's operating point: the gate that lets at most 10% 
 off that column, so in-sample) and each column's share above it.
 
 `--contrast-batches 3` scores the held-out aims of a batch of contrast pairs that training reads only on request too
-(`TrainConfig.contrast_batches`), so that modules trained with and without it are compared on the same aims.
+(`TrainConfig.contrast_batches`), in the contrast-pair AUROC and in the twins column, so that modules trained with and
+without it are compared on the same aims.
 
 `--unconditional` scores with the conditional path off (no cross-attention over the prompt's states: the last
 token's state alone), to see how much of the judgment that path carries.
@@ -160,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.answers and mixed:
         parser.error(f"--answers reads one backbone's answers; these artifacts name {sorted(set(names))}")
     current, backbone = names[0], load_backbone(names[0])
-    cfg = TrainConfig()
+    cfg = TrainConfig(contrast_batches=args.contrast_batches or DEFAULT_BATCHES)  # the twins column follows it too
     sets = tuning_sets_for(cfg)
-    heldout = contrast_prompts(seed=cfg.seed, batches=args.contrast_batches or DEFAULT_BATCHES).heldout
+    heldout = contrast_prompts(seed=cfg.seed, batches=cfg.contrast_batches).heldout
     answers: dict[str, list[str]] = {}
     if args.answers:  # once for every artifact: the unguided backbone's answers do not depend on the module
         answers = {name: backbone_answers(backbone, prompts, args.answers, f"answers ({name})")

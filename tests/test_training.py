@@ -365,7 +365,7 @@ def _fake_tuning(monkeypatch):
     monkeypatch.setattr(trainer.svdata, "edgy_tuning_prompts", lambda corpus: [f"edgy {i}" for i in range(10)])
     monkeypatch.setattr(trainer.svdata, "hard_negative_tuning_prompts", lambda corpus: [])  # none mined: no column
     monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: None)
-    monkeypatch.setattr(trainer, "contrast_tuning_prompts", lambda seed: [])  # its own test below
+    monkeypatch.setattr(trainer, "contrast_tuning_prompts", lambda seed, batches: [])  # its own test below
 
     def fake_generate(backbone, module, prompts, gen, batch_size):
         counts = _RATES[module.config.margin] if gen.guidance else (0, 0, 0)
@@ -750,10 +750,27 @@ def test_tuning_sets_for_builds_the_configs_corpus_and_drops_empty_sets(monkeypa
         return "corpus"
 
     monkeypatch.setattr(trainer.svdata, "build_corpus", corpus)
-    monkeypatch.setattr(trainer, "tuning_sets", lambda c, seed: {"a": [f"{c}-{seed}"], "empty": [], "b": ["x"]})
-    cfg = TrainConfig(seed=3, max_sharegpt=50)
-    assert trainer.tuning_sets_for(cfg) == {"a": ["corpus-3"], "b": ["x"]}
+    monkeypatch.setattr(trainer, "tuning_sets",
+                        lambda c, seed, batches: {"a": [f"{c}-{seed}-{batches}"], "empty": [], "b": ["x"]})
+    cfg = TrainConfig(seed=3, max_sharegpt=50, contrast_batches=3)
+    assert trainer.tuning_sets_for(cfg) == {"a": ["corpus-3-3"], "b": ["x"]}
     assert seen == {"seed": 3, "max_sharegpt": 50}
+
+
+def test_the_contrast_tuning_column_is_one_benign_twin_per_held_out_aim_of_the_batches_training_reads():
+    """With a third batch of contrast pairs trained on (`contrast_batches=3`), its held-out aims are tuned on too;
+    before, the column always came from the default batches."""
+    from svgt.data.contrast import BATCHES, DEFAULT_BATCHES, contrast_prompts
+    from svgt.training import trainer
+
+    for batches in (DEFAULT_BATCHES, len(BATCHES)):
+        held = contrast_prompts(seed=0, batches=batches).heldout
+        column = trainer.contrast_tuning_prompts(0, batches)
+        aims = {(p.category, p.aim) for p in held}
+        assert len(column) == len(aims) and len(set(column)) == len(column)
+        benign = {p.text for p in held if p.label == 0}
+        assert set(column) <= benign
+    assert set(trainer.contrast_tuning_prompts(0)) < set(trainer.contrast_tuning_prompts(0, len(BATCHES)))
 
 
 def test_more_value_spaces_are_each_a_run_from_the_next_initial_seed(cache, tmp_path):

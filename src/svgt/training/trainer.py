@@ -30,7 +30,7 @@ from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
 from ..data.wrappers import wrapped_examples, wrapped_tuning_prompts
 from ..data.content_requests import content_requests
-from ..data.contrast import ContrastSet, contrast_prompts, twin_pairs
+from ..data.contrast import DEFAULT_BATCHES, ContrastSet, contrast_prompts, twin_pairs
 from ..data.roles import RESERVE_SHAREGPT
 from ..generation import GenerationResult, generate
 from ..judges import is_refusal, looping_rate, refusal_rate
@@ -531,9 +531,9 @@ def probe_sets(corpus: Any, cfg: TrainConfig, per_class: int = 400) -> tuple[dic
     each label) for this run's data and seed."""
     from .probe import sweep_sets
 
-    contrast = contrast_prompts(seed=cfg.seed)
-    return sweep_sets(corpus, contrast.heldout, tuning_sets(corpus, cfg.seed), contrast.train, per_class=per_class,
-                      seed=cfg.seed)
+    contrast = contrast_prompts(seed=cfg.seed, batches=cfg.contrast_batches)
+    return sweep_sets(corpus, contrast.heldout, tuning_sets(corpus, cfg.seed, cfg.contrast_batches), contrast.train,
+                      per_class=per_class, seed=cfg.seed)
 
 
 def probe_sweep(backbone: Backbone, corpus: Any, cfg: TrainConfig, out_dir: str | os.PathLike[str] | None = None,
@@ -584,30 +584,31 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def tuning_sets(corpus: Any, seed: int = 0) -> dict[str, list[str]]:
+def tuning_sets(corpus: Any, seed: int = 0, contrast_batches: int = DEFAULT_BATCHES) -> dict[str, list[str]]:
     """The tuning check's prompt sets by name: HarmBench val, as many held-out ShareGPT prompts, the held-out
     edgy-but-benign prompts, the held-out hard negatives (empty unless mined) and the benign twins of the held-out
-    contrast aims (one prompt per aim: its first template)."""
+    contrast aims of the first `contrast_batches` batches (`TrainConfig.contrast_batches`: the batches training
+    reads; one prompt per aim, its first template)."""
     harmful, benign = svdata.tuning_prompts(corpus)
     return {"harmbench_val": harmful, "heldout_benign": benign[: len(harmful)],
             "heldout_edgy": svdata.edgy_tuning_prompts(corpus),
             "heldout_hard": svdata.hard_negative_tuning_prompts(corpus),
-            "heldout_contrast": contrast_tuning_prompts(seed)}
+            "heldout_contrast": contrast_tuning_prompts(seed, contrast_batches)}
 
 
 def tuning_sets_for(cfg: TrainConfig) -> dict[str, list[str]]:
     """`tuning_sets` of the corpus `cfg` trains on, without the empty ones (no hard negatives unless mined): what
     the scripts that measure a module on the tuning set read."""
     corpus = svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt)
-    return {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed).items() if prompts}
+    return {name: prompts for name, prompts in tuning_sets(corpus, cfg.seed, cfg.contrast_batches).items() if prompts}
 
 
-def contrast_tuning_prompts(seed: int = 0) -> list[str]:
-    """One benign prompt per held-out contrast aim (svgt.data.contrast): the over-refusal column the gate and margin
-    search sees by category. Tuning data only."""
+def contrast_tuning_prompts(seed: int = 0, batches: int = DEFAULT_BATCHES) -> list[str]:
+    """One benign prompt per held-out contrast aim of the first `batches` batches (svgt.data.contrast): the
+    over-refusal column the gate and margin search sees by category. Tuning data only."""
     seen: set[tuple[str, int]] = set()
     out = []
-    for p in contrast_prompts(seed=seed).heldout:
+    for p in contrast_prompts(seed=seed, batches=batches).heldout:
         if p.label == 0 and (p.category, p.aim) not in seen:
             seen.add((p.category, p.aim))
             out.append(p.text)
@@ -717,8 +718,8 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     discriminator's prompt-level AUROC (`discrimination_report`)."""
     from ..methods.tuning import select
 
-    sets = {name: prompts[:limit] if limit else prompts for name, prompts in tuning_sets(corpus, cfg.seed).items()
-            if prompts}
+    sets = {name: prompts[:limit] if limit else prompts
+            for name, prompts in tuning_sets(corpus, cfg.seed, cfg.contrast_batches).items() if prompts}
     result: dict[str, Any] = {**{f"{name}_n": len(p) for name, p in sets.items()},
                               "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
     unguided = {name: _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens,
@@ -768,7 +769,7 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     result["guided_looping"] = chosen["looping"]
     _log(f"chosen: margin {module.config.margin:g}, gate {module.config.gate_threshold}: "
          + _rates_line(chosen["rates"]) + f"; benign left unchanged {chosen['unchanged']}")
-    heldout = contrast_prompts(seed=cfg.seed).heldout if cfg.contrast else []
+    heldout = contrast_prompts(seed=cfg.seed, batches=cfg.contrast_batches).heldout if cfg.contrast else []
     contrast_scores = first_bridge_scores(backbone, module, [p.text for p in heldout]) if heldout else None
     result["discrimination"] = discrimination_report(scores, heldout, contrast_scores)
     _log(f"first-bridge AUROC: {result['discrimination']}")
