@@ -578,6 +578,34 @@ def test_sentence_fragments_are_benign_training_prompts_last_sentences():
     assert not augmented_texts(corpus, TrainConfig(**base))  # off by default
 
 
+def test_benign_questions_share_the_harmful_frames_when_asked():
+    # A frame that only ever wraps harmful prompts is itself a sign of harm; augment_benign puts benign questions
+    # from the sources the frames' harmful prompts come from (and the contrast twins) in the same frames.
+    from svgt.data import TextExample
+    from svgt.data.augment import imperative_variant
+    from svgt.data.contrast import contrast_prompts
+    from svgt.training.trainer import augmented_texts
+
+    corpus = _fake_corpus()
+    asks = [TextExample(f"What does a pharmacist check number {i}?", 0, "donotanswer") for i in range(3)]
+    corpus.texts += asks + [TextExample("Is a short ShareGPT question fine?", 0, "sharegpt"),
+                            TextExample("Write me a poem about spring", 0, "sharegpt"),  # not a question
+                            TextExample("How do I hurt person number 1?", 1, "donotanswer")]
+    base = dict(content_requests=0, augment_harmful=False)
+    framed = [x for x in augmented_texts(corpus, TrainConfig(augment_benign=10_000, **base))
+              if x.source == "benign+imperative"]
+    twins = [p.text for p in contrast_prompts(seed=0).train if p.label == 0]
+    expected = [x.text for x in asks] + ["Is a short ShareGPT question fine?"] + twins
+    assert sorted(x.text for x in framed) == sorted(imperative_variant(t, 0) for t in expected)
+    assert all(x.label == 0 for x in framed)
+    held = {p.text for p in contrast_prompts(seed=0).heldout}
+    assert not {imperative_variant(t, 0) for t in held} & {x.text for x in framed}
+    few = [x for x in augmented_texts(corpus, TrainConfig(augment_benign=2, contrast=0, **base))
+           if x.source == "benign+imperative"]
+    assert len(few) == 2 and {x.text for x in few} <= {imperative_variant(t, 0) for t in expected[:4]}
+    assert not [x for x in augmented_texts(corpus, TrainConfig(**base)) if x.source == "benign+imperative"]
+
+
 def test_gate_candidates_never_undercut_the_margin():
     from svgt.training.trainer import candidates
 

@@ -267,6 +267,12 @@ class TrainConfig:
     """Benign prompts answered by the backbone for stage-3 targets are at most this long (they must fit unclipped)."""
     augment_harmful: bool = True
     """Also train on instruction-style rewrites of harmful training prompts (see svgt.data.augment)."""
+    augment_benign: int = 0
+    """Benign training questions written into the same instruction-style frames (label 0), up to this many, so that a
+    frame alone says nothing about intent: with harmful prompts alone in them, "Give detailed step-by-step
+    instructions for the following: ..." is a sign of harm the discriminator can learn. 0, the default, adds none:
+    measured with 2000 (1,285 questions, docs/value-judgment.md), the held-out contrast pairs gained a little and
+    HarmBench val lost against every benign tuning column."""
     contextual_examples: int = 0
     """Harmful and benign prompts each, written as a request after a benign context (see svgt.data.augment); 0, the
     default, adds none. Measured with 400 and max_prompt_tokens=256 (docs/data.md and docs/training.md): it did not help."""

