@@ -290,6 +290,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .backbone import cache_dir
+    from .cache import entries, human, prune
+
+    items = entries()
+    print(f"{cache_dir()}: {human(sum(e.size for e in items))} in {len(items)} entries")
+    for e in items:
+        mark = "stale" if e.stale else "kept"
+        print(f"  {mark:5}  {human(e.size):>9}  {e.kind}/{e.path.name}: {e.what}" + (f" ({e.why})" if e.why else ""))
+    stale = [e for e in items if e.stale]
+    if args.prune:
+        print(f"deleted {len(stale)} stale entries, {human(prune(stale))} freed")
+    elif stale:
+        print(f"{len(stale)} stale entries, {human(sum(e.size for e in stale))}: `svgt cache --prune` deletes them")
+    return 0
+
+
 def _add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help="cpu, cuda, cuda:N, mps or auto (default: auto, the first of CUDA, MPS and the CPU)")
@@ -464,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dt = sub.add_parser("data", help="list the data sources, their roles (training/tuning/evaluation) and sizes")
     dt.set_defaults(func=cmd_data)
+
+    ca = sub.add_parser("cache", help="list what svgt keeps in its cache folder; --prune deletes what it cannot read")
+    ca.add_argument("--prune", action="store_true",
+                    help="delete the states and answers folders written under other torch or transformers versions "
+                         "and the cache files from before the per-item caches (nothing else)")
+    ca.set_defaults(func=cmd_cache)
     return parser
 
 

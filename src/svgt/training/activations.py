@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone, cache_dir, numerics_versions
+from ..cache import describe_store
 from ..hooks import BackboneHooks, _get, _param_index, _StopForward, bridged_forward
 from ..prompts import format_prompt, keep_end, left_pad, right_pad
 from . import distributed
@@ -78,6 +79,13 @@ def storage_dtype(backbone: Backbone) -> torch.dtype:
 def _backbone_key(backbone: Backbone, layer: int) -> list:
     return [backbone.name, backbone.revision, backbone.num_layers, layer, str(backbone.dtype),
             str(storage_dtype(backbone)), numerics_versions()]
+
+
+def _store_info(backbone: Backbone, layer: int) -> dict:
+    """`_backbone_key`'s fields by name: what `svgt cache` shows of the folder."""
+    name, revision, num_layers, layer, dtype, storage, versions = _backbone_key(backbone, layer)
+    return {"backbone": name, "revision": revision, "layers": num_layers, "layer": layer, "dtype": dtype,
+            "stored as": storage, "versions": versions}
 
 
 def _store_key(backbone: Backbone, layer: int) -> str:
@@ -232,6 +240,8 @@ def cached_states(backbone: Backbone, layer: int, pairs: list[EncodedPair], batc
     folder = root or cache_dir() / "activations"
     store = folder / _store_key(backbone, layer)
     store.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        describe_store(store, _store_info(backbone, layer))
     keys = [_item_key(p) for p in pairs]
     where = _index(store)
     missing = distributed.missing(keys, where)

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..backbone import Backbone, cache_dir, numerics_versions
+from ..cache import describe_store
 from ..config import GenerationConfig
 from ..generation import generate
 from . import distributed
@@ -35,9 +36,19 @@ def _format(backbone: Backbone) -> list:
     return [getattr(backbone.tokenizer, "chat_template", None), list(backbone.stop_strings)]
 
 
+def _key_fields(backbone: Backbone, max_new_tokens: int) -> list:
+    return [backbone.name, backbone.revision, max_new_tokens, _format(backbone), numerics_versions()]
+
+
 def _store(backbone: Backbone, max_new_tokens: int) -> Path:
-    key = [backbone.name, backbone.revision, max_new_tokens, _format(backbone), numerics_versions()]
+    key = _key_fields(backbone, max_new_tokens)
     return cache_dir() / "answers" / hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+
+
+def _store_info(backbone: Backbone, max_new_tokens: int) -> dict:
+    """What `svgt cache` shows of the folder (the prompt format is in the key but too long to show)."""
+    name, revision, tokens, _, versions = _key_fields(backbone, max_new_tokens)
+    return {"backbone": name, "revision": revision, "new tokens": tokens, "versions": versions}
 
 
 def _key(prompt: str) -> str:
@@ -67,6 +78,7 @@ def backbone_answers(backbone: Backbone, prompts: list[str], max_new_tokens: int
     keys = [_key(p) for p in prompts]
     if distributed.is_main():
         store.mkdir(parents=True, exist_ok=True)
+        describe_store(store, _store_info(backbone, max_new_tokens))
     distributed.barrier()
     known = _known(store)
     missing = distributed.missing(keys, known)
