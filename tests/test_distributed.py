@@ -159,7 +159,7 @@ def test_two_processes_write_the_caches_one_process_writes(runs):
         names = [sorted(str(p.relative_to(runs / f"cache{w}" / kind)) for p in (runs / f"cache{w}" / kind).rglob("*")
                         if p.is_file()) for w in (1, 2)]
         assert names[0] == names[1] and names[0], kind  # same keys, no part files left behind
-    for name in names[0]:
+    for name in (n for n in names[0] if n.endswith(".safetensors")):  # not the folders' store.key records
         a, b = (load_file(str(runs / f"cache{w}" / "activations" / name)) for w in (1, 2))
         assert a.keys() == b.keys()
         for key in a:
