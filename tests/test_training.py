@@ -606,6 +606,24 @@ def test_benign_questions_share_the_harmful_frames_when_asked():
     assert not [x for x in augmented_texts(corpus, TrainConfig(**base)) if x.source == "benign+imperative"]
 
 
+def test_stage3_hard_benign_picks_the_reserve_prompts_the_discriminator_scores_most_unsafe(cache):
+    from svgt import data as svdata
+    from svgt.training import trainer
+    from svgt.training.mining import prompt_scores
+
+    backbone = tiny_backbone("llama")
+    module = make_module(backbone).eval()
+    reserve = [svdata.PairExample(f"everyday request number {i} about {w}", "an answer", 0, "sharegpt_reserve")
+               for i, w in enumerate(["bread", "rain", "chess", "python", "tea", "maps", "knots"])]
+    picked, record = trainer.stage3_hard_benign(backbone, module, reserve, TrainConfig(stage3_hard_benign=3))
+    _, states = trainer._states(backbone, module.config.extract_layer, [(p.prompt, None) for p in reserve],
+                                TrainConfig(), "states")
+    scores = prompt_scores(module, states)
+    assert picked == [reserve[i].prompt for i in scores.argsort(descending=True)[:3].tolist()]
+    assert record["picked"] == 3 and record["reserve"] == 7
+    assert record["min_score"] == pytest.approx(float(scores.sort(descending=True).values[2]), abs=1e-4)
+
+
 def test_gate_candidates_never_undercut_the_margin():
     from svgt.training.trainer import candidates
 

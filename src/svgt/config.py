@@ -340,11 +340,17 @@ class TrainConfig:
     and one framed); 0 adds none. Whole aims are held out of training per category for the tuning check."""
     contrast_batches: int = 2
     """How many batches of contrast aims (`svgt.data.contrast.BATCHES`, in the order written) training reads; the
-    shipped modules were trained on two. The tuning check's held-out column stays on the first two either way, so
-    runs with more stay comparable with them."""
+    shipped modules were trained on two. The tuning check's contrast column and held-out aims, and the probe sweep,
+    read the same batches, so the gate is chosen with the held-out aims of every batch trained on;
+    `scripts/discrimination.py --contrast-batches N` scores modules trained on different counts on the same aims."""
     contrast_answers: int = 96
     """Benign contrast prompts answered by the unguided backbone as stage-3 targets (the bridge should leave them
     as they were when the gate lets one through)."""
+    stage3_hard_benign: int = 0
+    """ShareGPT reserve prompts (never trained on by stages 1-2, never tuned or evaluated on) that the trained
+    discriminator scores most unsafe, up to this many, answered by the backbone and added to stage 3 as answers to
+    keep: a bridge the discriminator builds for an everyday request by mistake is trained to leave the answer alone,
+    as the contrast twins' are. 0, the default, adds none."""
     twin_ranking: float = 0.0
     """Weight of a ranking term on the contrast twins in stages 1 and 2: each step adds, over 32 twin pairs (a
     harmful request and its benign twin in the same template), the mean of softplus(s_benign - s_harmful + 2), asking

