@@ -69,7 +69,7 @@ def _size(path: Path) -> int:
 
 def _describe(info: dict[str, Any]) -> str:
     versions = info.get("versions", {})
-    parts = [f"{k} {v}" for k, v in info.items() if k not in ("versions", "kind") and v is not None]
+    parts = [f"{k} {v}" for k, v in info.items() if k != "versions" and v is not None]
     parts += [f"{k} {v}" for k, v in sorted(versions.items())]
     return ", ".join(parts)
 

@@ -172,13 +172,20 @@ def augmented_texts(corpus: Any, cfg: TrainConfig) -> list[svdata.TextExample]:
     return [x for i, x in enumerate(extra) if i not in leaked]
 
 
-def stage3_hard_benign(backbone: Backbone, module: ValueModule, reserve: list[svdata.PairExample],
-                       cfg: TrainConfig) -> tuple[list[str], dict[str, Any]]:
-    """The `cfg.stage3_hard_benign` reserve prompts `module` scores most unsafe (as generation scores a prompt before
-    its first bridge, whole), highest first, and what to record of the pick."""
+def reserve_scores(backbone: Backbone, module: ValueModule, reserve: list[svdata.PairExample],
+                   cfg: TrainConfig) -> tuple[Any, torch.Tensor]:
+    """The ShareGPT reserve prompts' cached extract-layer states and `module`'s scores of them (as generation scores
+    a prompt before its first bridge, whole): what hard-negative mining and `stage3_hard_benign` pick from."""
     _, states = _states(backbone, module.config.extract_layer, [(p.prompt, None) for p in reserve], cfg,
                         "activations (ShareGPT reserve)")
-    scores = prompt_scores(module, states)
+    return states, prompt_scores(module, states)
+
+
+def stage3_hard_benign(backbone: Backbone, module: ValueModule, reserve: list[svdata.PairExample],
+                       cfg: TrainConfig) -> tuple[list[str], dict[str, Any]]:
+    """The `cfg.stage3_hard_benign` reserve prompts `module` scores most unsafe (`reserve_scores`), highest first,
+    and what to record of the pick."""
+    _, scores = reserve_scores(backbone, module, reserve, cfg)
     top = scores.argsort(descending=True)[: cfg.stage3_hard_benign].tolist()
     picked = [reserve[i].prompt for i in top]
     return picked, {"reserve": len(reserve), "picked": len(picked),
@@ -336,9 +343,8 @@ def train(
         metrics["round1"] = round_metrics
         t = time.time()
         reserve = corpus.reserve_benign
-        _, reserve_states = _states(backbone, layer, [(p.prompt, None) for p in reserve], cfg,
-                                    "activations (ShareGPT reserve)")
-        mined = pick_hard_negatives(reserve, prompt_scores(module, reserve_states), cfg.hard_negatives,
+        reserve_states, scores = reserve_scores(backbone, module, reserve, cfg)
+        mined = pick_hard_negatives(reserve, scores, cfg.hard_negatives,
                                     corpus.report.get("heldout_fraction", 0.15), cfg.seed)
         if distributed.is_main():
             save_hard_negatives(out / HARD_NEGATIVES_NAME, mined)
