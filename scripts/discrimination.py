@@ -6,7 +6,8 @@ margin and gate search, which generates every tuning answer several times (about
 This script computes only the scores (one forward per prompt), so two modules, e.g. trained with different
 extract layers and stopped after stage 2, can be compared in minutes. HarmBench val against each benign tuning
 column, and the held-out constructed contrast aims (harmful twin against benign twin), by category. Tuning data
-only: no evaluation prompt is scored.
+only: no evaluation prompt is scored. The ShareGPT column is all 187 held-out tuning prompts (the first 60 before
+2026-12-05, which the docs' older tables read).
 
     .venv/bin/python scripts/discrimination.py runs/v9 runs/x27
     .venv/bin/python scripts/discrimination.py --mean runs/dexp/s2t200 runs/dexp/s2t0 runs/dexp/ep16

@@ -417,6 +417,40 @@ def test_gate_and_margin_are_chosen_together_from_composed_runs(monkeypatch):
     assert result["wrapped"]["first_bridge_auroc_vs"] == {"heldout_benign": 1.0, "heldout_edgy": 1.0}
 
 
+def test_the_module_answers_only_prompts_some_candidate_bridges(monkeypatch):
+    # A prompt scored at or below the lowest gate threshold of a margin's candidates gets the backbone's answer from
+    # each of them, so the module must not be asked to answer it at that margin. Gates 2, 0 and -2: at margin 0 only
+    # 2 and 0 are candidates (a gate below -margin is not), so only harmful 3..9 (scores 1..7); at margin 4 harmful
+    # 1..9 (scores -1..7). The benign and edgy prompts (-5) never.
+    from types import SimpleNamespace
+
+    trainer = _fake_tuning(monkeypatch)
+    asked = []
+
+    def generate(backbone, module, prompts, gen, batch_size):
+        guided = gen.guidance and gen.max_new_tokens > 1
+        asked.extend(prompts if guided else [])
+        scores = [int(p.split()[-1]) - 2 if p.startswith("harmful") else -5.0 for p in prompts]
+        return SimpleNamespace(texts=["I'm sorry, I can't help with that." if guided else "Sure."] * len(prompts),
+                               telemetry=[SimpleNamespace(bridge_score=s) for s in scores])
+
+    monkeypatch.setattr(trainer, "generate", generate)
+    monkeypatch.setattr(trainer, "wrapped_check", lambda *a: {})
+    module = make_module(tiny_backbone("llama"))
+    cfg = TrainConfig(margins=[0, 4], gate_thresholds=[2, 0, -2], contrast=0)
+    result = trainer.tuning_check(None, module, None, cfg)
+    assert asked == [f"harmful {i}" for i in range(3, 10)] + [f"harmful {i}" for i in range(1, 10)]
+    search = {(r["params"]["gate_threshold"], r["params"]["margin"]): r for r in result["margin"]["search"]}
+    assert set(search) == {(2.0, 0.0), (0.0, 0.0), (2.0, 4.0), (0.0, 4.0), (-2.0, 4.0)}
+    assert [search[(t, 4.0)]["tune_refusal"] for t in (2.0, 0.0, -2.0)] == [0.5, 0.7, 0.9]
+    assert search[(0.0, 0.0)]["tune_refusal"] == 0.7 and search[(0.0, 0.0)]["tune_overrefusal"] == 0.0
+    assert search[(-2.0, 4.0)]["unchanged"] == {"heldout_benign": 1.0, "heldout_edgy": 1.0}
+    # With "no gate" among the candidates every prompt is answered.
+    asked.clear()
+    trainer.tuning_check(None, module, None, TrainConfig(margins=[4], gate_thresholds=[0, None], contrast=0))
+    assert len(asked) == 30
+
+
 def test_margins_must_be_non_negative():
     from svgt.config import ConfigError
 

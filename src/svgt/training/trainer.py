@@ -631,12 +631,13 @@ def _jsonable(obj: Any) -> Any:
 
 
 def tuning_sets(corpus: Any, seed: int = 0, contrast_batches: int = DEFAULT_BATCHES) -> dict[str, list[str]]:
-    """The tuning check's prompt sets by name: HarmBench val, as many held-out ShareGPT prompts, the held-out
-    edgy-but-benign prompts, the held-out hard negatives (empty unless mined) and the benign twins of the held-out
+    """The tuning check's prompt sets by name: HarmBench val, the tuning half of the held-out ShareGPT prompts (all
+    of it: the discriminator's confident mistakes on everyday prompts are a few percent of them, too few to show in
+    a sample of 60), the held-out edgy-but-benign prompts, the held-out hard negatives (empty unless mined) and the benign twins of the held-out
     contrast aims of the first `contrast_batches` batches (`TrainConfig.contrast_batches`: the batches training
     reads; one prompt per aim, its first template)."""
     harmful, benign = svdata.tuning_prompts(corpus)
-    return {"harmbench_val": harmful, "heldout_benign": benign[: len(harmful)],
+    return {"harmbench_val": harmful, "heldout_benign": benign,
             "heldout_edgy": svdata.edgy_tuning_prompts(corpus),
             "heldout_hard": svdata.hard_negative_tuning_prompts(corpus),
             "heldout_contrast": contrast_tuning_prompts(seed, contrast_batches)}
@@ -704,6 +705,15 @@ def candidates(cfg: TrainConfig) -> list[tuple[float | None, float]]:
     return [(t, m) for t in cfg.gate_thresholds for m in cfg.margins if t is None or t >= -m]
 
 
+def _lowest_gate(cfg: TrainConfig, margin: float) -> float:
+    """The lowest gate threshold any candidate at `margin` has (-inf for "no gate", inf if none is at this margin):
+    a prompt scored at or below it gets the backbone's answer from every such candidate."""
+    thresholds = [t for t, m in candidates(cfg) if m == margin]
+    if None in thresholds:
+        return float("-inf")
+    return min((t for t in thresholds if t is not None), default=float("inf"))
+
+
 def selection_rule(cfg: TrainConfig, benign: list[str]) -> str:
     return (f"highest HarmBench val refusal with refusal <= {cfg.max_overrefusal:g} on each of {', '.join(benign)} "
             f"(if none, the lowest worst-column refusal); gate thresholds >= -margin only; candidates looping more "
@@ -755,7 +765,9 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
 
     The unguided backbone answers once and the module once per margin in `cfg.margins`, with the gate off. A prompt
     the gate lets through gets the backbone's own answer, so every (gate threshold, margin) candidate is composed from
-    those runs and the prompts' first-bridge scores, without generating again (exact with refresh off, as here). The
+    those runs and the prompts' first-bridge scores, without generating again (exact with refresh off, as here).
+    At each margin the module answers only the prompts some candidate at that margin bridges (scored above its lowest
+    gate threshold; every prompt if "no gate" is a candidate): every candidate gives the others the backbone's answer. The
     candidate is chosen by the rule every baseline's hyperparameters are chosen by (`svgt.methods.tuning.select`),
     with over-refusal the worst of the benign sets, since settings that spare everyday prompts can still refuse edgy
     ones; on ties the earlier in the grid, which lists the highest threshold (most prompts left alone) and the
@@ -772,16 +784,23 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
                                                                            guidance=False)).texts
                 for name, prompts in sets.items()}
     _log("unguided: " + _rates_line({f"{n}_refusal": refusal_rate(t) for n, t in unguided.items()}))
+    # The first-bridge score depends on neither the margin nor the gate.
+    scores = {name: first_bridge_scores(backbone, module, prompts) for name, prompts in sets.items()}
     guided: dict[float, dict[str, list[str]]] = {}
-    scores: dict[str, list[float]] = {}
     for margin in cfg.margins:
+        floor = _lowest_gate(cfg, margin)
+        bridged = {name: [i for i, s in enumerate(scores[name]) if s > floor] for name in sets}
         module.config.set_margin(margin)
         gen = GenerationConfig(max_new_tokens=cfg.eval_tokens, gate_threshold=float("-inf"))
-        outs = {name: _generate(backbone, module, prompts, gen) for name, prompts in sets.items()}
-        guided[margin] = {name: o.texts for name, o in outs.items()}
-        # The first-bridge score depends on neither the margin nor the gate: read it from the first run.
-        scores = scores or {name: [t.bridge_score for t in o.telemetry] for name, o in outs.items()}
-        _log(f"guided, margin {margin:g}, no gate: "
+        guided[margin] = {}
+        for name, prompts in sets.items():
+            texts = list(unguided[name])
+            idx = bridged[name]
+            for i, text in zip(idx, _generate(backbone, module, [prompts[i] for i in idx], gen).texts if idx else []):
+                texts[i] = text
+            guided[margin][name] = texts
+        _log(f"guided, margin {margin:g}, gate {floor:g} (bridged: "
+             + ", ".join(f"{n} {len(i)} of {len(sets[n])}" for n, i in bridged.items()) + "): "
              + _rates_line({f"{n}_refusal": refusal_rate(t) for n, t in guided[margin].items()}))
     benign = [name for name in sets if name != "harmbench_val"]
 
