@@ -631,11 +631,11 @@ def _jsonable(obj: Any) -> Any:
 
 
 def tuning_sets(corpus: Any, seed: int = 0, contrast_batches: int = DEFAULT_BATCHES) -> dict[str, list[str]]:
-    """The tuning check's prompt sets by name: HarmBench val, the tuning half of the held-out ShareGPT prompts (all
-    of it: the discriminator's confident mistakes on everyday prompts are a few percent of them, too few to show in
-    a sample of 60), the held-out edgy-but-benign prompts, the held-out hard negatives (empty unless mined) and the benign twins of the held-out
-    contrast aims of the first `contrast_batches` batches (`TrainConfig.contrast_batches`: the batches training
-    reads; one prompt per aim, its first template)."""
+    """The tuning check's prompt sets by name: HarmBench val, the tuning half of the held-out ShareGPT prompts (all of
+    it: the discriminator's confident mistakes on everyday prompts are a few percent of them, too few to show in a
+    sample of 60), the held-out edgy-but-benign prompts, the held-out hard negatives (empty unless mined) and the benign
+    twins of the held-out contrast aims of the first `contrast_batches` batches (`TrainConfig.contrast_batches`: the
+    batches training reads; one prompt per aim, its first template)."""
     harmful, benign = svdata.tuning_prompts(corpus)
     return {"harmbench_val": harmful, "heldout_benign": benign,
             "heldout_edgy": svdata.edgy_tuning_prompts(corpus),
@@ -763,17 +763,17 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
     """Greedy refusal rates, unguided and guided, on the tuning set (`tuning_sets`), and the choice of the two
     inference-time settings: the margin and the safe-prompt gate.
 
-    The unguided backbone answers once and the module once per margin in `cfg.margins`, with the gate off. A prompt
-    the gate lets through gets the backbone's own answer, so every (gate threshold, margin) candidate is composed from
-    those runs and the prompts' first-bridge scores, without generating again (exact with refresh off, as here).
-    At each margin the module answers only the prompts some candidate at that margin bridges (scored above its lowest
-    gate threshold; every prompt if "no gate" is a candidate): every candidate gives the others the backbone's answer. The
-    candidate is chosen by the rule every baseline's hyperparameters are chosen by (`svgt.methods.tuning.select`),
-    with over-refusal the worst of the benign sets, since settings that spare everyday prompts can still refuse edgy
-    ones; on ties the earlier in the grid, which lists the highest threshold (most prompts left alone) and the
-    lowest margin first. Both are left in `module.config`; the chosen candidate's rates are the guided ones. Also
-    records the share of benign answers left exactly as the backbone wrote them, looping answers, and the
-    discriminator's prompt-level AUROC (`discrimination_report`)."""
+    The unguided backbone answers once and the module once per margin in `cfg.margins`, with the gate off. A prompt the
+    gate lets through gets the backbone's own answer, so every (gate threshold, margin) candidate is composed from those
+    runs and the prompts' first-bridge scores, without generating again (exact with refresh off, as here). At each
+    margin the module answers only the prompts some candidate at that margin bridges (scored above its lowest gate
+    threshold; every prompt if "no gate" is a candidate): every candidate gives the others the backbone's answer. The
+    candidate is chosen by the rule every baseline's hyperparameters are chosen by (`svgt.methods.tuning.select`), with
+    over-refusal the worst of the benign sets, since settings that spare everyday prompts can still refuse edgy ones; on
+    ties the earlier in the grid, which lists the highest threshold (most prompts left alone) and the lowest margin
+    first. Both are left in `module.config`; the chosen candidate's rates are the guided ones. Also records the share of
+    benign answers left exactly as the backbone wrote them, looping answers, and the discriminator's prompt-level AUROC
+    (`discrimination_report`)."""
     from ..methods.tuning import select
 
     sets = {name: prompts[:limit] if limit else prompts
