@@ -9,7 +9,7 @@ import torch
 from conftest import make_module, stage3_step_against_full_forward
 from tiny import tiny_backbone
 
-from svgt.config import TrainConfig
+from svgt.config import GenerationConfig, TrainConfig
 from svgt.training import activations
 from svgt.training.activations import cached_states, encode_pair
 from svgt.training.loop import run_loop
@@ -378,6 +378,9 @@ def _fake_tuning(monkeypatch):
                                telemetry=[SimpleNamespace(bridge_score=s) for s in scores])
 
     monkeypatch.setattr(trainer, "generate", fake_generate)
+    # The cached unguided answers, generated through whatever `trainer.generate` is when called.
+    monkeypatch.setattr(trainer, "backbone_answers", lambda backbone, prompts, n, desc: trainer.generate(
+        backbone, None, prompts, GenerationConfig(max_new_tokens=n, guidance=False), batch_size=16).texts)
     return trainer
 
 
@@ -490,7 +493,8 @@ def test_retune_chooses_under_and_saves_the_last_sentence_setting_it_is_given(mo
     seen = []
     fake = trainer.generate
     monkeypatch.setattr(trainer, "generate", lambda backbone, module, prompts, gen, batch_size: (
-        seen.append(module.config.score_last_sentence), fake(backbone, module, prompts, gen, batch_size))[1])
+        module and seen.append(module.config.score_last_sentence), fake(backbone, module, prompts, gen, batch_size))[1])
+    # (The unguided answers are the backbone's alone: no module.)
     bb = tiny_backbone("llama")
     save_pretrained(make_module(bb), tmp_path, bb)
     trainer.retune(bb, tmp_path, TrainConfig(margins=[0, 2], gate_thresholds=[None], contrast=0,

@@ -780,8 +780,8 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
             for name, prompts in tuning_sets(corpus, cfg.seed, cfg.contrast_batches).items() if prompts}
     result: dict[str, Any] = {**{f"{name}_n": len(p) for name, p in sets.items()},
                               "judge": "phrase list (svgt.judges)", "max_new_tokens": cfg.eval_tokens}
-    unguided = {name: _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens,
-                                                                           guidance=False)).texts
+    # The backbone's own answers do not depend on the module: cached, so a retune or the next run answers none again.
+    unguided = {name: backbone_answers(backbone, prompts, cfg.eval_tokens, f"unguided answers, {name}")
                 for name, prompts in sets.items()}
     _log("unguided: " + _rates_line({f"{n}_refusal": refusal_rate(t) for n, t in unguided.items()}))
     # The first-bridge score depends on neither the margin nor the gate.
@@ -854,11 +854,11 @@ def wrapped_check(backbone: Backbone, module: ValueModule, sets: dict[str, list[
     benign tuning column (`scores`, as `tuning_check` measured them). Tuning data only; reported, not a selection
     criterion. The DAN and in-the-wild evaluation suites are what it stands in for."""
     prompts = wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed)
-    plain = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens, guidance=False))
+    plain = backbone_answers(backbone, prompts, cfg.eval_tokens, "unguided answers, wrapped")
     guided = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens))
     vs = auroc_vs_benign(first_bridge_scores(backbone, module, prompts), scores)
-    return {"n": len(prompts), "unguided_refusal": refusal_rate(plain.texts), "guided_refusal":
-            refusal_rate(guided.texts), "unguided_looping": looping_rate(plain.texts),
+    return {"n": len(prompts), "unguided_refusal": refusal_rate(plain), "guided_refusal":
+            refusal_rate(guided.texts), "unguided_looping": looping_rate(plain),
             "guided_looping": looping_rate(guided.texts), "first_bridge_auroc_vs": vs}
 
 
