@@ -352,7 +352,8 @@ class TrainConfig:
     keep: a bridge the discriminator builds for an everyday request by mistake is trained to leave the answer alone,
     as the contrast twins' are. 0, the default, adds none: measured with 128 (docs/value-judgment.md), the bridge
     refused 78 of 128 unseen everyday prompts the discriminator scores unsafe instead of 124, and 3 fewer of 60
-    HarmBench val behaviours; the tuning columns, which hardly bridge an everyday prompt, did not prefer it."""
+    HarmBench val behaviours. Retuned on all 187 ShareGPT tuning prompts, it refused one everyday prompt fewer than the
+    recipe for two HarmBench val behaviours at the gates the rule picks, and the rule kept the recipe."""
     twin_ranking: float = 0.0
     """Weight of a ranking term on the contrast twins in stages 1 and 2: each step adds, over 32 twin pairs (a
     harmful request and its benign twin in the same template), the mean of softplus(s_benign - s_harmful + 2), asking

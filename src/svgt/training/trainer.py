@@ -795,9 +795,10 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
         guided[margin] = {}
         for name, prompts in sets.items():
             texts = list(unguided[name])
-            idx = bridged[name]
-            for i, text in zip(idx, _generate(backbone, module, [prompts[i] for i in idx], gen).texts if idx else []):
-                texts[i] = text
+            if bridged[name]:
+                answers = _generate(backbone, module, [prompts[i] for i in bridged[name]], gen).texts
+                for i, text in zip(bridged[name], answers):
+                    texts[i] = text
             guided[margin][name] = texts
         _log(f"guided, margin {margin:g}, gate {floor:g} (bridged: "
              + ", ".join(f"{n} {len(i)} of {len(sets[n])}" for n, i in bridged.items()) + "): "
