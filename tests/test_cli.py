@@ -182,6 +182,25 @@ def test_train_set_checks_the_value_against_the_field(tiny_path, capsys, tmp_pat
     assert message in capsys.readouterr().err
 
 
+def test_retune_starts_from_the_recipe_the_artifact_records(tiny_path, tmp_path, monkeypatch, capsys):
+    from svgt.training import trainer
+
+    bb = load_backbone(tiny_path)
+    out = tmp_path / "o"
+    save_pretrained(make_module(bb), out, bb, training={"seed": 3, "max_sharegpt": 40, "margins": [0.0, 2.0],
+                                                        "gate_thresholds": [None], "retired_field": 1})
+    seen = {}
+    monkeypatch.setattr(trainer, "retune", lambda backbone, out_dir, cfg: seen.setdefault("cfg", cfg) and {})
+    assert main(["train", "--backbone", tiny_path, "--out", str(out), "--retune", "--set", "max_sharegpt=50"]) == 0
+    cfg = seen.pop("cfg")  # the module's own seed and grid, the override on top
+    assert (cfg.seed, cfg.max_sharegpt, cfg.margins, cfg.gate_thresholds) == (3, 50, (0.0, 2.0), (None,))
+    assert "ignored: retired_field" in capsys.readouterr().out  # dropped, and said so (svgt train logs to stdout)
+    assert main(["train", "--backbone", tiny_path, "--out", str(out), "--retune", "--seed", "1"]) == 0
+    assert (seen["cfg"].seed, seen["cfg"].max_sharegpt) == (1, 40)
+    assert main(["train", "--backbone", tiny_path, "--out", str(tmp_path / "none"), "--retune"]) == 2
+    assert "records the recipe" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flags, stages", [([], (1, 2, 3)), (["--stage", "3"], (3,)),
                                            (["--stage", "2", "--stage", "1"], (1, 2))])
 def test_train_runs_the_stages_named(tiny_path, tmp_path, monkeypatch, capsys, flags, stages):

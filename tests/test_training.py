@@ -565,6 +565,24 @@ def test_retune_puts_the_held_out_hard_negatives_back_into_the_tuning_set(monkey
     assert hard_negative_tuning_prompts(seen["corpus"]) == ["q2"]
 
 
+def test_retune_defaults_to_the_recipe_the_artifact_records(monkeypatch, tmp_path):
+    from svgt import save_pretrained
+    from svgt.training import trainer
+
+    bb = tiny_backbone("llama")
+    save_pretrained(make_module(bb), tmp_path, bb, training={"seed": 5, "max_sharegpt": 30, "margins": [0.0, 6.0],
+                                                            "gate_thresholds": [None]})
+    seen = {}
+    monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: seen.setdefault("corpus", kw))
+    monkeypatch.setattr(trainer, "tuning_check", lambda bb, module, corpus, cfg: seen.setdefault("cfg", cfg)
+                        and {"margin": {"chosen": 0.0}})
+    trainer.retune(bb, tmp_path)
+    assert seen["corpus"] == {"seed": 5, "max_sharegpt": 30}  # the module's own held-out prompts
+    assert seen["cfg"].margins == (0.0, 6.0) and seen["cfg"].gate_thresholds == (None,)
+    # The retune's record now names the grid it searched, which a later reselect reads back.
+    assert trainer.saved_train_config(tmp_path).margins == (0.0, 6.0)
+
+
 def test_contrast_twins_join_training_as_constructed_texts_and_held_out_aims_do_not():
     from svgt.data.contrast import contrast_prompts
     from svgt.training.trainer import CONSTRUCTED, augmented_texts

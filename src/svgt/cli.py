@@ -175,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .config import TrainConfig
     from .training import distributed
-    from .training.trainer import reselect, retune, train
+    from .training.trainer import reselect, retune, saved_train_config, train
 
     overrides: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -189,7 +189,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = raw
         if not _fits_annotation(overrides[key], str(fields[key].type)):
             raise UsageError(f"--set {item!r}: {key} takes {fields[key].type}, got {raw!r}")
-    cfg = TrainConfig(seed=args.seed, **overrides)
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.retune or args.reselect:
+        # The tuning set is drawn from the data fields the module was trained with (seed, max_sharegpt,
+        # contrast_batches, ...): start from the artifact's own record, so that only what --set names changes.
+        try:
+            cfg = saved_train_config(args.out, **overrides)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--out {args.out}: {err}") from None
+    else:
+        cfg = TrainConfig(**overrides)
     # Under `accelerate launch` this process is one of several: it joins their process group and, unless --device
     # names one, takes its own device (its own GPU; the CPU with --device cpu or where there is no GPU).
     own = distributed.init_from_env(cpu=args.device == "cpu")
@@ -408,11 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stage", type=int, choices=[1, 2, 3], action="append", default=None,
                    help="run this stage only; repeat for several, e.g. --stage 1 --stage 2 (default: all three)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None,
+                   help="data and initialisation seed (default: 0; with --retune or --reselect, the artifact's own)")
     t.add_argument("--no-eval", action="store_true", help="skip the tuning-set check at the end")
     t.add_argument("--retune", action="store_true",
                    help="no training: rerun the tuning-set check and the margin and gate search on the artifact in "
-                        "--out")
+                        "--out, with the recipe it records (its svgt_config.json) and --set on top")
     t.add_argument("--reselect", action="store_true",
                    help="no training, no generation: apply the current margin/gate rule to the search stored in "
                         "--out's metrics.json")

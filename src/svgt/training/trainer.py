@@ -501,15 +501,29 @@ def judge_score_stats(backbone: Backbone, module: ValueModule, cfg: TrainConfig)
     return score_stats(prompt_scores(module, states))
 
 
-def saved_train_config(directory: str | os.PathLike[str]) -> TrainConfig:
-    """The `TrainConfig` an artifact was trained with (its train_config.json; fields this svgt does not know are
-    dropped)."""
-    path = Path(directory) / TRAIN_CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the recipe a co-judge was trained with is what standardises its "
-                                "scores")
+def saved_train_config(directory: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+    """The `TrainConfig` the artifact in `directory` records, with `overrides` on top: the `training` field of its
+    svgt_config.json (which a retune keeps current with the search it ran), else its train_config.json. Fields this
+    svgt does not know are dropped, with a log line naming them; fields the record lacks take today's defaults.
+    `retune` and `reselect` run with it by default, so that they see the tuning set and grid the module was chosen
+    on, and a co-judge's scores are standardised on its own recipe's texts."""
+    from ..artifact import CONFIG_NAME
+
+    directory = Path(directory)
+    record, source = None, directory / CONFIG_NAME
+    if source.is_file():
+        record = json.loads(source.read_text()).get("training")
+    if not record:
+        source = directory / TRAIN_CONFIG_NAME
+        if not source.is_file():
+            raise FileNotFoundError(f"{directory}: neither {CONFIG_NAME} (field 'training') nor {TRAIN_CONFIG_NAME} "
+                                    "records the recipe this module was trained with")
+        record = json.loads(source.read_text())
     known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+    dropped = sorted(set(record) - known)
+    if dropped:
+        _log(f"{source}: fields this svgt does not know, ignored: {', '.join(dropped)}")
+    return TrainConfig(**{**{k: v for k, v in record.items() if k in known}, **overrides})
 
 
 def apply_co_judge(backbone: Backbone, module: ValueModule, cfg: TrainConfig) -> dict[str, Any] | None:
@@ -540,11 +554,12 @@ def score_stats(scores: torch.Tensor) -> list[float]:
 
 def retune(backbone: Backbone, out_dir: str | os.PathLike[str], cfg: TrainConfig | None = None) -> dict[str, Any]:
     """Re-run `tuning_check` (with its margin search) on the trained artifact in `out_dir`, without training: the
-    chosen margin goes into the artifact and the check replaces `tuning` in its metrics.json. Returns the check."""
+    chosen margin goes into the artifact and the check replaces `tuning` in its metrics.json. `cfg` defaults to the
+    recipe the artifact records (`saved_train_config`). Returns the check."""
     from ..artifact import load_pretrained, read_config
 
-    cfg = cfg or TrainConfig()
     out = Path(out_dir)
+    cfg = cfg or saved_train_config(out)
     module = load_pretrained(out, backbone).eval()
     _apply_inference_settings(module, cfg)  # the margin and gate below are chosen under them
     co_judge = apply_co_judge(backbone, module, cfg)
@@ -725,12 +740,13 @@ def reselect(out_dir: str | os.PathLike[str], backbone: Backbone, cfg: TrainConf
     """Apply the current selection rule (`candidates`, `svgt.methods.tuning.select`) to the tuning search stored in
     `out_dir`'s metrics.json, without generating anything: the rates of a candidate do not depend on the rule. The
     choice goes into the artifact and into metrics.json (`tuning.margin`, with `reselected` naming the rule's
-    change), the guided rates with it. Returns the chosen row."""
+    change), the guided rates with it. `cfg` (whose grid and over-refusal cap the rule reads) defaults to the recipe
+    the artifact records (`saved_train_config`). Returns the chosen row."""
     from ..artifact import load_pretrained, read_config
     from ..methods.tuning import select
 
-    cfg = cfg or TrainConfig()
     out = Path(out_dir)
+    cfg = cfg or saved_train_config(out)
     metrics = json.loads((out / METRICS_NAME).read_text())
     tuning = metrics["tuning"]
     allowed = set(candidates(cfg))
