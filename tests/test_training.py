@@ -583,6 +583,22 @@ def test_retune_defaults_to_the_recipe_the_artifact_records(monkeypatch, tmp_pat
     assert trainer.saved_train_config(tmp_path).margins == (0.0, 6.0)
 
 
+def test_a_resumed_run_must_keep_the_held_out_split_of_the_module_it_resumes(monkeypatch, tmp_path):
+    from svgt import save_pretrained
+    from svgt.config import ConfigError
+    from svgt.training import trainer
+
+    bb = tiny_backbone("llama")
+    save_pretrained(make_module(bb), tmp_path, bb, training={"seed": 0, "max_sharegpt": 30})
+    monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: pytest.fail("no data before the check"))
+    for given in ({"seed": 1}, {"max_sharegpt": 40}, {"contrast_batches": 3}):
+        with pytest.raises(ConfigError, match=f"{next(iter(given))}=.*given"):
+            trainer.train(bb, tmp_path, TrainConfig(**{"max_sharegpt": 30, **given}), stages=(3,), resume=True)
+    # The same split passes the check (and goes on to build the data).
+    with pytest.raises(pytest.fail.Exception, match="no data before the check"):
+        trainer.train(bb, tmp_path, TrainConfig(max_sharegpt=30, stage3_lr=0.01), stages=(3,), resume=True)
+
+
 def test_contrast_twins_join_training_as_constructed_texts_and_held_out_aims_do_not():
     from svgt.data.contrast import contrast_prompts
     from svgt.training.trainer import CONSTRUCTED, augmented_texts

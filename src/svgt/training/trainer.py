@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .. import data as svdata
 from ..artifact import save_pretrained
 from ..backbone import Backbone
-from ..config import GenerationConfig, TrainConfig, ValueModuleConfig
+from ..config import ConfigError, GenerationConfig, TrainConfig, ValueModuleConfig
 from ..data.augment import contextual_examples, imperative_variant
 from ..data.wrappers import wrapped_examples, wrapped_tuning_prompts
 from ..data.content_requests import content_requests
@@ -260,6 +260,7 @@ def train(
     if resume and (out / "value_module.safetensors").exists() and 1 not in stages:
         from ..artifact import load_pretrained
 
+        _check_same_split(out, cfg)
         module = load_pretrained(out, backbone)
     if cfg.value_spaces > 1 and not {1, 2} <= set(stages) and module.config.value_spaces != cfg.value_spaces:
         raise ValueError(f"value_spaces={cfg.value_spaces}: value spaces are trained by stages 1 and 2, and this run "
@@ -438,6 +439,25 @@ def train(
     distributed.barrier()  # every process returns once the artifact is there
     _log(f"wrote {out} in {timings['train_total']:.0f}s of training")
     return metrics
+
+
+# The fields that decide which prompts are held out for tuning: a run resumed with other values would train its later
+# stages, and choose its margin and gate, against a split its earlier stages did not keep.
+SPLIT_FIELDS = ("seed", "max_sharegpt", "contrast_batches")
+
+
+def _check_same_split(out: Path, cfg: TrainConfig) -> None:
+    """Raise if the module in `out` records a held-out split other than `cfg`'s (`SPLIT_FIELDS`)."""
+    try:
+        saved = saved_train_config(out)
+    except FileNotFoundError:  # a module saved without its recipe: nothing to compare
+        return
+    differ = [f"{k}={getattr(saved, k)!r} (given {getattr(cfg, k)!r})" for k in SPLIT_FIELDS
+              if getattr(saved, k) != getattr(cfg, k)]
+    if differ:
+        raise ConfigError(f"{out}: the module there was trained with {', '.join(differ)}; these decide which prompts "
+                         "are held out for tuning, so resume with the same values (--seed, --set) or train into a new "
+                         "--out")
 
 
 def _write_progress(out: Path, metrics: dict[str, Any], pending: list[str]) -> None:
