@@ -353,10 +353,16 @@ def test_metrics_so_far_are_on_disk_while_the_tuning_check_runs(cache, tmp_path,
 _RATES = {0.0: (2, 0, 0), 2.0: (5, 1, 1), 4.0: (7, 1, 2), 6.0: (9, 3, 4)}
 
 
-def _fake_tuning(monkeypatch):
-    """Stand-ins for the tuning prompts and for generation, refusing as `_RATES` says for the module's margin."""
+def _fake_result(texts, scores):
+    """What `generate` returns, as far as the tuning check reads it: texts and first-bridge scores."""
     from types import SimpleNamespace
 
+    return SimpleNamespace(texts=texts, telemetry=[SimpleNamespace(bridge_score=s) for s in scores],
+                           token_ids=[[] for _ in texts], finish_reasons=["length"] * len(texts))
+
+
+def _fake_tuning(monkeypatch):
+    """Stand-ins for the tuning prompts and for generation, refusing as `_RATES` says for the module's margin."""
     from svgt.training import trainer
 
     harmful = [f"harmful {i}" for i in range(10)]
@@ -374,8 +380,7 @@ def _fake_tuning(monkeypatch):
         n = counts[["harmful", "benign", "edgy"].index(kinds[0][0])]
         # First-bridge scores: harmful i scores i - 2 (0, 1 and 2 at or below a gate at 0), the rest -5.
         scores = [int(i) - 2 if kind == "harmful" else -5.0 for kind, i in kinds]
-        return SimpleNamespace(texts=["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n),
-                               telemetry=[SimpleNamespace(bridge_score=s) for s in scores])
+        return _fake_result(["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n), scores)
 
     monkeypatch.setattr(trainer, "generate", fake_generate)
     # The cached unguided answers, generated through whatever `trainer.generate` is when called.
@@ -425,8 +430,6 @@ def test_the_module_answers_only_prompts_some_candidate_bridges(monkeypatch):
     # each of them, so the module must not be asked to answer it at that margin. Gates 2, 0 and -2: at margin 0 only
     # 2 and 0 are candidates (a gate below -margin is not), so only harmful 3..9 (scores 1..7); at margin 4 harmful
     # 1..9 (scores -1..7). The benign and edgy prompts (-5) never.
-    from types import SimpleNamespace
-
     trainer = _fake_tuning(monkeypatch)
     asked = []
 
@@ -434,8 +437,7 @@ def test_the_module_answers_only_prompts_some_candidate_bridges(monkeypatch):
         guided = gen.guidance and gen.max_new_tokens > 1
         asked.extend(prompts if guided else [])
         scores = [int(p.split()[-1]) - 2 if p.startswith("harmful") else -5.0 for p in prompts]
-        return SimpleNamespace(texts=["I'm sorry, I can't help with that." if guided else "Sure."] * len(prompts),
-                               telemetry=[SimpleNamespace(bridge_score=s) for s in scores])
+        return _fake_result(["I'm sorry, I can't help with that." if guided else "Sure."] * len(prompts), scores)
 
     monkeypatch.setattr(trainer, "generate", generate)
     monkeypatch.setattr(trainer, "wrapped_check", lambda *a: {})

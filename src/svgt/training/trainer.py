@@ -65,14 +65,14 @@ def _apply_inference_settings(module: ValueModule, cfg: TrainConfig) -> None:
 
 
 def _generate(backbone: Backbone, module: ValueModule | None, prompts: list[str], cfg: GenerationConfig,
-              batch_size: int = 16) -> GenerationResult:
-    """`generate` in batches of `batch_size`; several processes each run every `world_size()`-th batch (the
-    batches a single process runs) and all of them get every result, in order."""
-    if distributed.world_size() == 1:
-        return generate(backbone, module, prompts, cfg, batch_size=batch_size)
+              batch_size: int = 16, desc: str | None = None) -> GenerationResult:
+    """`generate` in batches of `batch_size`, with a progress bar over them when `desc` names it; several processes
+    each run every `world_size()`-th batch (the batches a single process runs) and all of them get every result, in
+    order."""
     starts = range(0, len(prompts), batch_size)
     mine = {}
-    for j in distributed.my_batches(len(starts)):
+    for j in tqdm(distributed.my_batches(len(starts)), desc=desc, unit="batch", leave=False,
+                  disable=desc is None or not distributed.is_main()):
         r = generate(backbone, module, prompts[starts[j] : starts[j] + batch_size], cfg, batch_size=batch_size)
         mine[j] = (r.token_ids, r.texts, r.telemetry, r.finish_reasons)
     done = distributed.gather_dicts(mine)
@@ -832,7 +832,8 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
         for name, prompts in sets.items():
             texts = list(unguided[name])
             if bridged[name]:
-                answers = _generate(backbone, module, [prompts[i] for i in bridged[name]], gen).texts
+                answers = _generate(backbone, module, [prompts[i] for i in bridged[name]], gen,
+                                    desc=f"guided answers, margin {margin:g}, {name}").texts
                 for i, text in zip(bridged[name], answers):
                     texts[i] = text
             guided[margin][name] = texts
@@ -892,7 +893,8 @@ def wrapped_check(backbone: Backbone, module: ValueModule, sets: dict[str, list[
     criterion. The DAN and in-the-wild evaluation suites are what it stands in for."""
     prompts = wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed)
     plain = backbone_answers(backbone, prompts, cfg.eval_tokens, "unguided answers, wrapped")
-    guided = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens))
+    guided = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens),
+                       desc="guided answers, wrapped")
     vs = auroc_vs_benign(first_bridge_scores(backbone, module, prompts), scores)
     return {"n": len(prompts), "unguided_refusal": refusal_rate(plain), "guided_refusal":
             refusal_rate(guided.texts), "unguided_looping": looping_rate(plain),
