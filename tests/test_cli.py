@@ -201,6 +201,22 @@ def test_retune_starts_from_the_recipe_the_artifact_records(tiny_path, tmp_path,
     assert "records the recipe" in capsys.readouterr().err
 
 
+def test_train_will_not_write_over_a_trained_module_or_checkpoints_unasked(tiny_path, tmp_path, monkeypatch, capsys):
+    from svgt.training import trainer
+
+    runs = []
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: runs.append(k["resume"]) or {"timings_s": {}})
+    out = tmp_path / "o"
+    (out / "checkpoints").mkdir(parents=True)
+    train = ["train", "--backbone", tiny_path, "--out", str(out), "--no-eval"]
+    assert main(train) == 2
+    assert "holds an interrupted run's checkpoints: --resume continues it, --overwrite" in capsys.readouterr().err
+    (out / "value_module.safetensors").write_bytes(b"")
+    assert main(train) == 2 and "holds a trained module" in capsys.readouterr().err
+    assert runs == []  # refused before anything ran
+    assert main(train + ["--resume"]) == 0 and main(train + ["--overwrite"]) == 0 and runs == [True, False]
+
+
 @pytest.mark.parametrize("flags, stages", [([], (1, 2, 3)), (["--stage", "3"], (3,)),
                                            (["--stage", "2", "--stage", "1"], (1, 2))])
 def test_train_runs_the_stages_named(tiny_path, tmp_path, monkeypatch, capsys, flags, stages):

@@ -191,6 +191,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--set {item!r}: {key} takes {fields[key].type}, got {raw!r}")
     if args.seed is not None:
         overrides["seed"] = args.seed
+    held = [what for name, what in (("value_module.safetensors", "a trained module"),
+                                    ("checkpoints", "an interrupted run's checkpoints"))
+            if (Path(args.out) / name).exists()]
+    if held and not (args.resume or args.retune or args.reselect or args.overwrite):
+        # Minutes of training would end by writing over it, and a typo in --out is enough.
+        raise UsageError(f"--out {args.out} holds {held[0]}: --resume continues it, --overwrite trains over it, or "
+                         "give another --out")
     if args.retune or args.reselect:
         # The tuning set is drawn from the data fields the module was trained with (seed, max_sharegpt,
         # contrast_batches, ...): start from the artifact's own record, so that only what --set names changes.
@@ -418,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stage", type=int, choices=[1, 2, 3], action="append", default=None,
                    help="run this stage only; repeat for several, e.g. --stage 1 --stage 2 (default: all three)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    t.add_argument("--overwrite", action="store_true",
+                   help="train into an --out that holds a trained module or checkpoints (refused without it)")
     t.add_argument("--seed", type=int, default=None,
                    help="data and initialisation seed (default: 0; with --retune or --reselect, the artifact's own)")
     t.add_argument("--no-eval", action="store_true", help="skip the tuning-set check at the end")
