@@ -194,7 +194,8 @@ def test_retune_starts_from_the_recipe_the_artifact_records(tiny_path, tmp_path,
     assert main(["train", "--backbone", tiny_path, "--out", str(out), "--retune", "--set", "max_sharegpt=50"]) == 0
     cfg = seen.pop("cfg")  # the module's own seed and grid, the override on top
     assert (cfg.seed, cfg.max_sharegpt, cfg.margins, cfg.gate_thresholds) == (3, 50, (0.0, 2.0), (None,))
-    assert "ignored: retired_field" in capsys.readouterr().out  # dropped, and said so (svgt train logs to stdout)
+    captured = capsys.readouterr()  # dropped, and said so on stderr; stdout holds only the result
+    assert "ignored: retired_field" in captured.err and json.loads(captured.out) == {"tuning": {}}
     assert main(["train", "--backbone", tiny_path, "--out", str(out), "--retune", "--seed", "1"]) == 0
     assert (seen["cfg"].seed, seen["cfg"].max_sharegpt) == (1, 40)
     assert main(["train", "--backbone", tiny_path, "--out", str(tmp_path / "none"), "--retune"]) == 2

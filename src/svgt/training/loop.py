@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -155,7 +156,7 @@ def run_loop(module: nn.Module, spec: LoopSpec, checkpoint_dir: str | os.PathLik
         history.append(record)
         if progress:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
-            tqdm.write(f"{spec.name} epoch {epoch + 1}/{spec.epochs}: {shown}")
+            tqdm.write(f"{spec.name} epoch {epoch + 1}/{spec.epochs}: {shown}", file=sys.stderr)
         if folder is not None:
             if distributed.is_main():
                 _save_checkpoint(folder, spec.name, module, opt, epoch + 1, history)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -53,8 +54,9 @@ TRAIN_CONFIG_NAME = "train_config.json"
 
 
 def _log(msg: str) -> None:
+    # On stderr with the progress bars: `svgt train` prints its result as JSON on stdout.
     if distributed.is_main():
-        tqdm.write(f"svgt train: {msg}")
+        tqdm.write(f"svgt train: {msg}", file=sys.stderr)
 
 
 def _apply_inference_settings(module: ValueModule, cfg: TrainConfig) -> None:
