@@ -699,12 +699,13 @@ def contrast_tuning_prompts(seed: int = 0, batches: int = DEFAULT_BATCHES) -> li
     return out
 
 
-def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[str],
+def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[str], desc: str | None = None,
                         **settings: Any) -> list[float]:
     """The score `s` each prompt's first bridge is built from (what the gate compares with its threshold);
-    `settings`: other `GenerationConfig` fields, e.g. which parts of a prompt are scored."""
+    `settings`: other `GenerationConfig` fields, e.g. which parts of a prompt are scored; `desc` names a progress
+    bar."""
     gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf"), telemetry=False, **settings)
-    return [t.bridge_score for t in _generate(backbone, module, prompts, gen).telemetry]
+    return [t.bridge_score for t in _generate(backbone, module, prompts, gen, desc=desc).telemetry]
 
 
 def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | None = None,
@@ -823,7 +824,8 @@ def tuning_check(backbone: Backbone, module: ValueModule, corpus: Any, cfg: Trai
                 for name, prompts in sets.items()}
     _log("unguided: " + _rates_line({f"{n}_refusal": refusal_rate(t) for n, t in unguided.items()}))
     # The first-bridge score depends on neither the margin nor the gate.
-    scores = {name: first_bridge_scores(backbone, module, prompts) for name, prompts in sets.items()}
+    scores = {name: first_bridge_scores(backbone, module, prompts, desc=f"first-bridge scores, {name}")
+              for name, prompts in sets.items()}
     guided: dict[float, dict[str, list[str]]] = {}
     for margin in cfg.margins:
         floor = _lowest_gate(cfg, margin)
