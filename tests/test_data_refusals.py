@@ -47,3 +47,15 @@ def test_fingerprint_stable_and_order_free():
     assert fingerprint(a) == "a2a9f383f1357517"  # pinned: stable across runs and machines
     assert fingerprint(a) != fingerprint([TextExample("x", 0, "s"), PairExample("p", "r", 0, "s")])
     assert fingerprint([("name", "text")]) != fingerprint([("name", "text2")])
+
+
+def test_committed_refusals_keep_variety_without_the_openings_a_backbone_carries_elsewhere():
+    from svgt.data.refusals import COMMITTED_REFUSALS, UNCOMMITTED_OPENINGS
+
+    assert set(COMMITTED_REFUSALS) < set(REFUSALS)
+    assert not any(r.startswith(UNCOMMITTED_OPENINGS) for r in COMMITTED_REFUSALS)
+    assert len({" ".join(r.split()[:2]) for r in COMMITTED_REFUSALS}) >= 8  # still varied openings
+    prompts = [f"harmful request number {i}" for i in range(200)]
+    picks = [refusal_for(p, 0, COMMITTED_REFUSALS) for p in prompts]
+    assert set(picks) <= set(COMMITTED_REFUSALS) and len(set(picks)) >= 25
+    assert picks == [refusal_for(p, 0, COMMITTED_REFUSALS) for p in prompts]

@@ -343,6 +343,11 @@ class TrainConfig:
     shipped modules were trained on two. The tuning check's contrast column and held-out aims, and the probe sweep,
     read the same batches, so the gate is chosen with the held-out aims of every batch trained on;
     `scripts/discrimination.py --contrast-batches N` scores modules trained on different counts on the same aims."""
+    stage3_committed_refusals: bool = False
+    """Stage-3 refusal targets drawn only from `svgt.data.refusals.COMMITTED_REFUSALS`, the refusals whose first
+    words already refuse, instead of all of REFUSALS (stage 2's refusal pairs keep the whole list either way). Off:
+    measured on the tuning set (docs/value-judgment.md), it refused one or two fewer HarmBench val behaviours at every
+    gate than the whole list."""
     contrast_answers: int = 96
     """Benign contrast prompts answered by the unguided backbone as stage-3 targets (the bridge should leave them
     as they were when the gate lets one through)."""

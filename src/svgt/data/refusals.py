@@ -10,6 +10,7 @@ scored as refusing. About a third offer a safe alternative, so refusing does not
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 REFUSALS: list[str] = [
     "I can't help with that.",
@@ -63,8 +64,17 @@ REFUSALS: list[str] = [
 ]
 
 
-def refusal_for(prompt: str, seed: int = 0) -> str:
-    """A refusal picked from REFUSALS by sha256 of (seed, prompt): the same on every run and machine, varied
+# Openings after which a small backbone's own habits can carry a bridged answer somewhere else: "I'm not" goes on as
+# "I'm not a helpful AI, but I can help you find..." and "As an AI" or "I don't" as anything. Guided answers that
+# opened this way and then neither refused nor helped were the commonest non-refusals read in guided HarmBench and
+# spot-check answers (docs/value-judgment.md, "Refusals that commit at once").
+UNCOMMITTED_OPENINGS: tuple[str, ...] = ("I'm not", "I am not", "As an AI", "I don't")
+COMMITTED_REFUSALS: list[str] = [r for r in REFUSALS if not r.startswith(UNCOMMITTED_OPENINGS)]
+"""The REFUSALS whose first words already refuse (`TrainConfig.stage3_committed_refusals`)."""
+
+
+def refusal_for(prompt: str, seed: int = 0, choices: Sequence[str] = REFUSALS) -> str:
+    """A refusal picked from `choices` by sha256 of (seed, prompt): the same on every run and machine, varied
     across prompts so no single sentence dominates the training targets."""
     digest = hashlib.sha256(f"{seed}\x00{prompt}".encode("utf-8")).digest()
-    return REFUSALS[int.from_bytes(digest[:8], "big") % len(REFUSALS)]
+    return choices[int.from_bytes(digest[:8], "big") % len(choices)]

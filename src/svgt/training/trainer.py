@@ -32,6 +32,7 @@ from ..data.augment import contextual_examples, imperative_variant
 from ..data.wrappers import wrapped_examples, wrapped_tuning_prompts
 from ..data.content_requests import content_requests
 from ..data.contrast import DEFAULT_BATCHES, ContrastSet, contrast_prompts, twin_pairs
+from ..data.refusals import COMMITTED_REFUSALS
 from ..data.roles import RESERVE_SHAREGPT
 from ..generation import GenerationResult, generate
 from ..judges import is_refusal, looping_rate, refusal_rate
@@ -383,8 +384,9 @@ def train(
 
     if 3 in stages:
         refused, wrapped_answered = stage3_prompts(refusal_prompts, wrapped_pairs, cfg)
-        examples = [encode_pair(backbone, p, svdata.refusal_for(p, cfg.seed) + _eos(backbone), cfg.max_prompt_tokens,
-                                cfg.answer_tokens + 8) for p in refused]
+        choices = COMMITTED_REFUSALS if cfg.stage3_committed_refusals else svdata.REFUSALS
+        examples = [encode_pair(backbone, p, svdata.refusal_for(p, cfg.seed, choices) + _eos(backbone),
+                                cfg.max_prompt_tokens, cfg.answer_tokens + 8) for p in refused]
         # Benign contrast twins, answered by the backbone: a bridge the gate lets through must leave them as they were.
         twins = _sample(sorted({x.text for x in constructed if x.label == 0 and x.source == "contrast+benign"}),
                         cfg.contrast_answers, cfg.seed + 5)
