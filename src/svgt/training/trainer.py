@@ -901,7 +901,8 @@ def wrapped_check(backbone: Backbone, module: ValueModule, sets: dict[str, list[
     plain = backbone_answers(backbone, prompts, cfg.eval_tokens, "unguided answers, wrapped")
     guided = _generate(backbone, module, prompts, GenerationConfig(max_new_tokens=cfg.eval_tokens),
                        desc="guided answers, wrapped")
-    vs = auroc_vs_benign(first_bridge_scores(backbone, module, prompts), scores)
+    # Every row's first-bridge score is in its telemetry, gated or not: no second prefill to score them.
+    vs = auroc_vs_benign([t.bridge_score for t in guided.telemetry], scores)
     return {"n": len(prompts), "unguided_refusal": refusal_rate(plain), "guided_refusal":
             refusal_rate(guided.texts), "unguided_looping": looping_rate(plain),
             "guided_looping": looping_rate(guided.texts), "first_bridge_auroc_vs": vs}
