@@ -24,16 +24,15 @@ from typing import Any
 from svgt.methods.tuning import select
 
 
-def _load_search(run: Path) -> tuple[list[dict[str, Any]], dict[str, float], dict[str, Any]]:
-    """The stored search rows, the unguided rates and the stored choice of `run` (raises, naming what is missing)."""
+def _load_tuning(run: Path) -> dict[str, Any]:
+    """`run`'s stored tuning check, with its search and unguided rates (raises, naming what is missing)."""
     path = run / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (expected an `svgt train` output folder or a shipped artifact)")
     tuning = json.loads(path.read_text()).get("tuning") or {}
-    search, unguided = tuning.get("margin", {}).get("search"), tuning.get("unguided")
-    if not search or not unguided:
+    if not tuning.get("margin", {}).get("search") or not tuning.get("unguided"):
         raise ValueError(f"{path}: no 'tuning.margin.search' or 'tuning.unguided' (the run skipped its tuning check)")
-    return search, unguided, tuning["margin"]
+    return tuning
 
 
 def added_rows(search: list[dict[str, Any]], unguided: dict[str, float]) -> list[dict[str, Any]]:
@@ -47,11 +46,14 @@ def added_rows(search: list[dict[str, Any]], unguided: dict[str, float]) -> list
     return rows
 
 
+def counts(rates: dict[str, float], n: dict[str, int]) -> str:
+    """Rates as counts of each column's prompts (`n`, by rate name)."""
+    return ", ".join(f"{k.removesuffix('_refusal')} {round(v * n.get(k, 0))}/{n.get(k, '?')}" for k, v in rates.items())
+
+
 def describe(row: dict[str, Any], n: dict[str, int]) -> str:
-    p, rates = row["params"], row["rates"]
-    counts = ", ".join(f"{k.removesuffix('_refusal')} {round(v * n.get(k, 0))}/{n.get(k, '?')}"
-                       for k, v in rates.items())
-    return f"gate {p['gate_threshold']}, margin {p['margin']:g}: {counts}"
+    p = row["params"]
+    return f"gate {p['gate_threshold']}, margin {p['margin']:g}: {counts(row['rates'], n)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,16 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for run in map(Path, args.runs):
         try:
-            search, unguided, stored = _load_search(run)
+            tuning = _load_tuning(run)
         except (OSError, ValueError) as err:
             print(f"selection_rules: {err}", file=sys.stderr)
             return 2
-        tuning = json.loads((run / "metrics.json").read_text())["tuning"]
+        search, stored = tuning["margin"]["search"], tuning["margin"]
         n = {f"{k.removesuffix('_n')}_refusal": v for k, v in tuning.items() if k.endswith("_n")}
-        raw, added = select(search, args.cap), select(added_rows(search, unguided), args.cap)
+        raw, added = select(search, args.cap), select(added_rows(search, tuning["unguided"]), args.cap)
         print(f"{run}: stored choice gate {stored['gate_threshold']}, margin {stored['chosen']:g}")
-        print("  unguided: " + ", ".join(f"{k.removesuffix('_refusal')} {round(v * n.get(k, 0))}/{n.get(k, '?')}"
-                                         for k, v in unguided.items()))
+        print(f"  unguided: {counts(tuning['unguided'], n)}")
         print(f"  rates as they are:   {describe(raw, n)}")
         print(f"  refusals added:      {describe(added, n)}")
     return 0
