@@ -4,7 +4,11 @@ reported one (the median paired ratio).
 
 Per variant against `hf_generate`, for the first cell of each run:
 
-- paired: the median over rounds of the round's time ratio (what `svgt bench` reports);
+- paired: the median over rounds of the round's time ratio over the baseline's run of that round (what `svgt bench`
+  reported until 2026-12-05);
+- bracketed: the same over the baseline's time interpolated to where the variant ran, between its round's baseline
+  run and the next (what `svgt bench` reports since; for runs that did not record start times, each run is taken to
+  start where the one before it in the round ended);
 - min: the fastest round's time over the baseline's fastest;
 - q25: the same with each one's 25th-percentile round;
 - envelope: per token position the fastest time over rounds, summed with the fastest time to first token;
@@ -21,6 +25,8 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
+from svgt.benchmark.stats import bracketed_baselines
+
 BASE = "hf_generate"
 
 
@@ -34,12 +40,34 @@ def _per_position(pick: Callable[[list[float]], float]) -> Callable[[dict[str, A
     return total
 
 
-ESTIMATORS: dict[str, Callable[[dict[str, Any], dict[str, Any]], float]] = {
-    "paired": lambda v, b: statistics.median(t / u for t, u in zip(v["times_s"], b["times_s"])),
-    "min": lambda v, b: min(v["times_s"]) / min(b["times_s"]),
-    "q25": lambda v, b: _quartile(v["times_s"]) / _quartile(b["times_s"]),
-    "envelope": lambda v, b: _per_position(min)(v) / _per_position(min)(b),
-    "position median": lambda v, b: _per_position(statistics.median)(v) / _per_position(statistics.median)(b),
+def _starts(cell: dict[str, Any]) -> dict[str, list[float]]:
+    """Per variant, each round's start: as recorded, else back to back in the cell's order (the variants' order)."""
+    names = [n for n in cell if "times_s" in cell[n]]
+    if all("starts_s" in cell[n] for n in names):
+        return {n: cell[n]["starts_s"] for n in names}
+    starts: dict[str, list[float]] = {n: [] for n in names}
+    clock = 0.0
+    for r in range(len(cell[BASE]["times_s"])):
+        for n in names:
+            starts[n].append(clock)
+            clock += cell[n]["times_s"][r]
+    return starts
+
+
+def _bracketed(cell: dict[str, Any], name: str) -> float:
+    starts = _starts(cell)
+    base = bracketed_baselines(starts[name], starts[BASE], cell[BASE]["times_s"])
+    return statistics.median(t / u for t, u in zip(cell[name]["times_s"], base))
+
+
+ESTIMATORS: dict[str, Callable[[dict[str, Any], str], float]] = {
+    "paired": lambda c, n: statistics.median(t / u for t, u in zip(c[n]["times_s"], c[BASE]["times_s"])),
+    "bracketed": _bracketed,
+    "min": lambda c, n: min(c[n]["times_s"]) / min(c[BASE]["times_s"]),
+    "q25": lambda c, n: _quartile(c[n]["times_s"]) / _quartile(c[BASE]["times_s"]),
+    "envelope": lambda c, n: _per_position(min)(c[n]) / _per_position(min)(c[BASE]),
+    "position median": lambda c, n: (_per_position(statistics.median)(c[n])
+                                     / _per_position(statistics.median)(c[BASE])),
 }
 
 
@@ -58,7 +86,7 @@ def main() -> None:
           "differences")
     for name in names:
         for label, estimate in ESTIMATORS.items():
-            values = [estimate(c[name], c[BASE]) for c in cells]
+            values = [estimate(c, name) for c in cells]
             steps = [abs(a - b) / min(a, b) for a, b in zip(values, values[1:])]
             print(f"{name:14s} {label:16s} " + " ".join(f"{x:.3f}" for x in values)
                   + f"  spread {100 * (max(values) / min(values) - 1):.1f}%"

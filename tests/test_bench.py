@@ -15,7 +15,7 @@ from svgt.benchmark import runner as bench_runner
 from svgt.benchmark.floor import RowCost, RowTimer, bridge_passes, floor_ratio, row_cost
 from svgt.benchmark.measure import RssSampler
 from svgt.benchmark.models import prompt_batch, random_backbone
-from svgt.benchmark.stats import RatioInterval, bootstrap_ratio, converged, paired_ratios
+from svgt.benchmark.stats import RatioInterval, bootstrap_ratio, bracketed_baselines, converged, paired_ratios
 from svgt.benchmark.variants import parse_variant, token_forwards
 from svgt.hooks import cache_keyword
 
@@ -65,6 +65,11 @@ def test_variants_are_interleaved_after_warmup(result):
         assert timed == VARIANTS * 3  # A B C ... A B C ..., not A A A B B B
         assert phases.index("timed") == len(warm)
         assert len(cell["variants"]["svgt_r1_fast"]["times_s"]) == 3
+        # one more baseline run closes the last round, so that its variants are bracketed like the others'
+        assert cell["order"][len(warm) + len(timed)] == ["closing", "hf_generate"]
+        starts = cell["variants"]["svgt_r1_fast"]["starts_s"]
+        assert starts == sorted(starts) and cell["closing_baseline"]["start_s"] > starts[-1]
+        assert cell["variants"]["hf_generate"]["baseline_s"] == cell["variants"]["hf_generate"]["times_s"]
 
 
 def test_every_variant_generates_the_same_number_of_tokens(result):
@@ -130,7 +135,7 @@ def test_quadratic_variants_are_skipped_past_the_time_limit(tmp_path):
     assert "skipped" in stats["recompute"] and "skipped" in stats["svgt_r1_exact"]
     assert "skipped" not in stats["svgt_r1_fast"]
     assert set(r["ratios"]) == {"hf_generate", "svgt_r1_fast"}
-    assert [n for _, n in r["cells"][0]["order"]] == ["hf_generate", "svgt_r1_fast"]
+    assert r["cells"][0]["order"] == [["timed", "hf_generate"], ["timed", "svgt_r1_fast"], ["closing", "hf_generate"]]
     md = format_markdown(r)
     assert len(_rows(md, "recompute")) == 2 and "skipped" in _rows(md, "recompute")[1]
 
@@ -195,6 +200,22 @@ def test_constant_paired_ratios_give_a_zero_width_interval_whatever_the_drift():
     assert bootstrap_ratio([(base, base)]).as_list() == [1.0, 1.0]
 
 
+def test_bracketed_baselines_cancel_a_drift_that_is_linear_over_the_round():
+    # the machine slows steadily: 1% more per second in log time; the variant costs 1.2x where it runs
+    speed = [math.exp(0.01 * t) for t in range(0, 40)]
+    base_starts, starts = [0.0, 10.0, 20.0], [7.0, 17.0, 27.0]
+    base = [speed[int(t)] for t in base_starts]
+    times = [1.2 * speed[int(t)] for t in starts]
+    bracketed = bracketed_baselines(starts, base_starts, base, closing=(30.0, speed[30]))
+    assert [t / b for t, b in zip(times, bracketed)] == pytest.approx([1.2] * 3, rel=1e-12)
+    assert all(t / b > 1.2 * 1.06 for t, b in zip(times, base))  # the round's own baseline run is 7 s stale
+    # without a closing run the last round keeps its own baseline; the baseline run itself is never moved
+    assert bracketed_baselines(starts, base_starts, base)[2] == base[2]
+    assert bracketed_baselines(base_starts, base_starts, base, closing=(30.0, speed[30])) == base
+    with pytest.raises(ValueError, match="one baseline run per round"):
+        bracketed_baselines(starts[:2], base_starts, base)
+
+
 def test_skewed_sample_gives_its_median_and_ignores_the_outlier():
     ratios = [1.00, 1.01, 1.02, 1.02, 1.03, 1.04, 5.0]  # one round hit by someone else's job
     iv = bootstrap_ratio([(ratios, [1.0] * len(ratios))])
@@ -243,17 +264,18 @@ def test_stop_rule_converged_before_time_cap():
 
 @pytest.fixture
 def fake_clock(monkeypatch):
-    """Replace each timed generation's seconds with a seeded synthetic timing: the baseline drifts from round to
-    round, each variant is a fixed multiple of it with 3% noise (svgt_off 1.0, r1 1.2, r5 1.05)."""
+    """Replace each timed generation's start and seconds with a seeded synthetic timing: one generation a second,
+    the machine's speed drifting smoothly, each variant a fixed multiple of the baseline with 3% noise (svgt_off 1.0,
+    r1 1.2, r5 1.05)."""
     truth = {"hf_generate": 1.0, "svgt_off": 1.0, "svgt_r1_fast": 1.2, "svgt_r5_fast": 1.05}
     rng, calls, real = random.Random(3), [], bench_runner._timed_run
 
     def timed(runner, clock, device, new):
         record, outcome = real(runner, clock, device, new)
         name = QUICK_VARIANTS[len(calls) % len(QUICK_VARIANTS)]
-        drift = 1.0 + 0.5 * math.sin(len(calls) // len(QUICK_VARIANTS))
+        drift = 1.0 + 0.5 * math.sin(len(calls) / len(QUICK_VARIANTS))
         noise = 1.0 if name == "hf_generate" else math.exp(rng.gauss(0.0, 0.03))
-        record["seconds"] = drift * truth[name] * noise
+        record["start"], record["seconds"] = float(len(calls)), drift * truth[name] * noise
         calls.append(name)
         return record, outcome
 
@@ -267,10 +289,13 @@ def test_quick_adds_rounds_until_every_interval_is_within_two_percent(fake_clock
     cell = r["cells"][0]
     assert r["stopped"] == cell["stopped"] == "converged"
     assert r["rounds"] == cell["rounds"] > 3 and r["settings"]["adaptive"]
-    base = cell["variants"]["hf_generate"]["times_s"]
+    hf = cell["variants"]["hf_generate"]
 
     def interval(name: str, n: int) -> RatioInterval:
-        return bootstrap_ratio([(cell["variants"][name]["times_s"][:n], base[:n])])
+        """The interval the run saw after `n` rounds: no baseline run after the last one yet."""
+        v = cell["variants"][name]
+        return bootstrap_ratio([(v["times_s"][:n], bracketed_baselines(v["starts_s"][:n], hf["starts_s"][:n],
+                                                                       hf["times_s"][:n]))])
 
     others = [n for n in QUICK_VARIANTS if n != "hf_generate"]
     # it stopped at the first round (from the third on) where every interval was within ±2%, not before, not after
@@ -295,10 +320,13 @@ def test_fixed_rounds_still_get_paired_ratios_and_intervals(result):
     assert "floor" not in result and "floor_ratios" not in result  # measured with quick (or floor=True) only
     for cell in result["cells"]:
         assert (cell["rounds"], cell["stopped"]) == (3, "fixed")
-        base = cell["variants"]["hf_generate"]["times_s"]
+        hf = cell["variants"]["hf_generate"]
+        closing = (cell["closing_baseline"]["start_s"], cell["closing_baseline"]["seconds"])
         for name, s in cell["variants"].items():
+            assert s["baseline_s"] == pytest.approx(bracketed_baselines(s["starts_s"], hf["starts_s"], hf["times_s"],
+                                                                        closing))
             assert s["ratio"] == s["paired_ratio"] == pytest.approx(statistics.median(
-                t / b for t, b in zip(s["times_s"], base)))
+                t / b for t, b in zip(s["times_s"], s["baseline_s"])))
             assert s["ratio_ci"][0] <= s["ratio"] <= s["ratio_ci"][1]
             assert s["ratio_of_medians"] == pytest.approx(s["median_s"] / cell["variants"]["hf_generate"]["median_s"])
     for name in VARIANTS:
@@ -380,8 +408,9 @@ def test_quick_reports_the_floor_beside_the_guided_ratios():
     assert set(r["floor_ratios"]) == {"svgt_r1_fast", "svgt_r5_fast"}  # only the fused-refresh variants
     stats = r["cells"][0]["variants"]
     # each round's floor from that round's own figures: svgt_off's time plus the bridge passes at the round's row
-    # cost, over hf_generate's time; the median over rounds (so r=1's floor is never under r=5's)
-    hf, off = stats["hf_generate"]["times_s"], stats["svgt_off"]["times_s"]
+    # cost, over hf_generate's time bracketed to where svgt_off ran; the median over rounds (so r=1's floor is never
+    # under r=5's)
+    hf, off = stats["svgt_off"]["baseline_s"], stats["svgt_off"]["times_s"]
     for name, every in (("svgt_r1_fast", 1), ("svgt_r5_fast", 5)):
         per_round = [(o + bridge_passes(every, 6) * e / 1e3) / h
                      for e, h, o in zip(cost["extra_ms_rounds"], hf, off)]

@@ -139,7 +139,8 @@ def format_markdown(result: dict[str, Any]) -> str:
         f"- started {result['started']}, finished {result.get('finished', '?')}; {st['warmup']} warm-up and "
         f"{_rounds(result)} timed rounds per cell, variants interleaved (A B C … A B C …); {_stopping(result)}",
         f"- telemetry: {st['telemetry']}",
-        "- ratio = median over rounds of the variant's time / hf_generate's time in the same round, "
+        "- ratio = median over rounds of the variant's time / hf_generate's time in the same round, interpolated to "
+        "where the variant ran between that round's hf_generate run and the next (a closing run after the last), "
         f"[{100 * boot['level']:g}% percentile-bootstrap interval, {boot['resamples']} resamples of the rounds, "
         "seeded]; ratio of medians = median time / hf_generate's median; tokens/s counts batch × new tokens; peak "
         f"memory from a separate untimed run ({_memory_method(result)})",

@@ -17,7 +17,7 @@ from ..backbone import DEFAULT_BACKBONE, Backbone
 from .floor import RowCost, RowTimer, floor_ratio
 from .measure import ForwardClock, environment, median, peak_memory, synchronize, token_times
 from .models import bench_backbone, bench_module, parameter_count, prompt_batch
-from .stats import LEVEL, RESAMPLES, SEED, TARGET, RatioInterval, bootstrap_ratio, converged
+from .stats import LEVEL, RESAMPLES, SEED, TARGET, RatioInterval, bootstrap_ratio, bracketed_baselines, converged
 from .variants import (
     ALL_VARIANTS, BASELINE, QUICK_VARIANTS, Outcome, Variant, make_runner, parse_variant, token_forwards,
     with_telemetry,
@@ -49,7 +49,7 @@ def _timed_run(runner, clock: ForwardClock, device: str, new: int) -> tuple[dict
         synchronize(device)
         end = time.perf_counter()
     ttft, steps = token_times(start, clock.stamps, new)
-    record = {"seconds": end - start, "ttft_s": ttft, "step_s": steps, "tokens": outcome.tokens,
+    record = {"start": start, "seconds": end - start, "ttft_s": ttft, "step_s": steps, "tokens": outcome.tokens,
               "forwards": len(clock.stamps)}
     return record, outcome
 
@@ -88,9 +88,17 @@ def _summarise(v: Variant, runs: list[dict[str, Any]], batch: int, new: int) -> 
     return out
 
 
+def _brackets(runs: list[dict[str, Any]], base: list[dict[str, Any]], closing: dict[str, Any] | None) -> list[float]:
+    """Per round, the baseline's time interpolated to where each of `runs` started (`bracketed_baselines`)."""
+    return bracketed_baselines([r["start"] for r in runs], [b["start"] for b in base], [b["seconds"] for b in base],
+                               None if closing is None else (closing["start"], closing["seconds"]))
+
+
 def _ratios(stats: dict[str, dict[str, Any]], base: str) -> None:
     """Per variant, its median paired ratio to `base` with the bootstrap interval, written into `stats` (`ratio`,
-    `ratio_ci`, or `ratio_vs_<base>`, `ratio_vs_<base>_ci`); `ratio_of_medians` keeps the unpaired figure."""
+    `ratio_ci`, or `ratio_vs_<base>`, `ratio_vs_<base>_ci`); `ratio_of_medians` keeps the unpaired figure. Against
+    the baseline each round divides by `baseline_s`, the baseline's time bracketed to where the variant ran; against
+    another variant, by that variant's time in the round."""
     if base not in stats or "median_s" not in stats[base]:
         return
     b = stats[base]
@@ -98,7 +106,7 @@ def _ratios(stats: dict[str, dict[str, Any]], base: str) -> None:
     for s in stats.values():
         if "median_s" not in s:
             continue
-        iv = bootstrap_ratio([(s["times_s"], b["times_s"])])
+        iv = bootstrap_ratio([(s["times_s"], s["baseline_s"] if base == BASELINE else b["times_s"])])
         s[key], s[f"{key}_ci"] = iv.median, iv.as_list()
         if base == BASELINE:
             s["paired_ratio"] = iv.median  # the same figure, under the name earlier results used for it
@@ -175,8 +183,8 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
         if not adaptive:
             break
         elapsed = time.perf_counter() - started
-        base = [r["seconds"] for r in runs[BASELINE]]
-        intervals = {name: bootstrap_ratio([([r["seconds"] for r in rs], base)]) for name, rs in runs.items() if rs}
+        intervals = {name: bootstrap_ratio([([r["seconds"] for r in rs], _brackets(rs, runs[BASELINE], None))])
+                     for name, rs in runs.items() if rs}
         reason = _stop(intervals, elapsed, elapsed / rounds, max_seconds, target)
         _log(progress, f"b={batch} p={prompt} n={new} round {rounds}: "
              + ", ".join(f"{n} {iv.median:.3f} ±{100 * iv.rel_halfwidth:.1f}%" for n, iv in intervals.items()
@@ -184,6 +192,11 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
         if reason is not None:
             stopped = reason
             break
+    closing = None
+    if runs[BASELINE]:  # one more baseline run, so that the last round's variants are bracketed too
+        closing, _ = _timed_run(runners[BASELINE], clock, device, new)
+        order.append(["closing", BASELINE])
+        _log(progress, f"b={batch} p={prompt} n={new} closing {BASELINE:18s} {closing['seconds']:.3f} s")
     timed_s = time.perf_counter() - started
 
     stats: dict[str, dict[str, Any]] = {}
@@ -193,6 +206,8 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
             continue
         stats[v.name] = _summarise(v, runs[v.name], batch, new)
         stats[v.name]["token_forwards"] = token_forwards(v, batch, prompt, new, k)
+        stats[v.name]["starts_s"] = [r["start"] - started for r in runs[v.name]]
+        stats[v.name]["baseline_s"] = _brackets(runs[v.name], runs[BASELINE], closing)
     _ratios(stats, BASELINE)
     _ratios(stats, "svgt_off")
     cell_floor = _floors(stats, variants, costs, new) if costs else None
@@ -209,6 +224,8 @@ def _run_cell(backbone: Backbone, module, variants: list[Variant], batch: int, p
             order.append(["telemetry", v.name])
     cell = {"batch": batch, "prompt_len": prompt, "new_tokens": new, "rounds": rounds, "stopped": stopped,
             "timed_s": timed_s, "order": order, "variants": stats}
+    if closing is not None:
+        cell["closing_baseline"] = {"start_s": closing["start"] - started, "seconds": closing["seconds"]}
     if cell_floor is not None:
         cell["row_cost"] = cell_floor
     return cell
@@ -229,7 +246,9 @@ def _overall_intervals(cells: list[dict[str, Any]], names: list[str], base: str)
     geometric mean of the cells' median paired ratios, each cell resampled on its own)."""
     out = {}
     for name in names:
-        samples = [(c["variants"][name]["times_s"], c["variants"][base]["times_s"]) for c in cells
+        samples = [(c["variants"][name]["times_s"],
+                    c["variants"][name]["baseline_s"] if base == BASELINE else c["variants"][base]["times_s"])
+                   for c in cells
                    if "times_s" in c["variants"].get(name, {}) and "times_s" in c["variants"].get(base, {})]
         if samples:
             out[name] = bootstrap_ratio(samples).as_list()
@@ -248,10 +267,12 @@ def _floors(stats: dict[str, dict[str, Any]], variants: list[Variant], costs: li
     """Write each guided fast variant's `floor_ratio` and `gap_to_floor` (its ratio minus the floor) into `stats`,
     and return the row cost's summary (medians over rounds, and every round's `extra_ms`). A round's floor is
     `svgt_off`'s time in that round (the baseline's, if `svgt_off` did not run) plus the bridge passes priced at the
-    row cost timed at the end of that round, over the baseline's time in that round; `floor_ratio` is the median of
+    row cost timed at the end of that round, over the baseline's time in that round (bracketed to where `svgt_off`
+    ran, as its ratio is); `floor_ratio` is the median of
     the rounds' floors, so a slow stretch of the machine moves a round's floor with its ratio."""
-    base = stats[BASELINE]["times_s"]
-    off = stats.get("svgt_off", {}).get("times_s") or base
+    off_stats = stats.get("svgt_off", {})
+    base = off_stats.get("baseline_s") or stats[BASELINE]["times_s"]
+    off = off_stats.get("times_s") or base
     for v in variants:
         s = stats[v.name]
         if _has_floor(v) and "ratio" in s:

@@ -1,8 +1,9 @@
 """Ratios from paired rounds: the median of per-round ratios and its percentile-bootstrap interval.
 
 Every round times each variant back to back, so a slow stretch of the machine (another job, a frequency drop) hits a
-variant and the baseline of the same round alike. Dividing within a round cancels most of that drift; the median
-over rounds then ignores the rounds it did not cancel. The interval says how far that median could move on a rerun,
+variant and the baseline of the same round alike. Dividing within a round, by the baseline's time interpolated to
+where the variant ran (`bracketed_baselines`), cancels most of that drift; the median over rounds then ignores the
+rounds it did not cancel. The interval says how far that median could move on a rerun,
 which is what a reader of a speed table needs to know before comparing two figures.
 """
 
@@ -45,6 +46,31 @@ def paired_ratios(times: Sequence[float], base: Sequence[float]) -> list[float]:
     if len(times) != len(base):
         raise ValueError(f"paired ratios need one baseline time per round: {len(times)} vs {len(base)}")
     return [t / b for t, b in zip(times, base)]
+
+
+def bracketed_baselines(starts: Sequence[float], base_starts: Sequence[float], base_times: Sequence[float],
+                        closing: tuple[float, float] | None = None) -> list[float]:
+    """Per round, the baseline's time where the variant ran: interpolated geometrically, by start time, between the
+    baseline run of that round and the next one (the next round's, or `closing` `(start, time)` after the last
+    round); a round with no later baseline run keeps its own.
+
+    The machine's speed wanders over seconds, not only from round to round: in twelve stored quick runs a variant
+    timed right after `hf_generate` scattered about it by 0.02-0.03 in log time, one timed three runs later by up
+    to 0.10. Bracketing cancels a drift that is linear over the round, so a variant's place in the round stops
+    weighing on its ratio (docs/speed.md, "What is measured")."""
+    if not len(starts) == len(base_starts) == len(base_times):
+        raise ValueError(f"one baseline run per round: {len(starts)} starts, {len(base_starts)} baseline starts, "
+                         f"{len(base_times)} baseline times")
+    after = [*zip(base_starts[1:], base_times[1:])] + ([closing] if closing is not None else [])
+    out = []
+    for i, (start, s0, t0) in enumerate(zip(starts, base_starts, base_times)):
+        if i >= len(after) or after[i][0] <= s0:
+            out.append(t0)
+            continue
+        s1, t1 = after[i]
+        w = min(max((start - s0) / (s1 - s0), 0.0), 1.0)
+        out.append(t0 if w == 0 else math.exp((1 - w) * math.log(t0) + w * math.log(t1)))
+    return out
 
 
 def _median_rows(x: torch.Tensor) -> torch.Tensor:
