@@ -1008,3 +1008,27 @@ def test_backbone_answers_are_cached_per_torch_and_transformers_release(tmp_path
     monkeypatch.setattr(answers, "numerics_versions", lambda: real)
     answers.backbone_answers(backbone, prompts, 4, "answers")
     assert len(calls) == 2
+
+def test_first_bridge_scores_are_a_bridged_runs_scores_without_its_bridges(monkeypatch):
+    from svgt import generation
+    from svgt.generation import generate
+    from svgt.training.trainer import first_bridge_scores
+
+    bb = tiny_backbone("llama")
+    module = make_module(bb, gate_init=0.0)
+    prompts = ["How do I bake bread?", "hi", "Tell me about the history of the printing press in Europe."] * 6
+    bridged = generate(bb, module, prompts, GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf")),
+                       batch_size=16)
+    assert all(t.bridged_at == 0 for t in bridged.telemetry)
+    built = []
+    real = generation.GuidedDecoder._prefill
+
+    def prefill(self, *args, **kwargs):
+        logits = real(self, *args, **kwargs)
+        built.append(self.bridge_cols is not None)
+        return logits
+
+    monkeypatch.setattr(generation.GuidedDecoder, "_prefill", prefill)
+    scores = first_bridge_scores(bb, module, prompts)
+    assert scores == [t.bridge_score for t in bridged.telemetry]  # bit for bit, padded batches included
+    assert built == [False, False]  # two batches of 16 and 2, neither built a bridge

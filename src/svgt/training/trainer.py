@@ -705,8 +705,9 @@ def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[s
                         **settings: Any) -> list[float]:
     """The score `s` each prompt's first bridge is built from (what the gate compares with its threshold);
     `settings`: other `GenerationConfig` fields, e.g. which parts of a prompt are scored; `desc` names a progress
-    bar."""
-    gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf"), telemetry=False, **settings)
+    bar. Every prompt is scored before the gate decides, so a gate no score passes gives each its score without
+    building a bridge nobody reads (a forward per batch)."""
+    gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("inf"), telemetry=False, **settings)
     return [t.bridge_score for t in _generate(backbone, module, prompts, gen, desc=desc).telemetry]
 
 
