@@ -100,6 +100,7 @@ def test_bridge_shape_norm_and_gate():
         (dict(extract_layer=1, value_dim=10, num_heads=3), "num_heads"),
         (dict(extract_layer=1, aggregator="mean"), "aggregator"),
         (dict(extract_layer=1, dropout=1.0), "dropout"),
+        (dict(extract_layer=1, memory_dropout=-0.1), "memory_dropout"),
         (dict(extract_layer=1, bridge_scale=0.0), "bridge_scale"),
     ],
 )
@@ -175,6 +176,27 @@ def test_encode_step_with_a_prompt_memory_equals_encode(weight):
     assert torch.allclose(unmasked, vs.encode(h, prompts), rtol=1e-5, atol=1e-5)
     if weight:  # the padding is really left out
         assert not torch.allclose(unmasked[0], got[0], atol=1e-4)
+
+
+def test_memory_dropout_hides_prompt_tokens_in_training_only_and_keeps_each_rows_last():
+    vs = _module(memory_dropout=0.5).value_space
+    for p in vs.cross_attn.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    prompts, h = torch.randn(3, 7, 16), torch.randn(3, 16)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[0, :3] = False  # left padding
+    mask[2, :6] = False  # one visible token: it must stay visible
+    vs.eval()
+    want = vs.encode(h, prompts, mask)
+    assert torch.equal(vs.encode(h, prompts, mask), want)  # no dropout at inference
+    torch.manual_seed(1)
+    hidden = vs._hide_tokens(~mask, mask.shape)
+    assert (hidden | mask).all()  # padding stays hidden
+    assert not hidden[:, -1].any()  # every row keeps its last token
+    assert 0 < (hidden & mask).sum() < mask.sum() - 3
+    vs.train()
+    assert not torch.allclose(vs.encode(h, prompts, mask), want, atol=1e-5)
+    assert torch.allclose(vs.encode(h, prompts, mask)[2], want[2], atol=1e-5)  # nothing to hide in row 2
 
 
 def _ensemble_module(stats, seed=0, **kw):

@@ -47,6 +47,10 @@ class ValueModuleConfig:
     """Heads of the conditional cross-attention in the value space."""
     dropout: float = 0.1
     """Dropout inside the value space (training only)."""
+    memory_dropout: float = 0.0
+    """Share of the prompt's tokens hidden from the conditional path's cross-attention, drawn afresh for every row of
+    every training batch (training only; at least one token stays visible). Word dropout: a judgment that one
+    violent-sounding token can carry is pushed to read the rest of the request too."""
     conditional_weight: float = 1.0
     """`λ`: weight of the conditional (prompt-aware) path in `z = R(u + λ·c)`."""
     aggregator: Aggregator = "last"
@@ -119,6 +123,7 @@ class ValueModuleConfig:
             f"value_dim {self.value_dim} must be divisible by num_heads {self.num_heads}",
         )
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(0.0 <= self.memory_dropout < 1.0, "memory_dropout", f"must be in [0, 1), got {self.memory_dropout}")
         _check(self.aggregator in AGGREGATORS, "aggregator", f"'last' or 'attention', got {self.aggregator!r}")
         _check(self.correction in ("newton", "gradient"), "correction", f"'newton' or 'gradient', got {self.correction!r}")
         _check(self.bridge_scale > 0, "bridge_scale", f"must be positive, got {self.bridge_scale}")
@@ -249,6 +254,9 @@ class TrainConfig:
     """How the value space pools a prompt's states into the state its first bridge reads
     (`ValueModuleConfig.aggregator`): the last token's, or a learned attention over every token. On Gemma 3 270M the
     pooled state separated harmful from edgy prompts 0.10 AUROC worse (docs/backbones.md)."""
+    memory_dropout: float = 0.0
+    """`ValueModuleConfig.memory_dropout`: share of prompt tokens hidden from the conditional path while stages 1-2
+    train (0: none)."""
     value_spaces: int = 1
     """Value spaces trained in stages 1-2, on the same data from initial seeds `training_seed`, +1, +2, ...; with
     more than one, their standardised scores are averaged for every decision (`ValueModuleConfig.value_spaces`).

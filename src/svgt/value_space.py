@@ -106,10 +106,23 @@ class ValueSpace(nn.Module):
         q = self.f_c(x.unsqueeze(1) if squeeze else x)
         kv = self.f_c(self.input_norm(prompt_states))
         pad = None if prompt_mask is None else ~prompt_mask.bool()
+        if self.training and self.config.memory_dropout > 0:
+            pad = self._hide_tokens(pad, kv.shape[:2])
         c, _ = self.cross_attn(q, kv, kv, key_padding_mask=pad, need_weights=False)
         if squeeze:
             c = c.squeeze(1)
         return self.readout(u + self.config.conditional_weight * c)
+
+    def _hide_tokens(self, pad: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:
+        """`pad` with a random `memory_dropout` share of each row's visible tokens hidden too; a row keeps its last
+        visible token (the one the first bridge is built from) so that no row attends to nothing."""
+        visible = torch.ones(shape, dtype=torch.bool, device=self.cross_attn.in_proj_weight.device) if pad is None \
+            else ~pad
+        keep = visible & (torch.rand(shape, device=visible.device) >= self.config.memory_dropout)
+        idx = torch.arange(shape[1], device=visible.device).expand(shape)
+        last = torch.where(visible, idx, -1).amax(dim=1).clamp(min=0)
+        keep[torch.arange(shape[0], device=visible.device), last] = True
+        return ~keep
 
     def score(self, z: torch.Tensor) -> torch.Tensor:
         return self.discriminator(z).squeeze(-1)

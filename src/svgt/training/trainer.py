@@ -255,7 +255,7 @@ def train(
                  if getattr(cfg, name) is not None}
     mcfg = ValueModuleConfig.for_backbone(backbone.hidden_size, backbone.num_layers, value_dim=cfg.value_dim,
                                           num_bridge_tokens=cfg.num_bridge_tokens, aggregator=cfg.aggregator,
-                                          **overrides)
+                                          memory_dropout=cfg.memory_dropout, **overrides)
     torch.manual_seed(cfg.training_seed)
     # The module trains in float32 on the backbone's device, whatever the backbone's dtype (states are cast up as
     # they are batched; Bridge Tokens are cast to the backbone's dtype where they enter it).
