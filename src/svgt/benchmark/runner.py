@@ -268,8 +268,8 @@ def _floors(stats: dict[str, dict[str, Any]], variants: list[Variant], costs: li
     and return the row cost's summary (medians over rounds, and every round's `extra_ms`). A round's floor is
     `svgt_off`'s time in that round (the baseline's, if `svgt_off` did not run) plus the bridge passes priced at the
     row cost timed at the end of that round, over the baseline's time in that round (bracketed to where `svgt_off`
-    ran, as its ratio is); `floor_ratio` is the median of
-    the rounds' floors, so a slow stretch of the machine moves a round's floor with its ratio."""
+    ran, as its ratio is); `floor_ratio` is the median of the rounds' floors, so a slow stretch of the machine moves
+    a round's floor with its ratio."""
     off_stats = stats.get("svgt_off", {})
     base = off_stats.get("baseline_s") or stats[BASELINE]["times_s"]
     off = off_stats.get("times_s") or base

@@ -3,8 +3,8 @@
 Every round times each variant back to back, so a slow stretch of the machine (another job, a frequency drop) hits a
 variant and the baseline of the same round alike. Dividing within a round, by the baseline's time interpolated to
 where the variant ran (`bracketed_baselines`), cancels most of that drift; the median over rounds then ignores the
-rounds it did not cancel. The interval says how far that median could move on a rerun,
-which is what a reader of a speed table needs to know before comparing two figures.
+rounds it did not cancel. The interval says how far that median could move on a rerun, which is what a reader of
+a speed table needs to know before comparing two figures.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def bracketed_baselines(starts: Sequence[float], base_starts: Sequence[float], b
     baseline run of that round and the next one (the next round's, or `closing` `(start, time)` after the last
     round); a round with no later baseline run keeps its own.
 
-    The machine's speed wanders over seconds, not only from round to round: in twelve stored quick runs a variant
-    timed right after `hf_generate` scattered about it by 0.02-0.03 in log time, one timed three runs later by up
-    to 0.10. Bracketing cancels a drift that is linear over the round, so a variant's place in the round stops
+    The machine's speed wanders over seconds, not only from round to round: in the quick runs stored from
+    2026-12-03 to 12-05 a variant timed right after `hf_generate` scattered about it by 0.02-0.03 in log time, one
+    timed three runs later by up to 0.10. Bracketing cancels a drift that is linear over the round, so a variant's place in the round stops
     weighing on its ratio (docs/speed.md, "What is measured")."""
     if not len(starts) == len(base_starts) == len(base_times):
         raise ValueError(f"one baseline run per round: {len(starts)} starts, {len(base_starts)} baseline starts, "
