@@ -1009,6 +1009,7 @@ def test_backbone_answers_are_cached_per_torch_and_transformers_release(tmp_path
     answers.backbone_answers(backbone, prompts, 4, "answers")
     assert len(calls) == 2
 
+
 def test_first_bridge_scores_are_a_bridged_runs_scores_without_its_bridges(monkeypatch):
     from svgt import generation
     from svgt.generation import generate

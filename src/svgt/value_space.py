@@ -20,6 +20,13 @@ def _mlp(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_out, d_out))
 
 
+def last_index(mask: torch.Tensor) -> torch.Tensor:
+    """`(B,)`: per row of a `(B, T)` bool mask, the highest index that is True (0 for a row with none). Works for left
+    and right padding alike."""
+    idx = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask, idx, -1).amax(dim=1).clamp(min=0)
+
+
 class Aggregator(nn.Module):
     """Pools a masked sequence of states `(B, T, d)` into one state per row `(B, d)`."""
 
@@ -35,10 +42,7 @@ class Aggregator(nn.Module):
             mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
         mask = mask.bool()
         if self.mode == "last":
-            # Works for left and right padding alike: the highest index that is not padding.
-            idx = torch.arange(states.shape[1], device=states.device).expand_as(mask)
-            last = torch.where(mask, idx, -1).amax(dim=1).clamp(min=0)
-            return states[torch.arange(states.shape[0], device=states.device), last]
+            return states[torch.arange(states.shape[0], device=states.device), last_index(mask)]
         scores = (self.norm(states) @ self.query).masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
         return torch.einsum("bt,btd->bd", weights, states)
@@ -119,9 +123,7 @@ class ValueSpace(nn.Module):
         visible = torch.ones(shape, dtype=torch.bool, device=self.cross_attn.in_proj_weight.device) if pad is None \
             else ~pad
         keep = visible & (torch.rand(shape, device=visible.device) >= self.config.memory_dropout)
-        idx = torch.arange(shape[1], device=visible.device).expand(shape)
-        last = torch.where(visible, idx, -1).amax(dim=1).clamp(min=0)
-        keep[torch.arange(shape[0], device=visible.device), last] = True
+        keep[torch.arange(shape[0], device=visible.device), last_index(visible)] = True
         return ~keep
 
     def score(self, z: torch.Tensor) -> torch.Tensor:

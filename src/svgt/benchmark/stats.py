@@ -56,8 +56,8 @@ def bracketed_baselines(starts: Sequence[float], base_starts: Sequence[float], b
 
     The machine's speed wanders over seconds, not only from round to round: in the quick runs stored from
     2026-12-03 to 12-05 a variant timed right after `hf_generate` scattered about it by 0.02-0.03 in log time, one
-    timed three runs later by up to 0.10. Bracketing cancels a drift that is linear over the round, so a variant's place in the round stops
-    weighing on its ratio (docs/speed.md, "What is measured")."""
+    timed three runs later by up to 0.10. Bracketing cancels a drift that is linear over the round, so a variant's
+    place in the round stops weighing on its ratio (docs/speed.md, "What is measured")."""
     if not len(starts) == len(base_starts) == len(base_times):
         raise ValueError(f"one baseline run per round: {len(starts)} starts, {len(base_starts)} baseline starts, "
                          f"{len(base_times)} baseline times")
