@@ -3,8 +3,9 @@
 
 `svgt train` records this at the end of its tuning check (`tuning.discrimination` in metrics.json), after the
 margin and gate search, which generates every tuning answer several times (about half an hour on a 2-core CPU).
-This script computes only the scores (one forward per prompt), so two modules, e.g. trained with different
-extract layers and stopped after stage 2, can be compared in minutes. HarmBench val against each benign tuning
+This script computes only the scores (a forward per prompt up to the extract layer, shared by every artifact
+that reads the same layer of the same backbone), so modules, e.g. trained with different recipes and stopped after
+stage 2, can be compared in minutes. HarmBench val against each benign tuning
 column, and the held-out constructed contrast aims (harmful twin against benign twin), by category. Tuning data
 only: no evaluation prompt is scored. The ShareGPT column is all 187 held-out tuning prompts (the first 60 before
 2026-12-05, which the docs' older tables read).
@@ -65,7 +66,7 @@ from svgt.module import ValueModule
 from svgt.training.activations import compute_states, encode_pair
 from svgt.training.stages import StateData, pair_scores
 from svgt.training.answers import backbone_answers
-from svgt.training.trainer import auroc_vs_benign, discrimination_report, first_bridge_scores, tuning_sets_for
+from svgt.training.trainer import auroc_vs_benign, discrimination_report, first_bridge_scores_of, tuning_sets_for
 
 
 def answer_scores(backbone: Backbone, module: ValueModule, prompts: list[str], answers: list[str],
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="score without the conditional path (the cross-attention over the prompt's states)")
     args = parser.parse_args(argv)
     settings = {"score_last_sentence": True} if args.last_sentence else {}
-    if args.recipes:  # before any scoring, which takes minutes per artifact
+    if args.recipes:  # before any scoring, which takes minutes
         try:
             recipe_groups(args.artifacts, args.recipes)
         except ValueError as exc:
@@ -161,24 +162,39 @@ def main(argv: list[str] | None = None) -> int:
     mixed = len(set(names)) > 1
     if args.answers and mixed:
         parser.error(f"--answers reads one backbone's answers; these artifacts name {sorted(set(names))}")
-    current, backbone = names[0], load_backbone(names[0])
     cfg = TrainConfig(contrast_batches=args.contrast_batches or DEFAULT_BATCHES)  # the twins column follows it too
     sets = tuning_sets_for(cfg)
     heldout = contrast_prompts(seed=cfg.seed, batches=cfg.contrast_batches).heldout
-    answers: dict[str, list[str]] = {}
-    if args.answers:  # once for every artifact: the unguided backbone's answers do not depend on the module
-        answers = {name: backbone_answers(backbone, prompts, args.answers, f"answers ({name})")
-                   for name, prompts in {**sets, "contrast": [p.text for p in heldout]}.items()}
+    columns = {**sets, "contrast": [p.text for p in heldout]}
+    if args.wrapped:
+        columns["wrapped"] = wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed)
+    scored: list[dict[str, list[float]]] = [{} for _ in args.artifacts]  # per artifact, each column's scores
+    read: list[dict[str, list[float]]] = [{} for _ in args.artifacts]  # with --answers: the answers' scores
+    modules: list[ValueModule | None] = [None] * len(args.artifacts)
+    for backbone_name in dict.fromkeys(names):  # one backbone in memory at a time; its modules scored together
+        backbone = None  # the last one freed before the next loads
+        backbone = load_backbone(backbone_name)
+        mine = [i for i, n in enumerate(names) if n == backbone_name]
+        for i in mine:
+            modules[i] = load_pretrained(args.artifacts[i], backbone).eval()
+            if args.unconditional:
+                modules[i].config.conditional_weight = 0.0
+        # Modules reading the same layer share each batch's forward: the prompts are prefilled once, not per module.
+        for name, prompts in columns.items():
+            judged = first_bridge_scores_of(backbone, [modules[i] for i in mine], prompts, f"scores, {name}",
+                                            **settings)
+            for i, scores in zip(mine, judged):
+                scored[i][name] = scores
+        if args.answers:  # once for every artifact: the unguided backbone's answers do not depend on the module
+            answers = {name: backbone_answers(backbone, prompts, args.answers, f"answers ({name})")
+                       for name, prompts in columns.items() if name != "wrapped"}
+            for i in mine:
+                read[i] = {name: answer_scores(backbone, modules[i], columns[name], texts, cfg)
+                           for name, texts in answers.items()}
     reports, standardised = {}, []
-    for a, backbone_name in zip(args.artifacts, names):
-        if backbone_name != current:
-            backbone = None  # one backbone in memory at a time
-            current, backbone = backbone_name, load_backbone(backbone_name)
-        module = load_pretrained(a, backbone).eval()
-        if args.unconditional:
-            module.config.conditional_weight = 0.0
-        scores = {name: first_bridge_scores(backbone, module, prompts, **settings) for name, prompts in sets.items()}
-        contrast = first_bridge_scores(backbone, module, [p.text for p in heldout], **settings)
+    for a, backbone_name, module, columns_scored, answers_read in zip(args.artifacts, names, modules, scored, read):
+        scores = {name: v for name, v in columns_scored.items() if name in sets}
+        contrast, wrapped = columns_scored["contrast"], columns_scored.get("wrapped")
         layers = f"extract {module.config.extract_layer}, insert {module.config.insert_layer}"
         if mixed:
             layers = f"{backbone_name}: {layers}"
@@ -186,20 +202,16 @@ def main(argv: list[str] | None = None) -> int:
             layers += ", unconditional"
         reports[a] = {"layers": layers, **discrimination_report(scores, heldout, contrast),
                       "gate_at_edgy": gate_at(scores, "heldout_edgy", EDGY_SHARE)}
-        if args.wrapped:
-            wrapped = first_bridge_scores(backbone, module, wrapped_tuning_prompts(sets["harmbench_val"], cfg.seed),
-                                          **settings)
+        if wrapped is not None:
             gate = module.config.gate_threshold
             reports[a]["wrapped_vs"] = auroc_vs_benign(wrapped, scores)
             reports[a]["above_gate"] = {"gate": gate, **shares_above(
                 {**scores, "wrapped": wrapped}, gate if gate is not None else float("-inf"))}
         print(f"{a} ({layers}): {json.dumps(reports[a])}", file=sys.stderr)
-        if answers:
-            read = {name: answer_scores(backbone, module, prompts, answers[name], cfg)
-                    for name, prompts in sets.items()}
-            read_contrast = answer_scores(backbone, module, [p.text for p in heldout], answers["contrast"], cfg)
+        if answers_read:
             reports[f"{a}, answers"] = {"layers": f"{layers}; {args.answers}-token unguided answers",
-                                        **discrimination_report(read, heldout, read_contrast)}
+                                        **discrimination_report({n: answers_read[n] for n in sets}, heldout,
+                                                                answers_read["contrast"])}
         own = torch.tensor([x for column in scores.values() for x in column])
         standardised.append({name: (torch.tensor(v) - own.mean()) / own.std()
                              for name, v in {**scores, "contrast": contrast}.items()})

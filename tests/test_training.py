@@ -373,16 +373,21 @@ def _fake_tuning(monkeypatch):
     monkeypatch.setattr(trainer.svdata, "build_corpus", lambda **kw: None)
     monkeypatch.setattr(trainer, "contrast_tuning_prompts", lambda seed, batches: [])  # its own test below
 
+    def kinds(prompts):  # (found anywhere in the prompt: the wrapped check puts the harmful ones inside a wrapper)
+        return [re.search(r"(harmful|benign|edgy) (\d+)", p).groups() for p in prompts]
+
+    def fake_scores(prompts):  # first-bridge scores: harmful i scores i - 2 (0-2 at or below a gate at 0), the rest -5
+        return [int(i) - 2 if kind == "harmful" else -5.0 for kind, i in kinds(prompts)]
+
     def fake_generate(backbone, module, prompts, gen, batch_size):
         counts = _RATES[module.config.margin] if gen.guidance else (0, 0, 0)
-        # (Found anywhere in the prompt: the wrapped check puts the harmful ones inside a wrapper.)
-        kinds = [re.search(r"(harmful|benign|edgy) (\d+)", p).groups() for p in prompts]
-        n = counts[["harmful", "benign", "edgy"].index(kinds[0][0])]
-        # First-bridge scores: harmful i scores i - 2 (0, 1 and 2 at or below a gate at 0), the rest -5.
-        scores = [int(i) - 2 if kind == "harmful" else -5.0 for kind, i in kinds]
-        return _fake_result(["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n), scores)
+        n = counts[["harmful", "benign", "edgy"].index(kinds(prompts)[0][0])]
+        return _fake_result(["I'm sorry, I can't help with that."] * n + ["Sure, here it is."] * (10 - n),
+                            fake_scores(prompts))
 
     monkeypatch.setattr(trainer, "generate", fake_generate)
+    monkeypatch.setattr(trainer, "first_bridge_judgments",
+                        lambda backbone, modules, prompts, gen: torch.tensor([fake_scores(prompts)] * len(modules)))
     # The cached unguided answers, generated through whatever `trainer.generate` is when called.
     monkeypatch.setattr(trainer, "backbone_answers", lambda backbone, prompts, n, desc: trainer.generate(
         backbone, None, prompts, GenerationConfig(max_new_tokens=n, guidance=False), batch_size=16).texts)
@@ -1010,26 +1015,43 @@ def test_backbone_answers_are_cached_per_torch_and_transformers_release(tmp_path
     assert len(calls) == 2
 
 
-def test_first_bridge_scores_are_a_bridged_runs_scores_without_its_bridges(monkeypatch):
+def test_first_bridge_scores_are_a_bridged_runs_scores_without_generating(monkeypatch):
     from svgt import generation
+    from svgt.generation import generate
+    from svgt.training.trainer import first_bridge_scores, first_bridge_scores_of
+
+    bb = tiny_backbone("llama")
+    module = make_module(bb, gate_init=0.0)
+    deeper = make_module(bb, seed=2, gate_init=0.0, extract_layer=3)
+    twin = make_module(bb, seed=3, gate_init=0.0)  # reads the same layer as `module`: shares its forward
+    prompts = ["How do I bake bread?", "hi", "Tell me about the history of the printing press in Europe."] * 6
+    gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf"))
+    bridged = {id(m): [t.bridge_score for t in generate(bb, m, prompts, gen, batch_size=16).telemetry]
+               for m in (module, deeper, twin)}
+    forwards = []
+    real = generation.prompt_states
+    monkeypatch.setattr(generation, "prompt_states", lambda *a: forwards.append(1) or real(*a))
+    monkeypatch.setattr(generation.GuidedDecoder, "run", lambda *a, **k: pytest.fail("generated"))
+    assert first_bridge_scores(bb, module, prompts) == bridged[id(module)]  # bit for bit, padded batches included
+    assert len(forwards) == 2  # two batches, of 16 and 2
+    forwards.clear()
+    together = first_bridge_scores_of(bb, [module, deeper, twin], prompts)
+    assert together == [bridged[id(m)] for m in (module, deeper, twin)]
+    assert len(forwards) == 4  # per batch, one forward per extract layer
+    assert first_bridge_scores_of(bb, [module], []) == [[]]
+
+
+def test_first_bridge_scores_with_the_last_sentence_scored_are_generations():
     from svgt.generation import generate
     from svgt.training.trainer import first_bridge_scores
 
     bb = tiny_backbone("llama")
     module = make_module(bb, gate_init=0.0)
-    prompts = ["How do I bake bread?", "hi", "Tell me about the history of the printing press in Europe."] * 6
-    bridged = generate(bb, module, prompts, GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf")),
-                       batch_size=16)
-    assert all(t.bridged_at == 0 for t in bridged.telemetry)
-    built = []
-    real = generation.GuidedDecoder._prefill
-
-    def prefill(self, *args, **kwargs):
-        logits = real(self, *args, **kwargs)
-        built.append(self.bridge_cols is not None)
-        return logits
-
-    monkeypatch.setattr(generation.GuidedDecoder, "_prefill", prefill)
-    scores = first_bridge_scores(bb, module, prompts)
-    assert scores == [t.bridge_score for t in bridged.telemetry]  # bit for bit, padded batches included
-    assert built == [False, False]  # two batches of 16 and 2, neither built a bridge
+    prompts = ["I need a cake. How do I bake bread?", "hi", "Read this. Then tell me about the printing press."]
+    gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("-inf"), score_last_sentence=True)
+    expected = [t.bridge_score for t in generate(bb, module, prompts, gen, batch_size=16).telemetry]
+    assert first_bridge_scores(bb, module, prompts, score_last_sentence=True) == expected
+    whole = first_bridge_scores(bb, module, prompts)
+    last = first_bridge_scores(bb, module, ["How do I bake bread?", "Then tell me about the printing press."])
+    parts = [max(whole[0], last[0]), whole[1], max(whole[2], last[1])]  # "hi" has no last sentence of its own
+    assert expected == pytest.approx(parts, abs=1e-5)  # the whole prompt or its last sentence, whichever is higher

@@ -180,6 +180,31 @@ def judge_prompts(backbone: Backbone, module: ValueModule, ids: torch.Tensor, ma
                             backbone.tokenizer.pad_token_id or 0)
 
 
+@torch.inference_mode()
+def first_bridge_judgments(backbone: Backbone, modules: Sequence[ValueModule], prompts: list[str],
+                           config: GenerationConfig | None = None, chat_template: bool = True) -> torch.Tensor:
+    """`(len(modules), len(prompts))`: per module, the score `s` each prompt of one batch builds its first bridge
+    from (what the gate compares with its threshold), as `GuidedDecoder` computes it, from forwards that stop at the
+    extract layer. Modules that read the same layer share one forward: several modules judge a batch for about the
+    cost of one, which is what comparing trained modules on the same prompts spends its time on."""
+    config = config or GenerationConfig()
+    ids, mask = encode_prompts(backbone.tokenizer, prompts, chat_template, backbone.device)
+    readers: dict[int, list[int]] = {}
+    for i, module in enumerate(modules):
+        readers.setdefault(module.config.extract_layer, []).append(i)
+    out = torch.empty(len(modules), len(prompts))
+    pad_id = backbone.tokenizer.pad_token_id or 0
+    for layer, members in readers.items():
+        with BackboneHooks(backbone.layers, modules[members[0]].config.insert_layer, layer, None) as hooks:
+            states = prompt_states(backbone.model, hooks, ids, mask)
+            for i in members:
+                # Per module: which parts of a prompt it scores and its co-judge's opinions (the ids are the same).
+                _, _, paragraphs, opinions = encode_batch(backbone, modules[i], prompts, config, chat_template)
+                _, z = prompt_value(backbone.model, hooks, modules[i], states, mask.bool(), paragraphs, pad_id)
+                out[i] = modules[i].judge.correction(z, opinions)[1].float().cpu()
+    return out
+
+
 _DIRECT_HEAD: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
 """Per model: whether its LM head, called on its input, gives the model's own logits to the bit (checked on the first
 guided prompt forward; a model that scales or caps logits after the head, or computes them another way, keeps

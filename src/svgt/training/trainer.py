@@ -34,7 +34,7 @@ from ..data.content_requests import content_requests
 from ..data.contrast import DEFAULT_BATCHES, ContrastSet, contrast_prompts, twin_pairs
 from ..data.refusals import COMMITTED_REFUSALS
 from ..data.roles import RESERVE_SHAREGPT
-from ..generation import GenerationResult, generate
+from ..generation import GenerationResult, first_bridge_judgments, generate
 from ..judges import is_refusal, looping_rate, refusal_rate
 from ..methods.tuning import MAX_ADDED_LOOPING
 from ..module import ValueModule, join_value_spaces
@@ -705,10 +705,25 @@ def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[s
                         **settings: Any) -> list[float]:
     """The score `s` each prompt's first bridge is built from (what the gate compares with its threshold);
     `settings`: other `GenerationConfig` fields, e.g. which parts of a prompt are scored; `desc` names a progress
-    bar. Every prompt is scored before the gate decides, so a gate no score passes gives each its score without
-    building a bridge nobody reads (a forward per batch)."""
-    gen = GenerationConfig(max_new_tokens=1, gate_threshold=float("inf"), telemetry=False, **settings)
-    return [t.bridge_score for t in _generate(backbone, module, prompts, gen, desc=desc).telemetry]
+    bar. Bit for bit what generation computes, from forwards that stop at the extract layer (no bridge built, no
+    token generated)."""
+    return first_bridge_scores_of(backbone, [module], prompts, desc, **settings)[0]
+
+
+def first_bridge_scores_of(backbone: Backbone, modules: list[ValueModule], prompts: list[str], desc: str | None = None,
+                           batch_size: int = 16, **settings: Any) -> list[list[float]]:
+    """`first_bridge_scores` of several modules on the same backbone, per module; those reading the same layer share
+    each batch's forward (`svgt.generation.first_bridge_judgments`). Several processes each score every
+    `world_size()`-th batch and all of them get every score, in order."""
+    gen = GenerationConfig(max_new_tokens=1, telemetry=False, **settings)
+    starts = range(0, len(prompts), batch_size)
+    mine = {}
+    for j in tqdm(distributed.my_batches(len(starts)), desc=desc, unit="batch", leave=False,
+                  disable=desc is None or not distributed.is_main()):
+        batch = prompts[starts[j] : starts[j] + batch_size]
+        mine[j] = first_bridge_judgments(backbone, modules, batch, gen).tolist()
+    done = distributed.gather_dicts(mine)
+    return [[s for j in range(len(starts)) for s in done[j][i]] for i in range(len(modules))]
 
 
 def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | None = None,
