@@ -181,12 +181,14 @@ def judge_prompts(backbone: Backbone, module: ValueModule, ids: torch.Tensor, ma
 
 
 @torch.inference_mode()
-def first_bridge_judgments(backbone: Backbone, modules: Sequence[ValueModule], prompts: list[str],
-                           config: GenerationConfig | None = None, chat_template: bool = True) -> torch.Tensor:
+def first_bridge_judgments(backbone: Backbone, modules: Sequence[ValueModule],
+                           prompts: list[str] | list[list[dict[str, str]]], config: GenerationConfig | None = None,
+                           chat_template: bool = True) -> torch.Tensor:
     """`(len(modules), len(prompts))`: per module, the score `s` each prompt of one batch builds its first bridge
     from (what the gate compares with its threshold), as `GuidedDecoder` computes it, from forwards that stop at the
     extract layer. Modules that read the same layer share one forward: several modules judge a batch for about the
-    cost of one, which is what comparing trained modules on the same prompts spends its time on."""
+    cost of one, which is what comparing trained modules on the same prompts spends its time on. Of `config`, only
+    what decides the score is read: which parts of a prompt are scored, and whether the co-judge is asked."""
     config = config or GenerationConfig()
     ids, mask = encode_prompts(backbone.tokenizer, prompts, chat_template, backbone.device)
     readers: dict[int, list[int]] = {}

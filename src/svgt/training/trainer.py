@@ -715,7 +715,7 @@ def first_bridge_scores_of(backbone: Backbone, modules: list[ValueModule], promp
     """`first_bridge_scores` of several modules on the same backbone, per module; those reading the same layer share
     each batch's forward (`svgt.generation.first_bridge_judgments`). Several processes each score every
     `world_size()`-th batch and all of them get every score, in order."""
-    gen = GenerationConfig(max_new_tokens=1, telemetry=False, **settings)
+    gen = GenerationConfig(**settings)
     starts = range(0, len(prompts), batch_size)
     mine = {}
     for j in tqdm(distributed.my_batches(len(starts)), desc=desc, unit="batch", leave=False,
