@@ -5,10 +5,10 @@
 margin and gate search, which generates every tuning answer several times (about half an hour on a 2-core CPU).
 This script computes only the scores (a forward per prompt up to the extract layer, shared by every artifact
 that reads the same layer of the same backbone), so modules, e.g. trained with different recipes and stopped after
-stage 2, can be compared in minutes. HarmBench val against each benign tuning
-column, and the held-out constructed contrast aims (harmful twin against benign twin), by category. Tuning data
-only: no evaluation prompt is scored. The ShareGPT column is all 187 held-out tuning prompts (the first 60 before
-2026-12-05, which the docs' older tables read).
+stage 2, can be compared in minutes. HarmBench val against each benign tuning column, and the held-out constructed
+contrast aims (harmful twin against benign twin), by category. Tuning data only: no evaluation prompt is scored.
+The ShareGPT column is all 187 held-out tuning prompts (the first 60 before 2026-12-05, which the docs' older tables
+read).
 
     .venv/bin/python scripts/discrimination.py runs/v9 runs/x27
     .venv/bin/python scripts/discrimination.py --mean runs/dexp/s2t200 runs/dexp/s2t0 runs/dexp/ep16
