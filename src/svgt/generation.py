@@ -173,11 +173,24 @@ def judge_prompts(backbone: Backbone, module: ValueModule, ids: torch.Tensor, ma
                   paragraphs: list[list[list[int]]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`(h_v, z)` of a left-padded prompt batch as its first bridge reads it (`prompt_value`), from forwards that
     stop at the extract layer: a prompt's judgment without generating."""
-    c = module.config
-    with BackboneHooks(backbone.layers, c.insert_layer, c.extract_layer, None) as hooks:
-        states = prompt_states(backbone.model, hooks, ids, mask)
-        return prompt_value(backbone.model, hooks, module, states, mask.bool(), paragraphs,
-                            backbone.tokenizer.pad_token_id or 0)
+    return _prompt_values(backbone, [module], ids, mask, [paragraphs])[0]
+
+
+def _prompt_values(backbone: Backbone, modules: Sequence[ValueModule], ids: torch.Tensor, mask: torch.Tensor,
+                   paragraphs: Sequence[list[list[list[int]]] | None]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`judge_prompts` of several modules (each with its own `paragraphs`) on one batch; modules that read the same
+    layer share one forward up to it."""
+    readers: dict[int, list[int]] = {}
+    for i, module in enumerate(modules):
+        readers.setdefault(module.config.extract_layer, []).append(i)
+    out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    pad_id = backbone.tokenizer.pad_token_id or 0
+    for layer, members in readers.items():
+        with BackboneHooks(backbone.layers, modules[members[0]].config.insert_layer, layer, None) as hooks:
+            states = prompt_states(backbone.model, hooks, ids, mask)
+            for i in members:
+                out[i] = prompt_value(backbone.model, hooks, modules[i], states, mask.bool(), paragraphs[i], pad_id)
+    return [out[i] for i in range(len(modules))]
 
 
 @torch.inference_mode()
@@ -191,19 +204,12 @@ def first_bridge_judgments(backbone: Backbone, modules: Sequence[ValueModule],
     what decides the score is read: which parts of a prompt are scored, and whether the co-judge is asked."""
     config = config or GenerationConfig()
     ids, mask = encode_prompts(backbone.tokenizer, prompts, chat_template, backbone.device)
-    readers: dict[int, list[int]] = {}
-    for i, module in enumerate(modules):
-        readers.setdefault(module.config.extract_layer, []).append(i)
+    # Per module: which parts of a prompt it scores and its co-judge's opinions (the ids are the same for all).
+    parts = [encode_batch(backbone, m, prompts, config, chat_template)[2:] for m in modules]
+    values = _prompt_values(backbone, modules, ids, mask, [paragraphs for paragraphs, _ in parts])
     out = torch.empty(len(modules), len(prompts))
-    pad_id = backbone.tokenizer.pad_token_id or 0
-    for layer, members in readers.items():
-        with BackboneHooks(backbone.layers, modules[members[0]].config.insert_layer, layer, None) as hooks:
-            states = prompt_states(backbone.model, hooks, ids, mask)
-            for i in members:
-                # Per module: which parts of a prompt it scores and its co-judge's opinions (the ids are the same).
-                _, _, paragraphs, opinions = encode_batch(backbone, modules[i], prompts, config, chat_template)
-                _, z = prompt_value(backbone.model, hooks, modules[i], states, mask.bool(), paragraphs, pad_id)
-                out[i] = modules[i].judge.correction(z, opinions)[1].float().cpu()
+    for i, (module, (_, z), (_, opinions)) in enumerate(zip(modules, values, parts)):
+        out[i] = module.judge.correction(z, opinions)[1].float().cpu()
     return out
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -67,19 +67,28 @@ def _apply_inference_settings(module: ValueModule, cfg: TrainConfig) -> None:
         module.config.score_last_sentence = cfg.score_last_sentence
 
 
-def _generate(backbone: Backbone, module: ValueModule | None, prompts: list[str], cfg: GenerationConfig,
-              batch_size: int = 16, desc: str | None = None) -> GenerationResult:
-    """`generate` in batches of `batch_size`, with a progress bar over them when `desc` names it; several processes
-    each run every `world_size()`-th batch (the batches a single process runs) and all of them get every result, in
-    order."""
-    starts = range(0, len(prompts), batch_size)
+def _batched(items: list, batch_size: int, desc: str | None, run: Callable[[list], Any]) -> list[Any]:
+    """`run` on each batch of `batch_size` items, with a progress bar over them when `desc` names it; several
+    processes each run every `world_size()`-th batch (the batches a single process runs) and all of them get every
+    batch's result, in order."""
+    starts = range(0, len(items), batch_size)
     mine = {}
     for j in tqdm(distributed.my_batches(len(starts)), desc=desc, unit="batch", leave=False,
                   disable=desc is None or not distributed.is_main()):
-        r = generate(backbone, module, prompts[starts[j] : starts[j] + batch_size], cfg, batch_size=batch_size)
-        mine[j] = (r.token_ids, r.texts, r.telemetry, r.finish_reasons)
+        mine[j] = run(items[starts[j] : starts[j] + batch_size])
     done = distributed.gather_dicts(mine)
-    ids, texts, telemetry, reasons = ([x for j in range(len(starts)) for x in done[j][field]] for field in range(4))
+    return [done[j] for j in range(len(starts))]
+
+
+def _generate(backbone: Backbone, module: ValueModule | None, prompts: list[str], cfg: GenerationConfig,
+              batch_size: int = 16, desc: str | None = None) -> GenerationResult:
+    """`generate` in batches of `batch_size` (`_batched`)."""
+    def run(batch: list[str]) -> tuple:
+        r = generate(backbone, module, batch, cfg, batch_size=batch_size)
+        return r.token_ids, r.texts, r.telemetry, r.finish_reasons
+
+    done = _batched(prompts, batch_size, desc, run)
+    ids, texts, telemetry, reasons = ([x for part in done for x in part[field]] for field in range(4))
     return GenerationResult(token_ids=ids, texts=texts, telemetry=telemetry, finish_reasons=reasons)
 
 
@@ -713,17 +722,11 @@ def first_bridge_scores(backbone: Backbone, module: ValueModule, prompts: list[s
 def first_bridge_scores_of(backbone: Backbone, modules: list[ValueModule], prompts: list[str], desc: str | None = None,
                            batch_size: int = 16, **settings: Any) -> list[list[float]]:
     """`first_bridge_scores` of several modules on the same backbone, per module; those reading the same layer share
-    each batch's forward (`svgt.generation.first_bridge_judgments`). Several processes each score every
-    `world_size()`-th batch and all of them get every score, in order."""
+    each batch's forward (`svgt.generation.first_bridge_judgments`), in batches as `_batched` runs them."""
     gen = GenerationConfig(**settings)
-    starts = range(0, len(prompts), batch_size)
-    mine = {}
-    for j in tqdm(distributed.my_batches(len(starts)), desc=desc, unit="batch", leave=False,
-                  disable=desc is None or not distributed.is_main()):
-        batch = prompts[starts[j] : starts[j] + batch_size]
-        mine[j] = first_bridge_judgments(backbone, modules, batch, gen).tolist()
-    done = distributed.gather_dicts(mine)
-    return [[s for j in range(len(starts)) for s in done[j][i]] for i in range(len(modules))]
+    done = _batched(prompts, batch_size, desc,
+                    lambda batch: first_bridge_judgments(backbone, modules, batch, gen).tolist())
+    return [[s for part in done for s in part[i]] for i in range(len(modules))]
 
 
 def discrimination_report(scores: dict[str, list[float]], contrast: list[Any] | None = None,
